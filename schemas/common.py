@@ -1,0 +1,85 @@
+"""Building blocks shared by every contract: base model, identifiers, timestamps, parties."""
+
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+# Strict so that "3" is not silently taken for 3 and a timestamp must be an RFC 3339 string in JSON.
+_CONTRACT_CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class Contract(BaseModel):
+    """Base of every event and command: frozen, strict, unknown fields rejected."""
+
+    model_config = _CONTRACT_CONFIG
+
+    # CloudEvents `type` attribute; each concrete event overrides it.
+    ce_type: ClassVar[str] = ""
+
+    def to_bytes(self) -> bytes:
+        """Serialise the event as UTF-8 JSON, the wire format on every topic."""
+        return self.model_dump_json().encode()
+
+
+Timestamp = Annotated[AwareDatetime, Field(description="RFC 3339 timestamp with an offset; naive times are rejected")]
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=64), Field(description="Unique id of this event")]
+DisputeId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$"),
+    Field(description="Stable id of the dispute; the Kafka key of every event about it"),
+]
+Note = Annotated[str, StringConstraints(max_length=2000)]
+
+Level = Literal[1, 2, 3]
+Tier = Literal["on_site", "mediation_room", "joint_consultation"]
+Urgency = Literal["routine", "urgent", "immediate"]
+
+TIER_BY_LEVEL: dict[int, str] = {1: "on_site", 2: "mediation_room", 3: "joint_consultation"}
+
+Category = Literal[
+    "family_marriage",
+    "neighbor",
+    "land_homestead",
+    "labor_wage",
+    "contract_debt",
+    "property_management",
+    "demolition_resettlement",
+    "land_transfer",
+    "enterprise_restructuring",
+    "construction",
+    "traffic_accident",
+    "medical",
+    "environment",
+    "consumer_quality",
+    "education_campus",
+    "other",
+]
+
+Vulnerability = Literal["minor", "elderly", "disabled", "pregnant"]
+
+
+class Party(Contract):
+    """A person or organisation on one side of a dispute; the only place contact details live."""
+
+    role: Literal["complainant", "respondent", "other"]
+    kind: Literal["person", "organization"]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    id_number: Annotated[str, StringConstraints(min_length=4, max_length=32, pattern=r"^[0-9A-Za-z]+$")] | None = None
+    phone: Annotated[str, StringConstraints(min_length=3, max_length=24, pattern=r"^\+?[0-9][0-9 -]*$")] | None = None
+    age: Annotated[int, Field(ge=0, le=150)] | None = None
+    vulnerable: Annotated[list[Vulnerability], Field(max_length=4)] = []
+
+
+class MatchedRule(Contract):
+    """A triage rule that matched, with its reason in Chinese for the people who read it."""
+
+    id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+def rfc3339(moment: datetime) -> str:
+    """Format an aware datetime as RFC 3339, the form used in headers and logs."""
+    if moment.tzinfo is None:
+        raise ValueError("timestamp must be timezone-aware")
+    return moment.isoformat()

@@ -1,0 +1,40 @@
+"""Dead letters: rejected bytes kept as they came, with the reason and origin in headers."""
+
+from pydantic import ValidationError
+
+from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DISPUTES_REPORTED
+from schemas.followups import FOLLOWUPS_RESULTS, FOLLOWUPS_RESULTS_INVALID
+from schemas.workorders import WORKORDERS_UPDATES, WORKORDERS_UPDATES_INVALID
+
+# The value of a dead letter is the original message bytes, untouched; everything else is a header.
+REASON = "dlq_reason"
+SOURCE_TOPIC = "dlq_source_topic"
+SOURCE_PARTITION = "dlq_source_partition"
+SOURCE_OFFSET = "dlq_source_offset"
+
+DEAD_LETTER_TOPIC: dict[str, str] = {
+    DISPUTES_REPORTED: DISPUTES_INVALID,
+    DISPUTES_REASSESS: DISPUTES_INVALID,
+    WORKORDERS_UPDATES: WORKORDERS_UPDATES_INVALID,
+    FOLLOWUPS_RESULTS: FOLLOWUPS_RESULTS_INVALID,
+}
+
+
+def dead_letter_headers(reason: str, topic: str, partition: int, offset: int) -> dict[str, str]:
+    """Build the headers that say why a message was rejected and where it came from."""
+    return {
+        REASON: reason,
+        SOURCE_TOPIC: topic,
+        SOURCE_PARTITION: str(partition),
+        SOURCE_OFFSET: str(offset),
+    }
+
+
+def rejection_reason(error: ValidationError) -> str:
+    """Summarise a validation error by field path and rule, never echoing the (possibly personal) input."""
+    parts = []
+    for item in error.errors(include_url=False, include_input=False)[:5]:
+        field = ".".join(str(p) for p in item["loc"]) or "(message)"
+        parts.append(f"{field}: {item['msg']}")
+    more = error.error_count() - len(parts)
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

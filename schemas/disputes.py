@@ -1,0 +1,131 @@
+"""Dispute reports, reassessment requests and their grading (topics `disputes.*`)."""
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, model_validator
+
+from schemas.common import (
+    TIER_BY_LEVEL,
+    Category,
+    Contract,
+    DisputeId,
+    EventId,
+    Level,
+    MatchedRule,
+    Party,
+    Tier,
+    Timestamp,
+    Urgency,
+)
+
+DISPUTES_REPORTED = "disputes.reported"
+DISPUTES_REASSESS = "disputes.reassess"
+DISPUTES_TRIAGED = "disputes.triaged"
+DISPUTES_INVALID = "disputes.invalid"
+
+Source = Literal["grid_app", "police_110", "hotline_12345", "door_qr", "walk_in", "patrol", "other"]
+RegionName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Count = Annotated[int, Field(ge=0, le=10_000)]
+
+
+class Region(Contract):
+    """Where the dispute happened, down to the grid (网格) when known."""
+
+    county: RegionName
+    town: RegionName
+    community: RegionName
+    grid_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+
+class Risk(Contract):
+    """Risk signals set by the reporter; triage may detect more from the description."""
+
+    violence_threat: bool = False
+    weapon_involved: bool = False
+    self_harm_threat: bool = False
+    cross_region: bool = False
+    mass_gathering: bool = False
+    petition_history: bool = False
+
+
+class History(Contract):
+    """What has happened to the dispute so far; raised by dispatch and follow-up on reassessment."""
+
+    mediation_attempts: Count = 0
+    failed_mediations: Count = 0
+    sla_breaches: Count = 0
+    rebounds: Count = 0
+    previous_level: Level | None = None
+
+
+class DisputeReported(Contract):
+    """A dispute reported by an upstream platform (上报)."""
+
+    ce_type = "cn.fengqiao.dispute.reported.v1"
+
+    event_id: EventId
+    dispute_id: DisputeId
+    reported_at: Timestamp
+    source: Source
+    region: Region
+    category: Category
+    description: Annotated[str, StringConstraints(min_length=1, max_length=5000)]
+    parties: Annotated[list[Party], Field(min_length=1, max_length=200)]
+    party_count: Annotated[int, Field(ge=1, le=1_000_000, description="People on all sides, listed or not")]
+    amount_cny: Annotated[float, Field(ge=0, le=1e13, allow_inf_nan=False)] | None = None
+    risk: Risk = Risk()
+    history: History = History()
+
+
+ReassessmentReason = Literal["mediation_failed", "sla_breached", "rebound", "agreement_unfulfilled"]
+
+
+class ReassessmentRequested(Contract):
+    """A request to grade a dispute again: the original report plus its updated history."""
+
+    ce_type = "cn.fengqiao.dispute.reassessment_requested.v1"
+
+    event_id: EventId
+    dispute_id: DisputeId
+    requested_at: Timestamp
+    reason: ReassessmentReason
+    caused_by: EventId = Field(description="Id of the update, timer or result that asked for it")
+    report: DisputeReported
+    history: History
+
+    @model_validator(mode="after")
+    def _same_dispute(self) -> "ReassessmentRequested":
+        if self.report.dispute_id != self.dispute_id:
+            raise ValueError("report.dispute_id must equal dispute_id")
+        return self
+
+    def updated_report(self) -> DisputeReported:
+        """Return the report as it is to be graded now: the original with the updated history."""
+        return self.report.model_copy(update={"history": self.history})
+
+
+class DisputeTriaged(Contract):
+    """A dispute graded by triage (分级), with the rules that decided it."""
+
+    ce_type = "cn.fengqiao.dispute.triaged.v1"
+
+    event_id: EventId
+    dispute_id: DisputeId
+    source_event_id: EventId
+    cause: Literal["reported"] | ReassessmentReason = "reported"
+    level: Level
+    tier: Tier
+    urgency: Urgency
+    flags: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=64)]], Field(max_length=64)]
+    matched_rules: Annotated[list[MatchedRule], Field(max_length=256)]
+    ruleset_version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    triaged_at: Timestamp
+    report: DisputeReported
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DisputeTriaged":
+        if TIER_BY_LEVEL[self.level] != self.tier:
+            raise ValueError(f"tier must be {TIER_BY_LEVEL[self.level]} for level {self.level}")
+        if self.report.dispute_id != self.dispute_id:
+            raise ValueError("report.dispute_id must equal dispute_id")
+        return self

@@ -1,0 +1,49 @@
+"""Follow-up (回头看): due revisits and deadline alerts, and the revisit teams' results (topics `followups.*`)."""
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from schemas.common import Contract, DisputeId, EventId, Note, Party, Timestamp
+from schemas.workorders import Department, WorkOrderId
+
+FOLLOWUPS_DUE = "followups.due"
+FOLLOWUPS_RESULTS = "followups.results"
+FOLLOWUPS_RESULTS_INVALID = "followups.results.invalid"
+
+FollowupId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64),
+    Field(description="Deterministic per timer, so a fire repeated after a crash is recognisable"),
+]
+
+
+class FollowupDue(Contract):
+    """A timer came due: a revisit to make (一事一回访) or a deadline about to pass or passed."""
+
+    ce_type = "cn.fengqiao.followup.due.v1"
+
+    followup_id: FollowupId
+    kind: Literal["revisit", "sla_warning", "sla_breached"]
+    dispute_id: DisputeId
+    department: Department = Field(description="Who must act: the resolving lead department, or the governance centre")
+    work_order_id: WorkOrderId | None = Field(None, description="The order whose deadline this is about (SLA kinds)")
+    due_at: Timestamp
+    fired_at: Timestamp
+    revisit_number: Annotated[int, Field(ge=1, le=100)] | None = None
+    parties: Annotated[list[Party], Field(max_length=200)] = Field([], description="Contact details, revisits only")
+
+
+class FollowupResult(Contract):
+    """What a revisit found: satisfaction and whether the agreement holds."""
+
+    ce_type = "cn.fengqiao.followup.result.v1"
+
+    event_id: EventId
+    followup_id: FollowupId
+    dispute_id: DisputeId
+    satisfaction: Annotated[int, Field(ge=1, le=5)]
+    agreement_fulfilled: bool
+    rebound: bool
+    note: Note = ""
+    at: Timestamp

@@ -1,0 +1,1 @@
+"""Fengqiao services: triage, dispatch and follow-up, plus the runtime they share."""

@@ -1,0 +1,1 @@
+"""Runtime shared by every service: settings, Kafka connection, embedded broker, clock, storage."""

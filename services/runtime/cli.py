@@ -1,0 +1,74 @@
+"""The `fengqiao` command line: one entry point, one subcommand per job."""
+
+import asyncio
+import logging
+import signal
+import sys
+
+import typer
+
+from services.runtime.embedded import EmbeddedBroker
+from services.runtime.settings import KafkaSettings
+from services.runtime.topics import contract_topics, ensure_topics
+
+app = typer.Typer(help="Fengqiao dispute-triage pipeline (矛盾纠纷排查化解).", no_args_is_help=True)
+schemas_app = typer.Typer(help="Generated contract documents (JSON Schema, AsyncAPI).", no_args_is_help=True)
+app.add_typer(schemas_app, name="schemas")
+
+
+def _wait_for_signal() -> None:
+    received: list[int] = []
+
+    def _stop(signum: int, _frame: object) -> None:
+        received.append(signum)
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    while not received:
+        signal.pause()
+
+
+@app.command()
+def broker(
+    port: int = typer.Option(0, help="Port to listen on; 0 picks a free one."),
+    partitions: int = typer.Option(4, help="Partitions of each contract topic created at start."),
+) -> None:
+    """Run the embedded Kafka-protocol broker in the foreground until Ctrl-C."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    embedded = EmbeddedBroker(port=port or None)
+    bootstrap = embedded.start()
+    try:
+        asyncio.run(ensure_topics(KafkaSettings(), bootstrap, contract_topics(partitions)))
+        typer.echo(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}", color=False)
+        sys.stdout.flush()
+        _wait_for_signal()
+    finally:
+        embedded.stop()
+        typer.echo("embedded broker stopped")
+
+
+@schemas_app.command("generate")
+def schemas_generate() -> None:
+    """Write schemas/json and schemas/asyncapi from the models."""
+    from schemas.generate import write
+
+    for path in write():
+        typer.echo(f"wrote {path}")
+
+
+@schemas_app.command("check")
+def schemas_check() -> None:
+    """Fail when the committed documents drift from the models."""
+    from schemas.generate import drift
+
+    problems = drift()
+    for problem in problems:
+        typer.echo(problem, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("schemas up to date")
+
+
+def main() -> None:
+    """Run the CLI."""
+    app()

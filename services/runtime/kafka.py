@@ -1,0 +1,95 @@
+"""Kafka connections built from settings: FastStream brokers, raw aiokafka clients, event encoding."""
+
+import ssl
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aiokafka.helpers import create_ssl_context
+from faststream.kafka import KafkaBroker
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+
+from schemas.cloudevents import cloudevent_headers
+from schemas.common import Contract
+from services.runtime.settings import KafkaSettings
+
+_SASL = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+
+
+def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
+    """Build the TLS context when the protocol uses TLS."""
+    if not settings.security_protocol.endswith("SSL"):
+        return None
+    return create_ssl_context(
+        cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
+        certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
+        keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+    )
+
+
+def faststream_security(settings: KafkaSettings) -> BaseSecurity | None:
+    """Translate the settings into FastStream's security object (None for plaintext)."""
+    context = ssl_context(settings)
+    if settings.sasl_mechanism is None:
+        return BaseSecurity(ssl_context=context) if context else None
+    password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
+    return _SASL[settings.sasl_mechanism](
+        username=settings.sasl_username or "",
+        password=password,
+        ssl_context=context,
+        use_ssl=context is not None,
+    )
+
+
+def client_options(settings: KafkaSettings, bootstrap_servers: str) -> dict[str, Any]:
+    """Return keyword arguments for raw aiokafka clients (admin, producer, consumer)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": bootstrap_servers,
+        "client_id": settings.client_id,
+        "security_protocol": settings.security_protocol,
+    }
+    context = ssl_context(settings)
+    if context is not None:
+        options["ssl_context"] = context
+    if settings.sasl_mechanism is not None:
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+    return options
+
+
+def make_broker(settings: KafkaSettings, bootstrap_servers: str, **options: Any) -> KafkaBroker:
+    """Create a FastStream Kafka broker for a service; nothing connects until it starts."""
+    return KafkaBroker(
+        bootstrap_servers,
+        client_id=settings.client_id,
+        security=faststream_security(settings),
+        enable_idempotence=settings.enable_idempotence,
+        acks="all",
+        **options,
+    )
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One record ready to produce: topic, key, JSON value and CloudEvents headers."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def kafka_headers(self) -> list[tuple[str, bytes]]:
+        """Return the headers in aiokafka's wire form."""
+        return [(name, value.encode()) for name, value in self.headers.items()]
+
+
+def encode_event(topic: str, event: Contract, event_id: str, source: str, time: datetime) -> Outgoing:
+    """Encode an event keyed by its dispute, with CloudEvents binary-mode headers."""
+    dispute_id = getattr(event, "dispute_id")
+    return Outgoing(
+        topic=topic,
+        key=dispute_id.encode(),
+        value=event.to_bytes(),
+        headers=cloudevent_headers(event_id, event.ce_type, source, time),
+    )

@@ -1,0 +1,80 @@
+"""Settings from the environment: endpoints and secrets only; rules and routing live in versioned files."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AwareDatetime, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    """Connection to Kafka, shared by every service (`KAFKA_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    bootstrap_servers: str | None = Field(None, description="host:port[,host:port]; unset starts the embedded broker")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    # Apache Kafka supports it; the embedded broker refuses idempotent producers at start.
+    enable_idempotence: bool = False
+    # Prepended to every topic name: lets tests and tenants share one cluster.
+    topic_prefix: str = ""
+    client_id: str = "fengqiao"
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> "KafkaSettings":
+        uses_sasl = self.security_protocol.startswith("SASL_")
+        if uses_sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+            raise ValueError("KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required with SASL")
+        if not uses_sasl and self.sasl_mechanism:
+            raise ValueError("KAFKA_SASL_MECHANISM needs KAFKA_SECURITY_PROTOCOL SASL_PLAINTEXT or SASL_SSL")
+        return self
+
+    def topic(self, name: str) -> str:
+        """Return the full name of a contract topic on this cluster."""
+        return f"{self.topic_prefix}{name}"
+
+
+class ClockSettings(BaseSettings):
+    """Simulated time shared by all services (`FENGQIAO_CLOCK_*`), so a month can pass in a minute."""
+
+    model_config = SettingsConfigDict(env_prefix="FENGQIAO_CLOCK_", extra="ignore")
+
+    speed: float = Field(1.0, gt=0, le=10_000_000, description="Simulated seconds per real second")
+    epoch: AwareDatetime | None = Field(None, description="Real instant the simulation starts; shared by all processes")
+    start: AwareDatetime | None = Field(None, description="Simulated instant at epoch; defaults to epoch")
+
+    @model_validator(mode="after")
+    def _epoch_when_simulated(self) -> "ClockSettings":
+        if (self.speed != 1.0 or self.start is not None) and self.epoch is None:
+            raise ValueError("FENGQIAO_CLOCK_EPOCH is required when the clock is simulated")
+        return self
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has; each service subclasses it with its own prefix (`TRIAGE_`, ...)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    database_url: str | None = Field(
+        None,
+        validation_alias="DATABASE_URL",
+        description="SQLAlchemy async URL; unset means a SQLite file in data_dir",
+    )
+    data_dir: Path = Path("var")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
+    group_id: str | None = None
+    batch_size: int = Field(500, ge=1, le=100_000)
+    batch_timeout_ms: int = Field(50, ge=1, le=60_000)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def sqlite_default(self, service: str) -> str:
+        """Return the SQLite URL used when no DATABASE_URL is set."""
+        return f"sqlite+aiosqlite:///{self.data_dir / f'{service}.db'}"
+

@@ -1,0 +1,44 @@
+"""Database engines for the services' own stores: SQLite file by default, PostgreSQL by URL."""
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def is_sqlite(url: str) -> bool:
+    """Tell whether a database URL points at SQLite."""
+    return url.startswith("sqlite")
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers (health checks, metrics) run beside the writer; the timeout turns a
+    # briefly locked file into a wait instead of an error.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """Create an async engine; for SQLite make the parent folder and tune the connection."""
+    if is_sqlite(url):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url)
+        event.listen(engine.sync_engine, "connect", _tune_sqlite)
+        return engine
+    return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+
+
+async def ping(engine: AsyncEngine) -> bool:
+    """Tell whether the database answers a trivial query (readiness)."""
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means not ready; the cause is logged by the caller's retry
+        return False

@@ -1,0 +1,71 @@
+"""Topic layout for a cluster: which topics exist and with how many partitions; shared by tests, `make run` and deploy."""
+
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DISPUTES_REPORTED, DISPUTES_TRIAGED
+from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS, FOLLOWUPS_RESULTS_INVALID
+from schemas.workorders import (
+    DEPARTMENTS,
+    WORKORDERS_EVENTS,
+    WORKORDERS_UPDATES,
+    WORKORDERS_UPDATES_INVALID,
+    work_order_topic,
+)
+from services.runtime.kafka import client_options
+from services.runtime.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+_DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """How one topic is created on a cluster."""
+
+    name: str
+    partitions: int
+    config: tuple[tuple[str, str], ...] = ()
+
+
+def contract_topics(partitions: int = 4) -> list[TopicSpec]:
+    """List every contract topic; dead letters keep one partition and a month of retention."""
+    flowing = [
+        DISPUTES_REPORTED,
+        DISPUTES_REASSESS,
+        DISPUTES_TRIAGED,
+        WORKORDERS_UPDATES,
+        WORKORDERS_EVENTS,
+        FOLLOWUPS_DUE,
+        FOLLOWUPS_RESULTS,
+        *(work_order_topic(d) for d in DEPARTMENTS),
+    ]
+    dead = [DISPUTES_INVALID, WORKORDERS_UPDATES_INVALID, FOLLOWUPS_RESULTS_INVALID]
+    retention = (("retention.ms", str(_DEAD_LETTER_RETENTION_MS)),)
+    return [TopicSpec(t, partitions) for t in flowing] + [TopicSpec(t, 1, retention) for t in dead]
+
+
+async def ensure_topics(
+    settings: KafkaSettings, bootstrap_servers: str, specs: list[TopicSpec], replication_factor: int = 1
+) -> list[str]:
+    """Create the topics that do not exist yet (with the settings' prefix); return the names created."""
+    admin = AIOKafkaAdminClient(**client_options(settings, bootstrap_servers))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if settings.topic(s.name) not in existing]
+        if missing:
+            await admin.create_topics(
+                [
+                    NewTopic(settings.topic(s.name), s.partitions, replication_factor, topic_configs=dict(s.config))
+                    for s in missing
+                ]
+            )
+        created = [settings.topic(s.name) for s in missing]
+        log.info("created %d topics", len(created))
+        return created
+    finally:
+        await admin.close()
