@@ -1,0 +1,335 @@
+"""Triage rules as data: the YAML file format, its validation, and compilation to a durable-rules ruleset.
+
+A rule says `when` (a condition over the fields in FIELDS) and `then` (raise the level, raise the
+urgency, add a flag). Nothing in a rules file is executed: it is parsed into the Condition tree
+below and translated into durable-rules JSON.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+from schemas.common import TIER_BY_LEVEL, Category, Tier, Urgency
+from schemas.disputes import ReassessmentReason, Source
+
+RISK_FLAGS = ("violence_threat", "weapon_involved", "self_harm_threat", "cross_region", "mass_gathering", "petition_history")
+CORRELATION_FLAGS = ("repeat_parties", "group_wage_risk")
+KNOWN_FLAGS = RISK_FLAGS + CORRELATION_FLAGS
+VULNERABILITIES = ("minor", "elderly", "disabled", "pregnant")
+URGENCY_ORDER: tuple[Urgency, ...] = ("routine", "urgent", "immediate")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A field rules may test: its kind and, for names, the values it can take."""
+
+    kind: Literal["int", "number", "name", "names"]
+    values: tuple[str, ...] = ()
+
+
+# The vocabulary of `when`: every path a rule may name, over the report and its enrichment.
+FIELDS: dict[str, FieldSpec] = {
+    "category": FieldSpec("name", get_args(Category)),
+    "source": FieldSpec("name", get_args(Source)),
+    "cause": FieldSpec("name", ("reported", *get_args(ReassessmentReason))),
+    "party_count": FieldSpec("int"),
+    "amount_cny": FieldSpec("number"),
+    "history.mediation_attempts": FieldSpec("int"),
+    "history.failed_mediations": FieldSpec("int"),
+    "history.sla_breaches": FieldSpec("int"),
+    "history.rebounds": FieldSpec("int"),
+    "history.previous_level": FieldSpec("int"),
+    "flags": FieldSpec("names", KNOWN_FLAGS),
+    "vulnerable": FieldSpec("names", VULNERABILITIES),
+}
+
+COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
+OPERATORS = (*COMPARISONS, "in", "contains_any")
+
+
+class RulesetError(ValueError):
+    """A rules file that cannot be used; the message names the rule and the key."""
+
+
+@dataclass(frozen=True)
+class Compare:
+    """`field op value`, the leaf of every condition."""
+
+    field: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """Every condition holds."""
+
+    items: tuple["Condition", ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """At least one condition holds."""
+
+    items: tuple["Condition", ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    """The condition does not hold."""
+
+    item: "Condition"
+
+
+Condition = Compare | AllOf | AnyOf | Not
+
+_Text = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+_Strict = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Then(BaseModel):
+    """What a matching rule does."""
+
+    model_config = _Strict
+
+    level_at_least: Literal[1, 2, 3] | None = None
+    urgency_at_least: Urgency | None = None
+    flag: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_:]{0,63}$")] | None = None
+
+
+class RuleSpec(BaseModel):
+    """One rule as written in the file; `when` is parsed separately so errors can name its keys."""
+
+    model_config = _Strict
+
+    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")]
+    reason: _Text
+    when: dict[str, Any]
+    then: Then
+
+    @field_validator("then")
+    @classmethod
+    def _does_something(cls, then: Then) -> Then:
+        if then.level_at_least is None and then.urgency_at_least is None and then.flag is None:
+            raise ValueError("needs level_at_least, urgency_at_least or flag")
+        return then
+
+
+class KeywordSpec(BaseModel):
+    """Words in a description that set a flag, and longer phrases in which they do not count."""
+
+    model_config = _Strict
+
+    words: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=20)]], Field(min_length=1)]
+    not_within: list[Annotated[str, StringConstraints(min_length=2, max_length=20)]] = []
+
+
+class RepeatPartiesSpec(BaseModel):
+    """Window for `repeat_parties`: a party seen in another dispute within it."""
+
+    model_config = _Strict
+
+    window_days: Annotated[int, Field(ge=1, le=3650)] = 90
+
+
+class GroupWageSpec(BaseModel):
+    """Window for `group_wage_risk`: this many disputes against one employer within it."""
+
+    model_config = _Strict
+
+    window_days: Annotated[int, Field(ge=1, le=365)] = 7
+    min_disputes: Annotated[int, Field(ge=2, le=1000)] = 3
+    category: Category = "labor_wage"
+
+
+class CorrelationSpec(BaseModel):
+    """Windows of the store-backed enrichment."""
+
+    model_config = _Strict
+
+    repeat_parties: RepeatPartiesSpec = RepeatPartiesSpec()
+    group_wage_risk: GroupWageSpec = GroupWageSpec()
+
+
+class LevelSpec(BaseModel):
+    """What a level means: its tier, and the urgency it implies."""
+
+    model_config = _Strict
+
+    tier: Tier
+    urgency_at_least: Urgency = "routine"
+
+
+class RulesFile(BaseModel):
+    """A whole rules file, as validated on load."""
+
+    model_config = _Strict
+
+    version: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,47}$")]
+    description: str = ""
+    default_reason: _Text
+    keywords: dict[Literal[RISK_FLAGS], KeywordSpec] = {}  # type: ignore[valid-type]
+    correlation: CorrelationSpec = CorrelationSpec()
+    levels: dict[Literal[1, 2, 3], LevelSpec]
+    rules: Annotated[list[RuleSpec], Field(min_length=1, max_length=500)]
+
+    @field_validator("levels")
+    @classmethod
+    def _every_level(cls, levels: dict[int, LevelSpec]) -> dict[int, LevelSpec]:
+        if set(levels) != {1, 2, 3}:
+            raise ValueError("must define levels 1, 2 and 3")
+        for level, spec in levels.items():
+            if spec.tier != TIER_BY_LEVEL[level]:
+                raise ValueError(f"level {level} must use tier {TIER_BY_LEVEL[level]} (the contract pairs them)")
+        return levels
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_ids(cls, rules: list[RuleSpec]) -> list[RuleSpec]:
+        seen: set[str] = set()
+        for rule in rules:
+            if rule.id in seen:
+                raise ValueError(f"rule id {rule.id!r} is used twice")
+            seen.add(rule.id)
+        return rules
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A validated rule with its parsed condition."""
+
+    id: str
+    reason: str
+    when: Condition
+    then: Then
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """A validated rules file, ready to compile."""
+
+    spec: RulesFile
+    rules: tuple[Rule, ...]
+    source_text: str
+
+    @property
+    def version(self) -> str:
+        """Return the version stamped in the file."""
+        return self.spec.version
+
+    @property
+    def engine_name(self) -> str:
+        """Name the durable-rules ruleset; versioned because a name cannot be registered twice."""
+        return f"triage@{self.version}"
+
+
+def parse_condition(node: Any, where: str) -> Condition:
+    """Parse one `when` node; `where` is its key path, used in every error."""
+    if not isinstance(node, dict) or len(node) != 1:
+        raise RulesetError(f"{where}: a condition is a mapping with exactly one key (all, any, not or a field)")
+    ((key, body),) = node.items()
+    if key in ("all", "any"):
+        if not isinstance(body, list) or not body:
+            raise RulesetError(f"{where}.{key}: expects a non-empty list of conditions")
+        items = tuple(parse_condition(item, f"{where}.{key}[{i}]") for i, item in enumerate(body))
+        return AllOf(items) if key == "all" else AnyOf(items)
+    if key == "not":
+        return Not(parse_condition(body, f"{where}.not"))
+    return _parse_comparison(key, body, f"{where}.{key}")
+
+
+def _parse_comparison(field: str, body: Any, where: str) -> Compare:
+    spec = FIELDS.get(field)
+    if spec is None:
+        raise RulesetError(f"{where}: unknown field {field!r} (known: {', '.join(FIELDS)})")
+    if not isinstance(body, dict) or len(body) != 1:
+        raise RulesetError(f"{where}: expects one operator, e.g. {{'>=': 3}}")
+    ((op, value),) = body.items()
+    if op not in OPERATORS:
+        raise RulesetError(f"{where}: unknown operator {op!r} (known: {', '.join(OPERATORS)})")
+    _check_operand(spec, op, value, f"{where}.{op}")
+    return Compare(field, op, tuple(value) if isinstance(value, list) else value)
+
+
+def _check_operand(spec: FieldSpec, op: str, value: Any, where: str) -> None:
+    if spec.kind == "names":
+        if op != "contains_any":
+            raise RulesetError(f"{where}: a list field takes only contains_any")
+        _check_names(spec, value, where)
+    elif op == "contains_any":
+        raise RulesetError(f"{where}: contains_any needs a list field (flags, vulnerable)")
+    elif op == "in":
+        if not isinstance(value, list) or not value:
+            raise RulesetError(f"{where}: expects a non-empty list")
+        for i, item in enumerate(value):
+            _check_scalar(spec, op, item, f"{where}[{i}]")
+    else:
+        _check_scalar(spec, op, value, where)
+
+
+def _check_names(spec: FieldSpec, value: Any, where: str) -> None:
+    if not isinstance(value, list) or not value:
+        raise RulesetError(f"{where}: expects a non-empty list")
+    for item in value:
+        if item not in spec.values:
+            raise RulesetError(f"{where}: unknown value {item!r} (known: {', '.join(spec.values)})")
+
+
+def _check_scalar(spec: FieldSpec, op: str, value: Any, where: str) -> None:
+    if spec.kind == "name":
+        if op not in ("==", "!=", "in"):
+            raise RulesetError(f"{where}: a name field takes ==, != or in")
+        if value not in spec.values:
+            raise RulesetError(f"{where}: unknown value {value!r}")
+        return
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not numeric or (spec.kind == "int" and not isinstance(value, int)):
+        raise RulesetError(f"{where}: expects {'an integer' if spec.kind == 'int' else 'a number'}, got {type(value).__name__}")
+
+
+def _pydantic_errors(error: ValidationError, raw: dict[str, Any]) -> str:
+    rules = raw.get("rules") if isinstance(raw.get("rules"), list) else []
+    lines = []
+    for item in error.errors(include_url=False, include_input=False):
+        loc = list(item["loc"])
+        if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+            rule = rules[loc[1]] if loc[1] < len(rules) and isinstance(rules[loc[1]], dict) else {}
+            label = f"rule {rule.get('id', '?')!r} (rules[{loc[1]}])"
+            loc = loc[2:]
+        else:
+            label = "file"
+        lines.append(f"{label}: {'.'.join(str(p) for p in loc) or '(top)'}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def parse_ruleset(text: str) -> Ruleset:
+    """Validate a rules file's text; raise RulesetError naming the rule and key on any problem."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise RulesetError(f"file: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise RulesetError("file: top level must be a mapping")
+    try:
+        spec = RulesFile.model_validate(raw)
+    except ValidationError as error:
+        raise RulesetError(_pydantic_errors(error, raw)) from None
+    rules = []
+    for index, rule in enumerate(spec.rules):
+        try:
+            when = parse_condition(rule.when, "when")
+        except RulesetError as error:
+            raise RulesetError(f"rule {rule.id!r} (rules[{index}]): {error}") from None
+        rules.append(Rule(rule.id, rule.reason, when, rule.then))
+    return Ruleset(spec, tuple(rules), text)
+
+
+def load_ruleset(path: Path) -> Ruleset:
+    """Read and validate a rules file."""
+    return parse_ruleset(path.read_text(encoding="utf-8"))
+
+
+DEFAULT_RULES = Path(__file__).parent / "rules" / "default.yaml"
