@@ -1,5 +1,5 @@
 """Allow `python -m services.runtime` as an alias of the `fengqiao` command."""
 
-from services.runtime.cli import main
+from services.cli import main
 
 main()

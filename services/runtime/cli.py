@@ -68,7 +68,3 @@ def schemas_check() -> None:
         raise typer.Exit(1)
     typer.echo("schemas up to date")
 
-
-def main() -> None:
-    """Run the CLI."""
-    app()

@@ -109,3 +109,11 @@ class EmbeddedBroker:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+def planned_embedded(bootstrap_servers: str | None) -> tuple[str, EmbeddedBroker | None]:
+    """Return the bootstrap address to use and, when none is configured, an embedded broker to start for it."""
+    if bootstrap_servers:
+        return bootstrap_servers, None
+    port = free_port()
+    return f"127.0.0.1:{port}", EmbeddedBroker(port=port)

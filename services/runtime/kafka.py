@@ -1,5 +1,6 @@
 """Kafka connections built from settings: FastStream brokers, raw aiokafka clients, event encoding."""
 
+import asyncio
 import ssl
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -93,3 +94,11 @@ def encode_event(topic: str, event: Contract, event_id: str, source: str, time: 
         value=event.to_bytes(),
         headers=cloudevent_headers(event_id, event.ce_type, source, time),
     )
+
+
+async def publish_all(broker: KafkaBroker, outgoing: list[Outgoing]) -> None:
+    """Send every record without waiting for each acknowledgement, then await them all together."""
+    pending = [
+        await broker.publish(o.value, o.topic, key=o.key, headers=o.headers, no_confirm=True) for o in outgoing
+    ]
+    await asyncio.gather(*pending)

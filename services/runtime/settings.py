@@ -61,6 +61,9 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore")
 
+    environment: Literal["development", "production"] = Field(
+        "development", validation_alias="FENGQIAO_ENV", description="production refuses development defaults"
+    )
     database_url: str | None = Field(
         None,
         validation_alias="DATABASE_URL",
@@ -71,6 +74,7 @@ class ServiceSettings(BaseSettings):
     http_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
     group_id: str | None = None
     batch_size: int = Field(500, ge=1, le=100_000)
+    max_message_bytes: int = Field(256 * 1024, ge=1024, le=16 * 1024 * 1024, description="Larger inputs are dead-lettered")
     batch_timeout_ms: int = Field(50, ge=1, le=60_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

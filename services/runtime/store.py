@@ -1,10 +1,12 @@
 """Database engines for the services' own stores: SQLite file by default, PostgreSQL by URL."""
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
 def is_sqlite(url: str) -> bool:
@@ -42,3 +44,21 @@ async def ping(engine: AsyncEngine) -> bool:
         return True
     except Exception:  # noqa: BLE001 - any failure means not ready; the cause is logged by the caller's retry
         return False
+
+
+def utc(moment: datetime) -> datetime:
+    """Convert an aware time to UTC before storing: SQLite keeps no offset."""
+    if moment.tzinfo is None:
+        raise ValueError("only timezone-aware times are stored")
+    return moment.astimezone(timezone.utc)
+
+
+def aware(moment: datetime) -> datetime:
+    """Read a stored time back as aware UTC (SQLite hands back naive values)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+async def insert_ignoring_duplicates(connection: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows, skipping those whose primary key exists: reprocessing a batch changes nothing."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    await connection.execute(dialect.insert(table).on_conflict_do_nothing(), rows)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DISPUTES_REPORTED, DISPUTES_TRIAGED
+from schemas.rules import RULES_TRIAGE
 from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS, FOLLOWUPS_RESULTS_INVALID
 from schemas.workorders import (
     DEPARTMENTS,
@@ -45,7 +46,13 @@ def contract_topics(partitions: int = 4) -> list[TopicSpec]:
     ]
     dead = [DISPUTES_INVALID, WORKORDERS_UPDATES_INVALID, FOLLOWUPS_RESULTS_INVALID]
     retention = (("retention.ms", str(_DEAD_LETTER_RETENTION_MS)),)
-    return [TopicSpec(t, partitions) for t in flowing] + [TopicSpec(t, 1, retention) for t in dead]
+    # Every instance reads the whole rules topic; compaction keeps the latest version per key.
+    compacted = (("cleanup.policy", "compact"),)
+    return (
+        [TopicSpec(t, partitions) for t in flowing]
+        + [TopicSpec(t, 1, retention) for t in dead]
+        + [TopicSpec(RULES_TRIAGE, 1, compacted)]
+    )
 
 
 async def ensure_topics(

@@ -1,0 +1,28 @@
+"""The HTTP side of every service: Prometheus `/metrics`, `/health/live` and `/health/ready`."""
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from faststream.asgi import AsgiResponse, get
+from prometheus_client import CollectorRegistry, make_asgi_app
+
+from services.runtime.retry import Readiness
+
+Check = Callable[[], Awaitable[bool]]
+
+
+def service_routes(registry: CollectorRegistry, readiness: Readiness, checks: dict[str, Check]) -> list[tuple[str, Any]]:
+    """Build the routes: live while the process serves; ready when every dependency answers and none is failing."""
+
+    @get(include_in_schema=False)
+    async def live(_scope: Any) -> AsgiResponse:
+        return AsgiResponse(b"live\n", 200)
+
+    @get(include_in_schema=False)
+    async def ready(_scope: Any) -> AsgiResponse:
+        down = sorted(readiness.failing | {name for name, check in checks.items() if not await check()})
+        if down:
+            return AsgiResponse(f"not ready: {', '.join(down)}\n".encode(), 503)
+        return AsgiResponse(b"ready\n", 200)
+
+    return [("/metrics", make_asgi_app(registry)), ("/health/live", live), ("/health/ready", ready)]

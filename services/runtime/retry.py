@@ -1,0 +1,57 @@
+"""Transient failures (database, broker) are retried with backoff, never dead-lettered."""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TRANSIENT = (OSError, OperationalError, DBAPIError, asyncio.TimeoutError)
+
+
+class Readiness:
+    """What /health/ready reports: every dependency that failed last time it was tried."""
+
+    def __init__(self) -> None:
+        self.failing: set[str] = set()
+
+    @property
+    def ready(self) -> bool:
+        """Tell whether every dependency worked on its last use."""
+        return not self.failing
+
+
+async def retry_transient(
+    operation: Callable[[], Awaitable[T]],
+    what: str,
+    readiness: Readiness,
+    attempts: int = 6,
+    first_delay: float = 0.2,
+    on_retry: Callable[[], None] = lambda: None,
+) -> T:
+    """Run `operation`, retrying transient errors with doubling delays; raise once attempts run out.
+
+    While it fails the dependency is reported not ready; the caller's batch is then redelivered,
+    so nothing is committed past work that was not done.
+    """
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            result = await operation()
+        except TRANSIENT as error:
+            readiness.failing.add(what)
+            if attempt == attempts:
+                raise
+            on_retry()
+            log.warning("%s failed (%s), retry %d/%d in %.1f s", what, type(error).__name__, attempt, attempts - 1, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        else:
+            readiness.failing.discard(what)
+            return result
+    raise AssertionError("unreachable: the loop returns or raises")

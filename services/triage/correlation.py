@@ -1,0 +1,135 @@
+"""Correlation enrichment: who has been seen before, which employer keeps being named. Pure: the store feeds it."""
+
+import hashlib
+import hmac
+import re
+from collections import defaultdict
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from schemas.disputes import DisputeReported
+from services.triage.ruleset import CorrelationSpec
+
+PARTY = "party"
+EMPLOYER = "employer"
+
+
+class Hasher:
+    """Keyed HMAC-SHA256 of identifiers: the store never holds an ID number or phone in clear."""
+
+    def __init__(self, key: bytes):
+        if len(key) < 16:
+            raise ValueError("the correlation HMAC key must be at least 16 bytes")
+        self._key = key
+
+    def __call__(self, kind: str, value: str) -> str:
+        """Hash one normalised identifier of a kind (id, phone, org)."""
+        return hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def normalise_name(name: str) -> str:
+    """Compare organisation names after full-/half-width folding and whitespace removal."""
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", name)).casefold()
+
+
+def _normalise_phone(phone: str) -> str:
+    digits = re.sub(r"[^0-9]", "", phone)
+    return digits[2:] if digits.startswith("86") and len(digits) == 13 else digits
+
+
+def party_keys(report: DisputeReported, hasher: Hasher) -> set[str]:
+    """Hash every ID number and phone of the report's parties."""
+    keys = set()
+    for party in report.parties:
+        if party.id_number:
+            keys.add(hasher("id", party.id_number.upper()))
+        if party.phone:
+            keys.add(hasher("phone", _normalise_phone(party.phone)))
+    return keys
+
+
+def employer_keys(report: DisputeReported, hasher: Hasher, spec: CorrelationSpec) -> set[str]:
+    """Hash the respondent organisations of a wage dispute (none for other categories)."""
+    if report.category != spec.group_wage_risk.category:
+        return set()
+    return {
+        hasher("org", normalise_name(p.name))
+        for p in report.parties
+        if p.role == "respondent" and p.kind == "organization" and normalise_name(p.name)
+    }
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """A hashed identifier seen in a dispute at a time."""
+
+    kind: str
+    key: str
+    dispute_id: str
+    reported_at: datetime
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One report to correlate, with its hashed keys."""
+
+    event_id: str
+    dispute_id: str
+    reported_at: datetime
+    parties: frozenset[str]
+    employers: frozenset[str]
+
+    def sightings(self) -> list[Sighting]:
+        """Return what this report adds to the store."""
+        return [Sighting(PARTY, k, self.dispute_id, self.reported_at) for k in self.parties] + [
+            Sighting(EMPLOYER, k, self.dispute_id, self.reported_at) for k in self.employers
+        ]
+
+
+def subject_of(event_id: str, report: DisputeReported, hasher: Hasher, spec: CorrelationSpec) -> Subject:
+    """Prepare a report for correlation."""
+    return Subject(
+        event_id,
+        report.dispute_id,
+        report.reported_at,
+        frozenset(party_keys(report, hasher)),
+        frozenset(employer_keys(report, hasher, spec)),
+    )
+
+
+def lookback(subjects: list[Subject], spec: CorrelationSpec) -> datetime:
+    """Return the earliest time any subject's windows reach back to."""
+    widest = max(spec.repeat_parties.window_days, spec.group_wage_risk.window_days)
+    return min(s.reported_at for s in subjects) - timedelta(days=widest)
+
+
+def correlate(subjects: list[Subject], known: list[Sighting], spec: CorrelationSpec) -> dict[str, frozenset[str]]:
+    """Flag each subject from earlier sightings and from the subjects before it in the same batch.
+
+    Windows run on the reports' own times, so a replay of last year's reports correlates as it did then.
+    """
+    seen: dict[tuple[str, str], list[Sighting]] = defaultdict(list)
+    for sighting in known:
+        seen[sighting.kind, sighting.key].append(sighting)
+    party_window = timedelta(days=spec.repeat_parties.window_days)
+    wage_window = timedelta(days=spec.group_wage_risk.window_days)
+    flags: dict[str, frozenset[str]] = {}
+    for subject in subjects:
+        found = set()
+        earliest = subject.reported_at - party_window
+        if any(
+            s.dispute_id != subject.dispute_id and earliest <= s.reported_at <= subject.reported_at
+            for key in subject.parties
+            for s in seen[PARTY, key]
+        ):
+            found.add("repeat_parties")
+        earliest = subject.reported_at - wage_window
+        for key in subject.employers:
+            disputes = {s.dispute_id for s in seen[EMPLOYER, key] if earliest <= s.reported_at <= subject.reported_at}
+            if len(disputes | {subject.dispute_id}) >= spec.group_wage_risk.min_disputes:
+                found.add("group_wage_risk")
+        flags[subject.event_id] = frozenset(found)
+        for sighting in subject.sightings():
+            seen[sighting.kind, sighting.key].append(sighting)
+    return flags
