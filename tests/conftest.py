@@ -1,11 +1,13 @@
 """Fixtures: a real embedded broker for the whole session, fresh topic names per test, domain-like reports."""
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import asyncpg
 import pytest
 
 from services.runtime.embedded import EmbeddedBroker
@@ -13,6 +15,44 @@ from services.runtime.settings import KafkaSettings
 from services.runtime.topics import contract_topics, ensure_topics
 
 BEIJING = timezone(timedelta(hours=8))
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+async def _postgres_or_skip() -> str:
+    try:
+        connection = await asyncpg.connect(POSTGRES_URL.replace("+asyncpg", ""), timeout=3)
+    except (OSError, asyncpg.PostgresError) as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL must run on CI: {type(error).__name__}")
+        pytest.skip("PostgreSQL is not running here")
+    await connection.close()
+    return POSTGRES_URL
+
+
+@pytest.fixture
+async def postgres_url() -> str:
+    """Give PostgreSQL's URL; skip only off CI when no server runs, fail on CI."""
+    return await _postgres_or_skip()
+
+
+async def empty_postgres() -> str:
+    """Drop every table in PostgreSQL's test database, so each test starts from nothing."""
+    url = await _postgres_or_skip()
+    connection = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        for table in await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"):
+            await connection.execute(f'DROP TABLE IF EXISTS "{table["tablename"]}" CASCADE')
+    finally:
+        await connection.close()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(request, tmp_path) -> str:
+    """Run a store test on a fresh SQLite file and on an emptied PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    return await empty_postgres()
 
 
 @pytest.fixture(scope="session")

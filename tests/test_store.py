@@ -1,27 +1,9 @@
 """Storage engines: SQLite by default, PostgreSQL where it runs (CI has it)."""
 
-import os
-
-import asyncpg
 import pytest
 from sqlalchemy import text
 
 from services.runtime.store import create_engine, is_sqlite, ping
-
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture
-async def postgres_url() -> str:
-    """Give PostgreSQL's URL; skip only off CI when no server runs, fail on CI."""
-    try:
-        connection = await asyncpg.connect(POSTGRES_URL.replace("+asyncpg", ""), timeout=3)
-    except (OSError, asyncpg.PostgresError) as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL must run on CI: {type(error).__name__}")
-        pytest.skip("PostgreSQL is not running here")
-    await connection.close()
-    return POSTGRES_URL
 
 
 async def test_sqlite_file_is_created_in_wal_mode(tmp_path):
