@@ -1,9 +1,11 @@
 """The HTTP side of every service: Prometheus `/metrics`, `/health/live` and `/health/ready`."""
 
+import asyncio
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from faststream.asgi import AsgiResponse, get
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from prometheus_client import CollectorRegistry, make_asgi_app
 
 from services.runtime.retry import Readiness
@@ -26,3 +28,12 @@ def service_routes(registry: CollectorRegistry, readiness: Readiness, checks: di
         return AsgiResponse(b"ready\n", 200)
 
     return [("/metrics", make_asgi_app(registry)), ("/health/live", live), ("/health/ready", ready)]
+
+
+def serve(app: AsgiFastStream, host: str, port: int) -> None:
+    """Run a service's app under uvicorn until SIGINT or SIGTERM, exiting 0 after a graceful shutdown."""
+    # uvicorn re-raises the stop signal after shutting down; with these handlers in place the
+    # re-raise is a no-op, so a clean stop exits 0 and supervisors can tell it from a crash.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda *_: None)
+    asyncio.run(app.run(run_extra_options={"host": host, "port": port}))

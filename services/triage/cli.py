@@ -1,6 +1,5 @@
 """`fengqiao triage` runs the service; `fengqiao rules ...` checks, explains and backtests rules files."""
 
-import asyncio
 import json
 import logging
 import sys
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 from schemas.deadletters import rejection_reason
 from schemas.disputes import DisputeReported
 from services.runtime.embedded import free_port
+from services.runtime.http import serve
 from services.triage.grading import Features, Grader, detect_keywords
 from services.triage.ruleset import RulesetError, load_ruleset
 
@@ -31,7 +31,7 @@ def run_triage(
     http_port = port or settings.http_port or free_port()
     app = create_app(settings)
     logging.getLogger(__name__).info("metrics on http://%s:%d/metrics", settings.http_host, http_port)
-    asyncio.run(app.run(run_extra_options={"host": settings.http_host, "port": http_port}))
+    serve(app, settings.http_host, http_port)
 
 
 def _load(path: Path) -> Grader:

@@ -1,0 +1,130 @@
+"""Run a service as a real process, as in production, and read topics the way a downstream system would."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from tests.conftest import wait_for
+
+
+class ServiceProcess:
+    """One `fengqiao <service>` process with its own environment and log file."""
+
+    def __init__(self, service: str, env: dict[str, str], http_port: int, log_path: Path):
+        self.service = service
+        self.env = env
+        self.http_port = http_port
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "ServiceProcess":
+        """Start the process; its output goes to the log file."""
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.runtime", self.service],
+            env=os.environ | self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def _get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=2) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return 0, ""
+
+    async def get(self, path: str) -> tuple[int, str]:
+        """GET a path of the service's HTTP port; status 0 when nothing answers."""
+        return await asyncio.to_thread(self._get, path)
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        """Wait until /health/ready answers 200."""
+
+        async def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.service} exited with {self.process.returncode}:\n{self.log_tail()}")
+            return (await self.get("/health/ready"))[0] == 200
+
+        await wait_for(ready, timeout)
+
+    async def metric(self, line_prefix: str) -> float:
+        """Return the value of the first /metrics line starting with `line_prefix` (0 when absent)."""
+        _, text = await self.get("/metrics")
+        for line in text.splitlines():
+            if line.startswith(line_prefix):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no final commit."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self, timeout: float = 20) -> int:
+        """SIGTERM and wait; kill if it hangs."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError(f"{self.service} did not stop on SIGTERM:\n{self.log_tail()}") from None
+
+    def log_tail(self, lines: int = 40) -> str:
+        """Return the end of the process's log."""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+async def read_all(bootstrap: str, topics: list[str]) -> list:
+    """Read every record now in the topics, from the beginning to the current end, without a group."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(t, p) for t in topics for p in await _partitions(consumer, t)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records = []
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()
+    return consumer.partitions_for_topic(topic) or set()
+
+
+async def wait_until_committed(bootstrap: str, group_id: str, topics: list[str], timeout: float = 60) -> None:
+    """Wait until the group has committed every partition of the topics up to its current end."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(t, p) for t in topics for p in await _partitions(consumer, t)]
+        ends = await consumer.end_offsets(partitions)
+
+        async def committed() -> bool:
+            for tp in partitions:
+                if ends[tp] and (await consumer.committed(tp) or 0) < ends[tp]:
+                    return False
+            return True
+
+        await wait_for(committed, timeout, every=0.2)
+    finally:
+        await consumer.stop()
