@@ -107,14 +107,17 @@ class _OrderEventBase(Contract):
     at: Timestamp
 
 
-class OrderIssued(_OrderEventBase):
+class _AboutOneOrder(_OrderEventBase):
+    work_order_id: WorkOrderId
+    department: Department
+
+
+class OrderIssued(_AboutOneOrder):
     """Audit record of an issued order; carries the report so follow-up can ask for reassessment."""
 
     ce_type = "cn.fengqiao.workorder.event.issued.v1"
 
     kind: Literal["issued"] = "issued"
-    work_order_id: WorkOrderId
-    department: Department
     role: Role
     level: Level
     urgency: Urgency
@@ -123,14 +126,12 @@ class OrderIssued(_OrderEventBase):
     report: DisputeReported
 
 
-class OrderStatusChanged(_OrderEventBase):
+class OrderStatusChanged(_AboutOneOrder):
     """An order moved from one status to another."""
 
     ce_type = "cn.fengqiao.workorder.event.status_changed.v1"
 
     kind: Literal["status_changed"] = "status_changed"
-    work_order_id: WorkOrderId
-    department: Department
     role: Role
     previous_status: OrderStatus
     status: OrderStatus
@@ -147,14 +148,12 @@ class DisputeResolved(_OrderEventBase):
     report: DisputeReported
 
 
-class OrderEscalated(_OrderEventBase):
+class OrderEscalated(_AboutOneOrder):
     """An order or dispute was sent higher: re-routed to the governance centre or back to triage."""
 
     ce_type = "cn.fengqiao.workorder.event.escalated.v1"
 
     kind: Literal["escalated"] = "escalated"
-    work_order_id: WorkOrderId
-    department: Department
     reason: Literal["returned", "mediation_failed"]
     to: Literal["governance_centre", "triage"]
 
