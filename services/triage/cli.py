@@ -1,7 +1,6 @@
 """`fengqiao triage` runs the service; `fengqiao rules ...` checks, explains and backtests rules files."""
 
 import json
-import logging
 import sys
 from collections import Counter
 from pathlib import Path
@@ -11,7 +10,6 @@ from pydantic import ValidationError
 
 from schemas.deadletters import rejection_reason
 from schemas.disputes import DisputeReported
-from services.runtime.embedded import free_port
 from services.runtime.http import serve
 from services.triage.grading import Features, Grader, detect_keywords
 from services.triage.ruleset import RulesetError, load_ruleset
@@ -27,11 +25,7 @@ def run_triage(
     from services.triage.settings import TriageSettings
 
     settings = TriageSettings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    http_port = port or settings.http_port or free_port()
-    app = create_app(settings)
-    logging.getLogger(__name__).info("metrics on http://%s:%d/metrics", settings.http_host, http_port)
-    serve(app, settings.http_host, http_port)
+    serve(create_app(settings), settings, port)
 
 
 def _load(path: Path) -> Grader:

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.deadletters import dead_letter_headers, rejection_reason
+from schemas.deadletters import rejection_reason
 from schemas.disputes import (
     DISPUTES_INVALID,
     DISPUTES_REASSESS,
@@ -19,21 +19,20 @@ from schemas.disputes import (
     ReassessmentRequested,
 )
 from services.runtime.clock import Clock
+from services.runtime.deadletter import dead_letter
 from services.runtime.kafka import Outgoing, encode_event
+from services.runtime.reload import Reloadable
 from services.runtime.retry import Readiness, retry_transient
 from services.runtime.settings import KafkaSettings
 from services.triage.correlation import EMPLOYER, PARTY, Hasher, Subject, correlate, lookback, subject_of
 from services.triage.grading import Features, Grader, Triage, detect_keywords
 from services.triage.metrics import TriageMetrics
-from services.triage.reload import RulesHolder
 from services.triage.settings import TriageSettings
 from services.triage.store import Processed, TriageStore
 
 log = logging.getLogger(__name__)
 
 CE_SOURCE = "/fengqiao/triage"
-# Dead letters keep the original bytes; beyond this they would not fit a default Kafka request.
-_DEAD_LETTER_MAX_BYTES = 900 * 1024
 
 
 class Rejected(Exception):
@@ -88,16 +87,6 @@ def decode(record: Any, reassess_topic: str, max_bytes: int) -> Accepted:
         raise Rejected(rejection_reason(error), _label(error)) from None
 
 
-def dead_letter(record: Any, rejected: Rejected, topic: str) -> Outgoing:
-    """Wrap rejected bytes for the dead-letter topic, with reason and origin in headers."""
-    headers = dead_letter_headers(rejected.reason, record.topic, record.partition, record.offset)
-    value = record.value or b""
-    if len(value) > _DEAD_LETTER_MAX_BYTES:
-        headers["dlq_truncated_from"] = str(len(value))
-        value = value[:_DEAD_LETTER_MAX_BYTES]
-    return Outgoing(topic, record.key or b"", value, headers)
-
-
 def triaged_event(accepted: Accepted, triage: Triage, version: str, now: Any) -> DisputeTriaged:
     """Build the output event of one graded report."""
     return DisputeTriaged(
@@ -123,7 +112,7 @@ class TriageProcessor:
         self,
         settings: TriageSettings,
         kafka: KafkaSettings,
-        rules: RulesHolder,
+        rules: Reloadable[Grader],
         store: TriageStore,
         publish: Callable[[list[Outgoing]], Awaitable[None]],
         clock: Clock,
@@ -148,7 +137,7 @@ class TriageProcessor:
     async def process(self, records: Sequence[Any]) -> None:
         """Grade a batch and publish its outputs and dead letters; record what was done once all are acknowledged."""
         started = time.monotonic()
-        grader = self.rules.grader  # one version for the whole batch
+        grader = self.rules.current  # one version for the whole batch
         accepted, dead = self._decode(records)
         todo = await self._fresh(accepted)
         subjects = [subject_of(a.event_id, a.report, self.hasher, grader.ruleset.spec.correlation) for a in todo]
@@ -170,7 +159,7 @@ class TriageProcessor:
                 accepted.append(decode(record, self.reassess_topic, self.settings.max_message_bytes))
             except Rejected as rejected:
                 self.metrics.invalid.labels(rejected.label).inc()
-                dead.append(dead_letter(record, rejected, self.invalid_topic))
+                dead.append(dead_letter(record, rejected.reason, self.invalid_topic))
         return accepted, dead
 
     async def _fresh(self, accepted: list[Accepted]) -> list[Accepted]:

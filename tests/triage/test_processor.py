@@ -13,11 +13,10 @@ from services.runtime.clock import ManualClock
 from services.runtime.retry import Readiness
 from services.runtime.settings import KafkaSettings
 from services.runtime.store import create_engine
-from services.triage.grading import Grader
 from services.triage.handlers import TriageProcessor, triaged_event_id
 from services.triage.metrics import TriageMetrics
-from services.triage.reload import RulesHolder
-from services.triage.ruleset import DEFAULT_RULES, load_ruleset
+from services.triage.app import rules_holder
+from services.triage.ruleset import DEFAULT_RULES
 from services.triage.settings import TriageSettings
 from services.triage.store import TriageStore, processed, sightings
 from tests.conftest import at, report_payload
@@ -59,7 +58,7 @@ async def pipeline(database_url):
     processor = TriageProcessor(
         TriageSettings(hmac_key="k" * 32, max_message_bytes=64 * 1024),
         KafkaSettings(),
-        RulesHolder(Grader(load_ruleset(DEFAULT_RULES)), metrics),
+        rules_holder(DEFAULT_RULES.read_text(encoding="utf-8"), metrics),
         store,
         published,
         ManualClock(NOW),

@@ -1,0 +1,80 @@
+"""Wiring of the dispatch service; nothing connects until the app starts.
+
+Run with `fengqiao dispatch`, or `faststream run --factory services.dispatch.app:create_app`.
+"""
+
+from functools import partial
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.asgi import AsgiFastStream
+from prometheus_client import CollectorRegistry
+
+from schemas.disputes import DISPUTES_TRIAGED
+from schemas.workorders import DEPARTMENTS, WORKORDERS_UPDATES
+from services.dispatch.calendar import WorkingCalendar, load_overrides
+from services.dispatch.handlers import DispatchProcessor
+from services.dispatch.metrics import DispatchMetrics
+from services.dispatch.routing import RoutingTable, parse_routing
+from services.dispatch.settings import DispatchSettings
+from services.dispatch.store import DispatchStore
+from services.runtime.clock import Clock, clock_from_settings
+from services.runtime.reload import Reloadable, watch_file
+from services.runtime.service import build_parts, every, raw_records, service_app
+from services.runtime.settings import ClockSettings, KafkaSettings
+
+
+def routing_holder(text: str, metrics: DispatchMetrics) -> Reloadable[RoutingTable]:
+    """Hold the routing table in use, swappable at runtime."""
+    return Reloadable("routing", text, parse_routing, lambda t: t.version, metrics.routing_active, metrics.routing_reloads)
+
+
+def create_app(
+    settings: DispatchSettings | None = None,
+    kafka: KafkaSettings | None = None,
+    clock: Clock | None = None,
+    registry: CollectorRegistry | None = None,
+) -> AsgiFastStream:
+    """Build the dispatch application from settings."""
+    settings = settings or DispatchSettings()
+    kafka = kafka or KafkaSettings()
+    clock = clock or clock_from_settings(ClockSettings())
+    registry = registry or CollectorRegistry()
+    metrics = DispatchMetrics(registry)
+    parts = build_parts("dispatch", settings, kafka, registry)
+    store = DispatchStore(parts.engine)
+    routing = routing_holder(settings.routing_file.read_text(encoding="utf-8"), metrics)
+    calendar = WorkingCalendar(load_overrides(settings.calendar_overrides))
+    processor = DispatchProcessor(kafka, routing, calendar, store, parts.publisher(), clock, metrics, parts.readiness)
+    batching = {
+        "batch": True,
+        "max_records": settings.batch_size,
+        "batch_timeout_ms": settings.batch_timeout_ms,
+        "auto_offset_reset": "earliest",
+        "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "decoder": raw_records,
+    }
+
+    @parts.broker.subscriber(kafka.topic(DISPUTES_TRIAGED), group_id=f"{settings.group_id}.triaged", title="dispatch:triaged", **batching)
+    async def on_triaged(records: Any) -> None:
+        """Issue work orders for a batch of graded disputes."""
+        await processor.on_triaged(records)
+
+    @parts.broker.subscriber(kafka.topic(WORKORDERS_UPDATES), group_id=f"{settings.group_id}.updates", title="dispatch:updates", **batching)
+    async def on_updates(records: Any) -> None:
+        """Apply a batch of department updates."""
+        await processor.on_updates(records)
+
+    async def recount_open_orders() -> None:
+        counts = await store.open_orders_by_department()
+        for department in DEPARTMENTS:
+            metrics.open_orders.labels(department).set(counts.get(department, 0))
+
+    return service_app(
+        parts,
+        store.migrate,
+        [
+            partial(watch_file, routing, settings.routing_file, settings.routing_poll_seconds),
+            partial(every, settings.gauge_refresh_seconds, recount_open_orders, "open-order count"),
+        ],
+    )

@@ -1,0 +1,32 @@
+"""`fengqiao dispatch` runs the service; `fengqiao routing check` validates a routing table."""
+
+from pathlib import Path
+
+import typer
+
+from services.dispatch.routing import RoutingError, load_routing
+from services.runtime.http import serve
+
+routing_app = typer.Typer(help="Check dispatch routing tables.", no_args_is_help=True)
+
+
+def run_dispatch(
+    port: int = typer.Option(None, help="HTTP port for /metrics and /health; default DISPATCH_HTTP_PORT or a free one."),
+) -> None:
+    """Run the dispatch service until SIGINT or SIGTERM."""
+    from services.dispatch.app import create_app
+    from services.dispatch.settings import DispatchSettings
+
+    settings = DispatchSettings()
+    serve(create_app(settings), settings, port)
+
+
+@routing_app.command("check")
+def routing_check(file: Path) -> None:
+    """Validate a routing file; exit 1 naming the key at fault."""
+    try:
+        table = load_routing(file)
+    except (RoutingError, OSError) as error:
+        typer.echo(f"{file}: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{file}: routing {table.version} is valid")

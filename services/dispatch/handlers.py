@@ -1,0 +1,161 @@
+"""Dispatch's batch pipelines: graded disputes into orders, department updates into order changes.
+
+Each batch runs in one database transaction: load state, decide, publish every output and await the
+acknowledgements, write the effects with the processed ids, commit. The caller commits offsets after.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from schemas.deadletters import rejection_reason
+from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DisputeTriaged
+from schemas.workorders import WORKORDERS_EVENTS, WORKORDERS_UPDATES_INVALID, WorkOrderUpdate, work_order_topic
+from services.dispatch.calendar import WorkingCalendar
+from services.dispatch.lifecycle import OPEN, Effects, Rejection, apply_update, check_update, dispatch
+from services.dispatch.metrics import DispatchMetrics
+from services.dispatch.routing import RoutingTable
+from services.dispatch.store import DispatchStore
+from services.runtime.clock import Clock
+from services.runtime.deadletter import dead_letter
+from services.runtime.kafka import Outgoing, encode_event
+from services.runtime.reload import Reloadable
+from services.runtime.retry import Readiness, retry_transient
+from services.runtime.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+CE_SOURCE = "/fengqiao/dispatch"
+Publish = Callable[[list[Outgoing]], Awaitable[None]]
+
+
+class DispatchProcessor:
+    """Runs both pipelines; one lock serialises them in a process, row locks across processes."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        routing: Reloadable[RoutingTable],
+        calendar: WorkingCalendar,
+        store: DispatchStore,
+        publish: Publish,
+        clock: Clock,
+        metrics: DispatchMetrics,
+        readiness: Readiness,
+    ):
+        self.kafka = kafka
+        self.routing = routing
+        self.calendar = calendar
+        self.store = store
+        self.publish = publish
+        self.clock = clock
+        self.metrics = metrics
+        self.readiness = readiness
+        self._lock = asyncio.Lock()
+
+    async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[None]]) -> None:
+        async def attempt() -> None:
+            async with self._lock, self.store.engine.begin() as connection:
+                await work(connection)
+
+        await retry_transient(attempt, "store", self.readiness, on_retry=self.metrics.store_retries.inc)
+
+    def _outgoing(self, effects: Effects, now) -> list[Outgoing]:
+        records = [encode_event(self.kafka.topic(work_order_topic(o.department)), o, o.work_order_id, CE_SOURCE, now) for o in effects.issued]
+        records += [encode_event(self.kafka.topic(WORKORDERS_EVENTS), e, e.event_id, CE_SOURCE, now) for e in effects.events]
+        records += [encode_event(self.kafka.topic(DISPUTES_REASSESS), r, r.event_id, CE_SOURCE, now) for r in effects.reassessments]
+        return records
+
+    async def on_triaged(self, records: Sequence[Any]) -> None:
+        """Issue the orders of a batch of graded disputes."""
+        valid, dead = [], []
+        for record in records:
+            try:
+                valid.append((record, DisputeTriaged.model_validate_json(record.value or b"")))
+            except ValidationError as error:
+                self.metrics.invalid_triaged.inc()
+                dead.append(dead_letter(record, rejection_reason(error), self.kafka.topic(DISPUTES_INVALID)))
+
+        async def work(connection: AsyncConnection) -> None:
+            keys = [f"triaged:{t.source_event_id}" for _, t in valid]
+            seen = await self.store.processed_ids(connection, keys)
+            fresh, done = [], set(seen)
+            for record, triaged in valid:
+                key = f"triaged:{triaged.source_event_id}"
+                if key not in done:
+                    done.add(key)
+                    fresh.append((record, triaged))
+            self.metrics.duplicates.labels("triaged").inc(len(valid) - len(fresh))
+            dispute_ids = sorted({t.dispute_id for _, t in fresh})
+            disputes = await self.store.load_disputes(connection, dispute_ids)
+            orders = await self.store.load_orders(connection, dispute_ids, [])
+            now, table, batch = self.clock.now(), self.routing.current, Effects()
+            for _, triaged in fresh:
+                current = disputes.get(triaged.dispute_id)
+                open_orders = [o for o in orders.values() if o.dispute_id == triaged.dispute_id and o.status in OPEN]
+                effects = dispatch(triaged, current, open_orders, now, table, self.calendar)
+                disputes.update(effects.disputes)
+                orders.update(effects.orders)
+                batch.merge(effects)
+            await self.publish(self._outgoing(batch, now) + dead)
+            await self.store.write(connection, batch, [f"triaged:{t.source_event_id}" for _, t in fresh], now)
+            self._observe_issued(batch, [r for r, _ in fresh])
+
+        await self._transaction(work)
+
+    async def on_updates(self, records: Sequence[Any]) -> None:
+        """Apply a batch of department updates, refusing what is invalid or unauthorised."""
+        invalid_topic = self.kafka.topic(WORKORDERS_UPDATES_INVALID)
+        valid, dead = [], []
+        for record in records:
+            try:
+                valid.append((record, WorkOrderUpdate.model_validate_json(record.value or b"")))
+            except ValidationError as error:
+                self.metrics.rejected_updates.labels("invalid").inc()
+                dead.append(dead_letter(record, rejection_reason(error), invalid_topic))
+
+        async def work(connection: AsyncConnection) -> None:
+            seen = await self.store.processed_ids(connection, [f"update:{u.event_id}" for _, u in valid])
+            dispute_ids = sorted({u.dispute_id for _, u in valid})
+            orders = await self.store.load_orders(connection, dispute_ids, [u.work_order_id for _, u in valid])
+            disputes = await self.store.load_disputes(connection, sorted(dispute_ids + [o.dispute_id for o in orders.values()]))
+            now, table, batch, done = self.clock.now(), self.routing.current, Effects(), []
+            for record, update in valid:
+                key = f"update:{update.event_id}"
+                if key in seen or key in done:
+                    self.metrics.duplicates.labels("updates").inc()
+                    continue
+                done.append(key)
+                try:
+                    order = check_update(update, orders.get(update.work_order_id), table)
+                except Rejection as rejection:
+                    self.metrics.rejected_updates.labels(rejection.reason).inc()
+                    dead.append(dead_letter(record, str(rejection), invalid_topic))
+                    continue
+                dispute = disputes[order.dispute_id]
+                siblings = [o for o in orders.values() if o.dispute_id == dispute.dispute_id and o.attempt == dispute.attempt]
+                effects = apply_update(update, order, dispute, siblings, now, table, self.calendar)
+                disputes.update(effects.disputes)
+                orders.update(effects.orders)
+                batch.merge(effects)
+                self.metrics.updates.labels(update.status).inc()
+            await self.publish(self._outgoing(batch, now) + dead)
+            await self.store.write(connection, batch, done, now)
+            for event in batch.events:
+                if event.kind == "escalated":
+                    self.metrics.escalations.labels(event.reason).inc()
+            self._observe_issued(batch, [])
+
+        await self._transaction(work)
+
+    def _observe_issued(self, batch: Effects, records: list[Any]) -> None:
+        for order in batch.issued:
+            self.metrics.orders_issued.labels(order.department, str(order.level), order.role).inc()
+        acknowledged = time.time()
+        for record in records:
+            self.metrics.latency.observe(max(0.0, acknowledged - record.timestamp / 1000))

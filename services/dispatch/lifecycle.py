@@ -1,0 +1,276 @@
+"""The pure decisions of dispatch: what a graded dispute and a department's update change, and what they announce."""
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from schemas.common import TIER_BY_LEVEL
+from schemas.disputes import DisputeReported, DisputeTriaged, History, ReassessmentRequested
+from schemas.workorders import (
+    DisputeResolved,
+    OrderEscalated,
+    OrderIssued,
+    OrderStatusChanged,
+    WorkOrderIssued,
+    WorkOrderUpdate,
+)
+from services.dispatch.calendar import WorkingCalendar
+from services.dispatch.routing import Assignment, RoutingTable, due_at, route, work_order_id
+
+OPEN = ("issued", "accepted", "in_progress")
+# Where each status may go next; every other status is final.
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "issued": ("accepted", "in_progress", "resolved", "mediation_failed", "returned"),
+    "accepted": ("in_progress", "resolved", "mediation_failed", "returned"),
+    "in_progress": ("resolved", "mediation_failed", "returned"),
+}
+
+
+def derived_id(prefix: str, *parts: str) -> str:
+    """Derive an output event id from what caused it, so reprocessing repeats the same id."""
+    return f"{prefix}-{hashlib.sha256(chr(31).join(parts).encode()).hexdigest()[:40]}"
+
+
+@dataclass(frozen=True)
+class Order:
+    """What dispatch remembers of one work order."""
+
+    work_order_id: str
+    dispute_id: str
+    department: str
+    role: str
+    attempt: int
+    level: int
+    status: str
+    issued_at: datetime
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """What dispatch remembers of one dispute: its current attempt, grade, report and history."""
+
+    dispute_id: str
+    attempt: int
+    level: int
+    urgency: str
+    report: DisputeReported
+    history: History
+
+
+@dataclass
+class Effects:
+    """Everything one input changes: rows to write and records to publish."""
+
+    disputes: dict[str, Dispute] = field(default_factory=dict)
+    orders: dict[str, Order] = field(default_factory=dict)
+    issued: list[WorkOrderIssued] = field(default_factory=list)
+    events: list = field(default_factory=list)
+    reassessments: list[ReassessmentRequested] = field(default_factory=list)
+
+    def merge(self, other: "Effects") -> None:
+        """Add another input's effects; later state of the same row wins."""
+        self.disputes.update(other.disputes)
+        self.orders.update(other.orders)
+        self.issued.extend(other.issued)
+        self.events.extend(other.events)
+        self.reassessments.extend(other.reassessments)
+
+
+class Rejection(Exception):
+    """An update that must not be applied; `reason` is the dead-letter reason."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+def _order(issued: WorkOrderIssued) -> Order:
+    return Order(
+        issued.work_order_id, issued.dispute_id, issued.department, issued.role, issued.attempt,
+        issued.level, "issued", issued.issued_at, issued.due_at,
+    )
+
+
+def _issued_event(issued: WorkOrderIssued, report: DisputeReported) -> OrderIssued:
+    return OrderIssued(
+        event_id=derived_id("ev", issued.work_order_id, "issued"),
+        dispute_id=issued.dispute_id,
+        attempt=issued.attempt,
+        at=issued.issued_at,
+        work_order_id=issued.work_order_id,
+        department=issued.department,
+        role=issued.role,
+        level=issued.level,
+        urgency=issued.urgency,
+        issued_at=issued.issued_at,
+        due_at=issued.due_at,
+        report=report,
+    )
+
+
+def _status_event(order: Order, status: str, cause: str, now: datetime) -> OrderStatusChanged:
+    return OrderStatusChanged(
+        event_id=derived_id("ev", order.work_order_id, status, cause),
+        dispute_id=order.dispute_id,
+        attempt=order.attempt,
+        at=now,
+        work_order_id=order.work_order_id,
+        department=order.department,
+        role=order.role,
+        previous_status=order.status,
+        status=status,
+    )
+
+
+def dispatch(
+    triaged: DisputeTriaged,
+    dispute: Dispute | None,
+    open_orders: list[Order],
+    now: datetime,
+    table: RoutingTable,
+    calendar: WorkingCalendar,
+) -> Effects:
+    """Issue the orders of a graded dispute; a dispute seen before gets the next attempt and its open orders are superseded."""
+    attempt = 1 if dispute is None else dispute.attempt + 1
+    effects = Effects()
+    for order in open_orders:
+        effects.events.append(_status_event(order, "superseded", triaged.event_id, now))
+        effects.orders[order.work_order_id] = replace(order, status="superseded")
+    for issued in route(triaged, attempt, now, table, calendar):
+        effects.issued.append(issued)
+        effects.orders[issued.work_order_id] = _order(issued)
+        effects.events.append(_issued_event(issued, triaged.report))
+    effects.disputes[triaged.dispute_id] = Dispute(
+        triaged.dispute_id, attempt, triaged.level, triaged.urgency, triaged.report, triaged.report.history
+    )
+    return effects
+
+
+def check_update(update: WorkOrderUpdate, order: Order | None, table: RoutingTable) -> Order:
+    """Authorise and validate an update against its order; raise Rejection with the reason otherwise."""
+    if order is None:
+        raise Rejection("unknown_work_order")
+    if update.department != order.department:
+        raise Rejection("department_mismatch")
+    if update.dispute_id != order.dispute_id:
+        raise Rejection("dispute_mismatch")
+    if update.status not in TRANSITIONS.get(order.status, ()):
+        raise Rejection("illegal_transition", f"{order.status} -> {update.status}")
+    if update.status == "returned" and order.department == table.returned_to:
+        raise Rejection("illegal_transition", f"{table.returned_to} cannot return an order to itself")
+    return order
+
+
+def apply_update(
+    update: WorkOrderUpdate,
+    order: Order,
+    dispute: Dispute,
+    attempt_orders: list[Order],
+    now: datetime,
+    table: RoutingTable,
+    calendar: WorkingCalendar,
+) -> Effects:
+    """Apply a checked update: change the order, and escalate or resolve the dispute when it must."""
+    effects = Effects()
+    changed = replace(order, status=update.status)
+    effects.orders[order.work_order_id] = changed
+    effects.events.append(_status_event(order, update.status, update.event_id, now))
+    siblings = {o.work_order_id: o for o in attempt_orders} | {changed.work_order_id: changed}
+    if update.status == "mediation_failed" and order.role == "lead":
+        _escalate_to_triage(update, order, dispute, now, effects)
+    elif update.status == "returned":
+        _reroute(update, order, dispute, siblings, now, table, calendar, effects)
+    elif update.status == "resolved":
+        leads = [o for o in siblings.values() if o.role == "lead" and o.status not in ("returned", "superseded")]
+        if leads and all(o.status == "resolved" for o in leads):
+            effects.events.append(
+                DisputeResolved(
+                    event_id=derived_id("ev", update.event_id, "dispute_resolved"),
+                    dispute_id=dispute.dispute_id,
+                    attempt=dispute.attempt,
+                    at=now,
+                    resolving_department=order.department if order.role == "lead" else leads[-1].department,
+                    level=dispute.level,
+                    report=dispute.report.model_copy(update={"history": dispute.history}),
+                )
+            )
+    return effects
+
+
+def _escalate_to_triage(update: WorkOrderUpdate, order: Order, dispute: Dispute, now: datetime, effects: Effects) -> None:
+    history = dispute.history.model_copy(
+        update={
+            "mediation_attempts": dispute.history.mediation_attempts + 1,
+            "failed_mediations": dispute.history.failed_mediations + 1,
+            "previous_level": dispute.level,
+        }
+    )
+    effects.disputes[dispute.dispute_id] = replace(dispute, history=history)
+    effects.reassessments.append(
+        ReassessmentRequested(
+            event_id=derived_id("rea", update.event_id),
+            dispute_id=dispute.dispute_id,
+            requested_at=now,
+            reason="mediation_failed",
+            caused_by=update.event_id,
+            report=dispute.report,
+            history=history,
+        )
+    )
+    effects.events.append(_escalation(update, order, "mediation_failed", "triage", now))
+
+
+def _reroute(
+    update: WorkOrderUpdate,
+    order: Order,
+    dispute: Dispute,
+    siblings: dict[str, Order],
+    now: datetime,
+    table: RoutingTable,
+    calendar: WorkingCalendar,
+    effects: Effects,
+) -> None:
+    effects.events.append(_escalation(update, order, "returned", "governance_centre", now))
+    target = work_order_id(dispute.dispute_id, table.returned_to, dispute.attempt)
+    existing = siblings.get(target)
+    if existing is not None:
+        # The centre already works on this attempt; it takes over the lead when a lead was returned.
+        if order.role == "lead" and existing.role != "lead":
+            effects.orders[target] = replace(existing, role="lead")
+        return
+    assignment = Assignment(table.returned_to, order.role)
+    issued = WorkOrderIssued(
+        work_order_id=target,
+        dispute_id=dispute.dispute_id,
+        department=table.returned_to,
+        role=order.role,
+        level=dispute.level,
+        tier=TIER_BY_LEVEL[dispute.level],
+        urgency=dispute.urgency,
+        attempt=dispute.attempt,
+        issued_at=now,
+        due_at=due_at(assignment, dispute.level, now, table, calendar),
+        category=dispute.report.category,
+        region=dispute.report.region,
+        description=dispute.report.description,
+        instructions=table.instructions.returned,
+        parties=dispute.report.parties,
+        matched_rules=[],
+    )
+    effects.issued.append(issued)
+    effects.orders[target] = _order(issued)
+    effects.events.append(_issued_event(issued, dispute.report))
+
+
+def _escalation(update: WorkOrderUpdate, order: Order, reason: str, to: str, now: datetime) -> OrderEscalated:
+    return OrderEscalated(
+        event_id=derived_id("ev", update.event_id, "escalated"),
+        dispute_id=order.dispute_id,
+        attempt=order.attempt,
+        at=now,
+        work_order_id=order.work_order_id,
+        department=order.department,
+        reason=reason,
+        to=to,
+    )

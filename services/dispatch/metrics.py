@@ -1,0 +1,39 @@
+"""Dispatch metrics, declared once; the registry is passed in so tests get a fresh one. No personal data in labels."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class DispatchMetrics:
+    """Every metric the dispatch service exports."""
+
+    def __init__(self, registry: CollectorRegistry):
+        # Work orders issued, by department, level and role.
+        self.orders_issued = Counter(
+            "fengqiao_dispatch_orders_issued", "Work orders issued", ["department", "level", "role"], registry=registry
+        )
+        # Orders not yet resolved, failed, returned or superseded, recounted from the store.
+        self.open_orders = Gauge("fengqiao_dispatch_open_orders", "Open work orders", ["department"], registry=registry)
+        # Department updates applied, by new status.
+        self.updates = Counter("fengqiao_dispatch_updates", "Updates applied", ["status"], registry=registry)
+        # Escalations: back to triage after failed mediation, or to the governance centre after a return.
+        self.escalations = Counter("fengqiao_dispatch_escalations", "Escalations", ["reason"], registry=registry)
+        # Updates refused (unknown order, wrong department, illegal transition, invalid message).
+        self.rejected_updates = Counter("fengqiao_dispatch_rejected_updates", "Updates refused", ["reason"], registry=registry)
+        # Triaged events that were not valid contracts (dead-lettered).
+        self.invalid_triaged = Counter("fengqiao_dispatch_invalid_triaged", "Invalid triaged events", registry=registry)
+        # Repeated input event ids that had no second effect.
+        self.duplicates = Counter("fengqiao_dispatch_duplicates", "Repeated event ids skipped", ["topic"], registry=registry)
+        # Triaged event appended to the broker -> its orders acknowledged.
+        self.latency = Histogram(
+            "fengqiao_dispatch_latency_seconds", "Triaged appended to orders acknowledged", buckets=_LATENCY_BUCKETS, registry=registry
+        )
+        # 1 for the routing table version in use, 0 for versions used before.
+        self.routing_active = Gauge("fengqiao_dispatch_routing_active", "Routing version in use", ["version"], registry=registry)
+        # Routing versions offered at runtime, accepted or rejected.
+        self.routing_reloads = Counter(
+            "fengqiao_dispatch_routing_reloads", "Routing versions offered", ["result", "origin"], registry=registry
+        )
+        # Store calls that failed and were retried.
+        self.store_retries = Counter("fengqiao_dispatch_store_retries", "Store calls retried", registry=registry)

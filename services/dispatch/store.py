@@ -1,0 +1,136 @@
+"""Dispatch's own store: disputes, work orders and processed event ids, migrated with Alembic at start."""
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, func, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from schemas.disputes import DisputeReported, History
+from services.dispatch.lifecycle import Dispute, Effects, Order
+from services.runtime.store import aware, insert_ignoring_duplicates, utc
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+metadata = MetaData()
+disputes = Table(
+    "dispatch_disputes",
+    metadata,
+    Column("dispute_id", String(64), primary_key=True),
+    Column("attempt", Integer, nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("urgency", String(16), nullable=False),
+    Column("report", Text, nullable=False),
+    Column("history", Text, nullable=False),
+)
+orders = Table(
+    "dispatch_orders",
+    metadata,
+    Column("work_order_id", String(64), primary_key=True),
+    Column("dispute_id", String(64), nullable=False),
+    Column("department", String(32), nullable=False),
+    Column("role", String(8), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+)
+processed = Table(
+    "dispatch_processed",
+    metadata,
+    Column("event_id", String(80), primary_key=True),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def _upgrade(connection: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _dispute(row) -> Dispute:
+    return Dispute(
+        row.dispute_id, row.attempt, row.level, row.urgency,
+        DisputeReported.model_validate_json(row.report), History.model_validate_json(row.history),
+    )
+
+
+def _order(row) -> Order:
+    return Order(
+        row.work_order_id, row.dispute_id, row.department, row.role, row.attempt, row.level, row.status,
+        aware(row.issued_at), aware(row.due_at),
+    )
+
+
+class DispatchStore:
+    """Loads the state a batch needs in a few queries and writes its effects in the same transaction."""
+
+    def __init__(self, engine: AsyncEngine):
+        self.engine = engine
+
+    async def migrate(self) -> None:
+        """Create or upgrade the schema to the newest migration."""
+        async with self.engine.begin() as connection:
+            await connection.run_sync(_upgrade)
+
+    @staticmethod
+    async def processed_ids(connection: AsyncConnection, event_ids: list[str]) -> set[str]:
+        """Return which of these (namespaced) event ids were processed before."""
+        if not event_ids:
+            return set()
+        rows = await connection.execute(select(processed.c.event_id).where(processed.c.event_id.in_(event_ids)))
+        return {row.event_id for row in rows}
+
+    @staticmethod
+    async def load_disputes(connection: AsyncConnection, dispute_ids: list[str]) -> dict[str, Dispute]:
+        """Load and lock the disputes of a batch (row locks on PostgreSQL serialise instances)."""
+        if not dispute_ids:
+            return {}
+        query = select(disputes).where(disputes.c.dispute_id.in_(dispute_ids)).with_for_update()
+        return {row.dispute_id: _dispute(row) for row in await connection.execute(query)}
+
+    @staticmethod
+    async def load_orders(connection: AsyncConnection, dispute_ids: list[str], order_ids: list[str]) -> dict[str, Order]:
+        """Load every order of these disputes plus the named orders."""
+        query = select(orders).where(orders.c.dispute_id.in_(dispute_ids) | orders.c.work_order_id.in_(order_ids))
+        return {row.work_order_id: _order(row) for row in await connection.execute(query)}
+
+    @staticmethod
+    async def write(connection: AsyncConnection, effects: Effects, done: list[str], now) -> None:
+        """Write a batch's effects and its processed ids; upserts keep a repeat harmless."""
+        for dispute in effects.disputes.values():
+            values = {
+                "attempt": dispute.attempt, "level": dispute.level, "urgency": dispute.urgency,
+                "report": dispute.report.model_dump_json(), "history": dispute.history.model_dump_json(),
+            }
+            result = await connection.execute(update(disputes).where(disputes.c.dispute_id == dispute.dispute_id).values(**values))
+            if result.rowcount == 0:
+                await connection.execute(disputes.insert().values(dispute_id=dispute.dispute_id, **values))
+        new = []
+        for order in effects.orders.values():
+            result = await connection.execute(
+                update(orders).where(orders.c.work_order_id == order.work_order_id).values(status=order.status, role=order.role)
+            )
+            if result.rowcount == 0:
+                new.append(
+                    {
+                        "work_order_id": order.work_order_id, "dispute_id": order.dispute_id, "department": order.department,
+                        "role": order.role, "attempt": order.attempt, "level": order.level, "status": order.status,
+                        "issued_at": utc(order.issued_at), "due_at": utc(order.due_at),
+                    }
+                )
+        if new:
+            await connection.execute(orders.insert(), new)
+        if done:
+            await insert_ignoring_duplicates(connection, processed, [{"event_id": e, "processed_at": utc(now)} for e in done])
+
+    async def open_orders_by_department(self) -> dict[str, int]:
+        """Count open orders per department, for the gauge."""
+        async with self.engine.connect() as connection:
+            query = select(orders.c.department, func.count()).where(orders.c.status.in_(("issued", "accepted", "in_progress")))
+            return {row[0]: row[1] for row in await connection.execute(query.group_by(orders.c.department))}

@@ -1,0 +1,81 @@
+"""Versioned configuration swapped at runtime: validated first, a bad version never replaces a good one."""
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from prometheus_client import Counter, Gauge
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Reloadable(Generic[T]):
+    """Holds the version in use; readers take `current` once per batch, so a swap never splits a batch."""
+
+    def __init__(
+        self,
+        what: str,
+        text: str,
+        build: Callable[[str], T],
+        version_of: Callable[[T], str],
+        active: Gauge,
+        reloads: Counter,
+    ):
+        self.what = what
+        self._build = build
+        self._version_of = version_of
+        self._active = active
+        self._reloads = reloads
+        self.current = build(text)
+        self._digest = _digest(text)
+        active.labels(self.version).set(1)
+
+    @property
+    def version(self) -> str:
+        """Return the version in use."""
+        return self._version_of(self.current)
+
+    def offer(self, text: str, origin: str) -> bool:
+        """Validate a new version and swap it in; return False, log and count when rejected or unchanged."""
+        digest = _digest(text)
+        if digest == self._digest:
+            return False
+        try:
+            candidate = self._build(text)
+            if self._version_of(candidate) == self.version:
+                raise ValueError(f"version: content changed but version {self.version!r} did not")
+        except ValueError as error:
+            self._reloads.labels("rejected", origin).inc()
+            log.error("rejected %s from %s, keeping %s: %s", self.what, origin, self.version, error)
+            return False
+        previous = self.version
+        self.current, self._digest = candidate, digest
+        self._active.labels(previous).set(0)
+        self._active.labels(self.version).set(1)
+        self._reloads.labels("accepted", origin).inc()
+        log.info("%s %s replaces %s (from %s)", self.what, self.version, previous, origin)
+        return True
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def watch_file(holder: Reloadable, path: Path, every: float) -> None:
+    """Offer the file whenever its content changes; a rejected content is not offered again until it changes."""
+    last = None
+    while True:
+        await asyncio.sleep(every)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            log.warning("cannot read %s: %s", path, error.strerror)
+            continue
+        if text != last:
+            last = text
+            holder.offer(text, "file")

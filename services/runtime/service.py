@@ -1,0 +1,106 @@
+"""What every service is made of: a broker (embedded when none is configured), a store, HTTP routes, background tasks."""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from faststream.asgi import AsgiFastStream
+from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.runtime.embedded import EmbeddedBroker, planned_embedded
+from services.runtime.http import service_routes
+from services.runtime.kafka import make_broker, publish_all
+from services.runtime.retry import TRANSIENT, Readiness
+from services.runtime.settings import KafkaSettings, ServiceSettings
+from services.runtime.store import create_engine, ping
+from services.runtime.topics import contract_topics, ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+async def raw_records(message: Any) -> Any:
+    """Decode nothing: handlers get the ConsumerRecords and validate the bytes themselves, so bad input
+    becomes a dead letter instead of a framework error."""
+    return message.raw_message
+
+
+@dataclass
+class ServiceParts:
+    """The connections of one service, built without connecting."""
+
+    name: str
+    kafka: KafkaSettings
+    registry: CollectorRegistry
+    broker: KafkaBroker
+    engine: AsyncEngine
+    bootstrap: str
+    embedded: EmbeddedBroker | None
+    readiness: Readiness = field(default_factory=Readiness)
+
+    def publisher(self) -> Callable[[list[Any]], Awaitable[None]]:
+        """Return the batch publisher bound to this service's broker."""
+        return partial(publish_all, self.broker)
+
+
+def build_parts(name: str, settings: ServiceSettings, kafka: KafkaSettings, registry: CollectorRegistry) -> ServiceParts:
+    """Create the broker and store engine of a service from its settings."""
+    bootstrap, embedded = planned_embedded(kafka.bootstrap_servers)
+    broker = make_broker(
+        kafka,
+        bootstrap,
+        middlewares=[KafkaPrometheusMiddleware(registry=registry, app_name=name)],
+        log_level=logging.DEBUG,  # FastStream logs every batch at its level; keep that out of INFO
+    )
+    engine = create_engine(settings.database_url or settings.sqlite_default(name))
+    return ServiceParts(name, kafka, registry, broker, engine, bootstrap, embedded)
+
+
+def service_app(
+    parts: ServiceParts,
+    prepare: Callable[[], Awaitable[None]],
+    background: list[Callable[[], Awaitable[None]]],
+) -> AsgiFastStream:
+    """Wrap a service's broker in an ASGI app: start the embedded broker and the store, run the background loops, stop cleanly."""
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start() -> None:
+        if parts.embedded is not None:
+            parts.embedded.start()
+            await ensure_topics(parts.kafka, parts.bootstrap, contract_topics())
+        await prepare()
+
+    async def started() -> None:
+        tasks.extend(asyncio.create_task(loop()) for loop in background)
+        log.info("%s started", parts.name)
+
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
+        await parts.engine.dispose()
+        if parts.embedded is not None:
+            parts.embedded.stop()
+
+    checks = {"broker": partial(parts.broker.ping, 2.0), "store": partial(ping, parts.engine)}
+    return AsgiFastStream(
+        parts.broker,
+        asgi_routes=service_routes(parts.registry, parts.readiness, checks),
+        on_startup=[start],
+        after_startup=[started],
+        after_shutdown=[stop],
+    )
+
+
+async def every(seconds: float, work: Callable[[], Awaitable[None]], what: str) -> None:
+    """Run `work` forever at a fixed interval; a failure is logged and tried again next time."""
+    while True:
+        try:
+            await work()
+        except TRANSIENT as error:
+            log.warning("%s failed (%s); trying again in %.0f s", what, type(error).__name__, seconds)
+        await asyncio.sleep(seconds)
