@@ -1,0 +1,107 @@
+"""The dispatch pipelines with a real store (SQLite and PostgreSQL, migrated by Alembic) and a recording publisher."""
+
+import json
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import select
+
+from schemas.disputes import ReassessmentRequested
+from schemas.workorders import WORK_ORDER_EVENT, WorkOrderIssued, WorkOrderUpdate
+from services.dispatch.app import routing_holder
+from services.dispatch.calendar import WorkingCalendar
+from services.dispatch.handlers import DispatchProcessor
+from services.dispatch.metrics import DispatchMetrics
+from services.dispatch.routing import DEFAULT_ROUTING
+from services.dispatch.store import DispatchStore, orders
+from services.runtime.clock import ManualClock
+from services.runtime.retry import Readiness
+from services.runtime.settings import KafkaSettings
+from services.runtime.store import create_engine
+from tests.conftest import at
+from tests.samples import TRIAGED
+from tests.triage.test_processor import Published, Record
+
+NOW = at("2026-03-02T10:00:00+08:00")
+
+
+@pytest.fixture
+async def pipeline(database_url):
+    engine = create_engine(database_url)
+    store = DispatchStore(engine)
+    await store.migrate()
+    await store.migrate()  # a second start finds the schema current
+    metrics = DispatchMetrics(CollectorRegistry())
+    published = Published()
+    processor = DispatchProcessor(
+        KafkaSettings(), routing_holder(DEFAULT_ROUTING.read_text(encoding="utf-8"), metrics), WorkingCalendar(),
+        store, published, ManualClock(NOW), metrics, Readiness(),
+    )
+    yield processor, published, engine
+    await engine.dispose()
+
+
+def issued(published):
+    return [WorkOrderIssued.model_validate_json(o.value) for o in published if o.topic.startswith("workorders.") and o.topic not in ("workorders.events", "workorders.updates.invalid")]
+
+
+def events(published):
+    return [WORK_ORDER_EVENT.validate_json(o.value) for o in published if o.topic == "workorders.events"]
+
+
+def send_update(order, status, event, department=None):
+    body = WorkOrderUpdate(
+        event_id=event, work_order_id=order.work_order_id, dispute_id=order.dispute_id,
+        department=department or order.department, status=status, at=NOW,
+    )
+    return Record("workorders.updates", body.to_bytes())
+
+
+async def test_graded_dispute_becomes_orders_once(pipeline):
+    processor, published, engine = pipeline
+    await processor.on_triaged([Record("disputes.triaged", TRIAGED.to_bytes())])
+    await processor.on_triaged([Record("disputes.triaged", TRIAGED.to_bytes())])  # redelivered
+    orders_out = issued(published)
+    assert [(o.department, o.role, o.attempt) for o in orders_out] == [
+        ("joint_consultation", "lead", 1), ("labor_arbitration", "support", 1), ("governance_centre", "support", 1),
+        ("civil_affairs", "support", 1),
+    ]
+    assert {o.topic for o in published if o.topic.startswith("workorders.") and o.topic != "workorders.events"} == {
+        f"workorders.{d}" for d in ("joint_consultation", "labor_arbitration", "governance_centre", "civil_affairs")
+    }
+    assert [e.kind for e in events(published)] == ["issued"] * 4
+    async with engine.connect() as connection:
+        assert len((await connection.execute(select(orders))).all()) == 4
+
+
+async def test_updates_are_authorised_and_failed_mediation_is_escalated(pipeline):
+    processor, published, engine = pipeline
+    await processor.on_triaged([Record("disputes.triaged", TRIAGED.to_bytes())])
+    lead, support = issued(published)[:2]
+    published.clear()
+    await processor.on_updates([
+        send_update(lead, "accepted", "u1"),
+        send_update(support, "resolved", "u2", department="court"),  # not court's order
+        Record("workorders.updates", b"{}", partition=1, offset=7),
+        send_update(lead, "mediation_failed", "u3"),
+        send_update(lead, "mediation_failed", "u3"),  # repeated event id
+    ])
+    dead = [o for o in published if o.topic == "workorders.updates.invalid"]
+    assert sorted(o.headers["dlq_reason"].split(":")[0] for o in dead) == ["department_mismatch", "event_id"]
+    assert [(e.kind, getattr(e, "status", None)) for e in events(published)] == [
+        ("status_changed", "accepted"), ("status_changed", "mediation_failed"), ("escalated", None),
+    ]
+    [request] = [ReassessmentRequested.model_validate_json(o.value) for o in published if o.topic == "disputes.reassess"]
+    assert request.history.failed_mediations == 2 and request.history.previous_level == 3
+    async with engine.connect() as connection:
+        status = dict((await connection.execute(select(orders.c.work_order_id, orders.c.status))).all())
+    assert status[support.work_order_id] == "issued", "the refused update changed nothing"
+    assert status[lead.work_order_id] == "mediation_failed"
+    assert processor.metrics.duplicates.labels("updates")._value.get() == 1
+
+
+async def test_invalid_triaged_events_are_dead_lettered(pipeline):
+    processor, published, _ = pipeline
+    await processor.on_triaged([Record("disputes.triaged", json.dumps({"level": 9}).encode())])
+    [dead] = published
+    assert dead.topic == "disputes.invalid" and dead.headers["dlq_source_topic"] == "disputes.triaged"
