@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tests.conftest import wait_for
 
@@ -86,6 +86,26 @@ class ServiceProcess:
     def log_tail(self, lines: int = 40) -> str:
         """Return the end of the process's log."""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def start_service(service: str, env: dict[str, str], log_dir: Path) -> ServiceProcess:
+    """Start `fengqiao <service>` on a free HTTP port."""
+    from services.runtime.embedded import free_port
+
+    port = free_port()
+    env = env | {f"{service.upper()}_HTTP_PORT": str(port)}
+    return ServiceProcess(service, env, port, log_dir / f"{service}.log").start()
+
+
+async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    """Send (key, value) pairs, awaiting all acknowledgements together."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        pending = [await producer.send(topic, value, key=key) for key, value in messages]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
 
 
 async def read_all(bootstrap: str, topics: list[str]) -> list:

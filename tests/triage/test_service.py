@@ -1,19 +1,17 @@
 """Triage as a real process on the real broker: nothing lost, nothing doubled, crash-safe, hot reload."""
 
-import asyncio
 import json
 import shutil
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REPORTED, DISPUTES_TRIAGED, DisputeTriaged
 from schemas.rules import RULES_TRIAGE, RULES_TRIAGE_KEY
 from services.runtime.embedded import free_port
 from services.triage.ruleset import DEFAULT_RULES
 from tests.conftest import empty_postgres, report_payload, wait_for
-from tests.service_process import ServiceProcess, read_all, wait_until_committed
+from tests.service_process import ServiceProcess, produce, read_all, wait_until_committed
 
 pytestmark = pytest.mark.broker
 
@@ -54,16 +52,6 @@ def triage_env(embedded_broker, kafka_settings, contract_topics_created, tmp_pat
 def start_triage(env, tmp_path, store_url=None) -> ServiceProcess:
     env = env | {"TRIAGE_HTTP_PORT": str(free_port())} | ({"DATABASE_URL": store_url} if store_url else {})
     return ServiceProcess("triage", env, int(env["TRIAGE_HTTP_PORT"]), tmp_path / "triage.log").start()
-
-
-async def produce(bootstrap, topic, messages: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        pending = [await producer.send(topic, value, key=key) for key, value in messages]
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
 
 
 def reports(first: int, count: int, invalid_every: int = 0) -> list[tuple[bytes, bytes]]:
