@@ -6,13 +6,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from schemas.common import Category, Tier, Urgency, Vulnerability
 from schemas.disputes import DisputeTriaged
 from schemas.workorders import Department, WorkOrderIssued
 from services.dispatch.calendar import WorkingCalendar
+from services.runtime.yamlfile import yaml_mapping
 
 _Strict = ConfigDict(extra="forbid", frozen=True, strict=True)
 _Text = Annotated[str, StringConstraints(min_length=1, max_length=500)]
@@ -79,16 +79,12 @@ class RoutingTable(BaseModel):
 def parse_routing(text: str) -> RoutingTable:
     """Validate a routing file's text; raise RoutingError naming the key on any problem."""
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise RoutingError(f"not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise RoutingError("top level must be a mapping")
-    try:
-        return RoutingTable.model_validate(raw)
+        return RoutingTable.model_validate(yaml_mapping(text))
     except ValidationError as error:
         problems = error.errors(include_url=False, include_input=False)
         raise RoutingError("; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in problems)) from None
+    except ValueError as error:
+        raise RoutingError(str(error)) from None
 
 
 def load_routing(path: Path) -> RoutingTable:

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from schemas.common import TIER_BY_LEVEL, Category, Tier, Urgency
 from schemas.disputes import ReassessmentReason, Source
+from services.runtime.yamlfile import yaml_mapping
 
 RISK_FLAGS = ("violence_threat", "weapon_involved", "self_harm_threat", "cross_region", "mass_gathering", "petition_history")
 CORRELATION_FLAGS = ("repeat_parties", "group_wage_risk")
@@ -308,11 +308,9 @@ def _pydantic_errors(error: ValidationError, raw: dict[str, Any]) -> str:
 def parse_ruleset(text: str) -> Ruleset:
     """Validate a rules file's text; raise RulesetError naming the rule and key on any problem."""
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise RulesetError(f"file: not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise RulesetError("file: top level must be a mapping")
+        raw = yaml_mapping(text)
+    except ValueError as error:
+        raise RulesetError(f"file: {error}") from None
     try:
         spec = RulesFile.model_validate(raw)
     except ValidationError as error:
