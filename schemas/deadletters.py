@@ -2,22 +2,11 @@
 
 from pydantic import ValidationError
 
-from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DISPUTES_REPORTED
-from schemas.followups import FOLLOWUPS_RESULTS, FOLLOWUPS_RESULTS_INVALID
-from schemas.workorders import WORKORDERS_UPDATES, WORKORDERS_UPDATES_INVALID
-
 # The value of a dead letter is the original message bytes, untouched; everything else is a header.
 REASON = "dlq_reason"
 SOURCE_TOPIC = "dlq_source_topic"
 SOURCE_PARTITION = "dlq_source_partition"
 SOURCE_OFFSET = "dlq_source_offset"
-
-DEAD_LETTER_TOPIC: dict[str, str] = {
-    DISPUTES_REPORTED: DISPUTES_INVALID,
-    DISPUTES_REASSESS: DISPUTES_INVALID,
-    WORKORDERS_UPDATES: WORKORDERS_UPDATES_INVALID,
-    FOLLOWUPS_RESULTS: FOLLOWUPS_RESULTS_INVALID,
-}
 
 
 def dead_letter_headers(reason: str, topic: str, partition: int, offset: int) -> dict[str, str]:

@@ -22,6 +22,7 @@ from schemas.disputes import DisputeReported, Region
 WORKORDERS_UPDATES = "workorders.updates"
 WORKORDERS_UPDATES_INVALID = "workorders.updates.invalid"
 WORKORDERS_EVENTS = "workorders.events"
+WORKORDERS_EVENTS_INVALID = "workorders.events.invalid"
 WORKORDERS_TOPIC_PREFIX = "workorders."
 
 Department = Literal[

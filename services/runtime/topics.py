@@ -11,6 +11,7 @@ from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS, FOLLOWUPS_RESULT
 from schemas.workorders import (
     DEPARTMENTS,
     WORKORDERS_EVENTS,
+    WORKORDERS_EVENTS_INVALID,
     WORKORDERS_UPDATES,
     WORKORDERS_UPDATES_INVALID,
     work_order_topic,
@@ -44,7 +45,7 @@ def contract_topics(partitions: int = 4) -> list[TopicSpec]:
         FOLLOWUPS_RESULTS,
         *(work_order_topic(d) for d in DEPARTMENTS),
     ]
-    dead = [DISPUTES_INVALID, WORKORDERS_UPDATES_INVALID, FOLLOWUPS_RESULTS_INVALID]
+    dead = [DISPUTES_INVALID, WORKORDERS_UPDATES_INVALID, WORKORDERS_EVENTS_INVALID, FOLLOWUPS_RESULTS_INVALID]
     retention = (("retention.ms", str(_DEAD_LETTER_RETENTION_MS)),)
     # Every instance reads the whole rules topic; compaction keeps the latest version per key.
     compacted = (("cleanup.policy", "compact"),)

@@ -1,0 +1,65 @@
+"""Wiring of the follow-up service; nothing connects until the app starts.
+
+Run with `fengqiao followup`, or `faststream run --factory services.followup.app:create_app`.
+"""
+
+from functools import partial
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.asgi import AsgiFastStream
+from prometheus_client import CollectorRegistry
+
+from schemas.followups import FOLLOWUPS_RESULTS
+from schemas.workorders import WORKORDERS_EVENTS
+from services.followup.handlers import FollowupProcessor
+from services.followup.metrics import FollowupMetrics
+from services.followup.settings import FollowupSettings
+from services.followup.store import FollowupStore
+from services.runtime.clock import Clock, clock_from_settings
+from services.runtime.service import build_parts, every, raw_records, service_app
+from services.runtime.settings import ClockSettings, KafkaSettings
+
+
+def create_app(
+    settings: FollowupSettings | None = None,
+    kafka: KafkaSettings | None = None,
+    clock: Clock | None = None,
+    registry: CollectorRegistry | None = None,
+) -> AsgiFastStream:
+    """Build the follow-up application from settings."""
+    settings = settings or FollowupSettings()
+    kafka = kafka or KafkaSettings()
+    clock = clock or clock_from_settings(ClockSettings())
+    registry = registry or CollectorRegistry()
+    metrics = FollowupMetrics(registry)
+    parts = build_parts("followup", settings, kafka, registry)
+    store = FollowupStore(parts.engine)
+    processor = FollowupProcessor(settings, kafka, store, parts.publisher(), clock, metrics, parts.readiness)
+    batching = {
+        "batch": True,
+        "max_records": settings.batch_size,
+        "batch_timeout_ms": settings.batch_timeout_ms,
+        "auto_offset_reset": "earliest",
+        "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "decoder": raw_records,
+    }
+
+    @parts.broker.subscriber(kafka.topic(WORKORDERS_EVENTS), group_id=f"{settings.group_id}.events", title="followup:events", **batching)
+    async def on_events(records: Any) -> None:
+        """Set and cancel timers from a batch of dispatch events."""
+        await processor.on_events(records)
+
+    @parts.broker.subscriber(kafka.topic(FOLLOWUPS_RESULTS), group_id=f"{settings.group_id}.results", title="followup:results", **batching)
+    async def on_results(records: Any) -> None:
+        """Record a batch of revisit results."""
+        await processor.on_results(records)
+
+    async def recount() -> None:
+        metrics.show(await store.figures(clock.now()))
+
+    return service_app(
+        parts,
+        store.create,
+        [processor.run_timers, partial(every, settings.gauge_refresh_seconds, recount, "closure figures")],
+    )

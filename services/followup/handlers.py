@@ -1,0 +1,235 @@
+"""Follow-up's pipelines: dispatch events set and cancel timers, due timers fire, revisit results re-grade rebounds."""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from schemas.deadletters import rejection_reason
+from schemas.disputes import DISPUTES_REASSESS
+from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS_INVALID, FollowupResult
+from schemas.workorders import WORK_ORDER_EVENT, WORKORDERS_EVENTS_INVALID
+from services.followup.metrics import FollowupMetrics
+from services.followup.settings import FollowupSettings
+from services.followup.store import FollowupStore, disputes, orders, resolutions, results, timers
+from services.followup.timers import breach_reassessment, due_message, rebound_reassessment, revisit_timers, sla_timers
+from services.runtime.clock import Clock
+from services.runtime.deadletter import dead_letter
+from services.runtime.kafka import Outgoing, encode_event
+from services.runtime.retry import TRANSIENT, Readiness, retry_transient
+from services.runtime.settings import KafkaSettings
+from services.runtime.store import insert_ignoring_duplicates, utc
+
+log = logging.getLogger(__name__)
+
+CE_SOURCE = "/fengqiao/followup"
+CLOSING = {"resolved": "resolved", "mediation_failed": "closed", "returned": "closed", "superseded": "closed"}
+
+
+class FollowupProcessor:
+    """Runs the three pipelines; each batch or round is one transaction, published before it commits."""
+
+    def __init__(
+        self,
+        settings: FollowupSettings,
+        kafka: KafkaSettings,
+        store: FollowupStore,
+        publish: Callable[[list[Outgoing]], Awaitable[None]],
+        clock: Clock,
+        metrics: FollowupMetrics,
+        readiness: Readiness,
+    ):
+        self.settings = settings
+        self.kafka = kafka
+        self.store = store
+        self.publish = publish
+        self.clock = clock
+        self.metrics = metrics
+        self.readiness = readiness
+        self.wake = asyncio.Event()
+
+    async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[Any]]) -> Any:
+        async def attempt() -> Any:
+            async with self.store.engine.begin() as connection:
+                return await work(connection)
+
+        return await retry_transient(attempt, "store", self.readiness, on_retry=self.metrics.store_retries.inc)
+
+    def _encode(self, topic: str, event: Any, event_id: str, now: datetime) -> Outgoing:
+        return encode_event(self.kafka.topic(topic), event, event_id, CE_SOURCE, now)
+
+    async def on_events(self, records: Sequence[Any]) -> None:
+        """Set and cancel timers from dispatch's audit trail."""
+        valid, dead = [], []
+        for record in records:
+            try:
+                valid.append(WORK_ORDER_EVENT.validate_json(record.value or b""))
+            except ValidationError as error:
+                self.metrics.invalid.labels("workorder_event").inc()
+                dead.append(dead_letter(record, rejection_reason(error), self.kafka.topic(WORKORDERS_EVENTS_INVALID)))
+
+        async def work(connection: AsyncConnection) -> None:
+            seen = await self.store.processed_ids(connection, [f"event:{e.event_id}" for e in valid])
+            done = []
+            for event in valid:
+                key = f"event:{event.event_id}"
+                if key in seen or key in done:
+                    continue
+                done.append(key)
+                await self._apply(connection, event)
+            await self.store.mark_processed(connection, done, self.clock.now())
+            if dead:
+                await self.publish(dead)
+
+        await self._transaction(work)
+        self.wake.set()
+
+    async def _apply(self, connection: AsyncConnection, event: Any) -> None:
+        if event.kind == "issued":
+            await self._issued(connection, event)
+        elif event.kind == "status_changed" and event.status in CLOSING:
+            await connection.execute(update(orders).where(orders.c.work_order_id == event.work_order_id).values(status=CLOSING[event.status]))
+            await self.store.cancel(connection, timers.c.work_order_id == event.work_order_id)
+        elif event.kind == "dispute_resolved":
+            await insert_ignoring_duplicates(connection, resolutions, [{
+                "event_id": event.event_id, "dispute_id": event.dispute_id, "department": event.resolving_department,
+                "failed_mediations": event.report.history.failed_mediations,
+            }])
+            await self.store.add_timers(connection, revisit_timers(
+                event.dispute_id, event.attempt, event.resolving_department, event.at, self.settings.revisit_days
+            ))
+
+    async def _issued(self, connection: AsyncConnection, event: Any) -> None:
+        await insert_ignoring_duplicates(connection, orders, [{
+            "work_order_id": event.work_order_id, "dispute_id": event.dispute_id, "department": event.department,
+            "role": event.role, "attempt": event.attempt, "status": "open", "due_at": utc(event.due_at),
+        }])
+        await self.store.add_timers(connection, sla_timers(event, self.settings.warning_fraction))
+        known = (await self.store.load_disputes(connection, [event.dispute_id])).get(event.dispute_id)
+        if known is None or event.attempt >= known[0]:
+            values = {"attempt": event.attempt, "level": event.level, "report": event.report.model_dump_json()}
+            if known is None:
+                await insert_ignoring_duplicates(connection, disputes, [{"dispute_id": event.dispute_id, **values}])
+            else:
+                await connection.execute(update(disputes).where(disputes.c.dispute_id == event.dispute_id).values(**values))
+        # A new attempt means the dispute was reported or reassessed again: earlier revisits are moot.
+        await self.store.cancel(connection, timers.c.dispute_id == event.dispute_id, timers.c.kind == "revisit", timers.c.attempt < event.attempt)
+
+    async def fire_due(self) -> int:
+        """Fire every due timer once (catch-up included); return how many fired."""
+
+        async def work(connection: AsyncConnection) -> int:
+            now = self.clock.now()
+            due = await self.store.claim_due(connection, now, self.settings.fire_batch)
+            if not due:
+                return 0
+            open_orders = await self.store.open_orders(connection, [t.work_order_id for t in due if t.work_order_id])
+            known = await self.store.load_disputes(connection, sorted({t.dispute_id for t in due}))
+            reassessed = await self.store.processed_ids(connection, [f"breach:{t.dispute_id}:{t.attempt}" for t in due])
+            outgoing, fired, cancelled = [], [], []
+            for timer in due:
+                if (timer.work_order_id and timer.work_order_id not in open_orders) or timer.dispute_id not in known:
+                    cancelled.append(timer.followup_id)  # the order closed in time: nothing to say
+                    continue
+                _, level, report = known[timer.dispute_id]
+                outgoing.append(self._encode(FOLLOWUPS_DUE, due_message(timer, report, now), timer.followup_id, now))
+                fired.append(timer)
+                key = f"breach:{timer.dispute_id}:{timer.attempt}"
+                if timer.kind == "sla_breached" and key not in reassessed:
+                    reassessed.add(key)
+                    request = breach_reassessment(timer, report, level, now)
+                    outgoing.append(self._encode(DISPUTES_REASSESS, request, request.event_id, now))
+                    await self.store.mark_processed(connection, [key], now)
+            await self.publish(outgoing)
+            ids = [t.followup_id for t in fired]
+            if ids:
+                await connection.execute(update(timers).where(timers.c.followup_id.in_(ids)).values(state="fired", fired_at=utc(now)))
+            if cancelled:
+                await connection.execute(update(timers).where(timers.c.followup_id.in_(cancelled)).values(state="cancelled"))
+            for timer in fired:
+                self.metrics.timer_lag.observe((now - timer.due_at).total_seconds())
+            return len(due)
+
+        return await self._transaction(work)
+
+    async def next_due(self) -> datetime | None:
+        """Return when the next pending timer is due."""
+
+        async def work(connection: AsyncConnection) -> datetime | None:
+            return await self.store.next_due(connection)
+
+        return await self._transaction(work)
+
+    async def run_timers(self) -> None:
+        """Fire due timers forever: at start (catch-up), when the next one is due, or when new ones arrive."""
+        while True:
+            self.wake.clear()
+            try:
+                while await self.fire_due() >= self.settings.fire_batch:
+                    pass  # a full round: more may be due already
+                upcoming = await self.next_due()
+            except TRANSIENT as error:
+                log.warning("timer round failed (%s); trying again", type(error).__name__)
+                upcoming = None
+            waits = [asyncio.ensure_future(self.wake.wait())]
+            if upcoming is not None:
+                waits.append(asyncio.ensure_future(self.clock.sleep_until(upcoming)))
+            await asyncio.wait(waits, timeout=self.settings.max_tick_seconds, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
+
+    async def on_results(self, records: Sequence[Any]) -> None:
+        """Record revisit results; a rebound or a broken agreement goes back to triage."""
+        invalid_topic = self.kafka.topic(FOLLOWUPS_RESULTS_INVALID)
+        valid, dead = [], []
+        for record in records:
+            try:
+                valid.append((record, FollowupResult.model_validate_json(record.value or b"")))
+            except ValidationError as error:
+                self.metrics.invalid.labels("result").inc()
+                dead.append(dead_letter(record, rejection_reason(error), invalid_topic))
+
+        async def work(connection: AsyncConnection) -> None:
+            now = self.clock.now()
+            seen = await self.store.processed_ids(connection, [f"result:{r.event_id}" for _, r in valid])
+            known_timers = await self.store.timers_by_id(connection, [r.followup_id for _, r in valid])
+            known = await self.store.load_disputes(connection, sorted({r.dispute_id for _, r in valid}))
+            outgoing, done = list(dead), []
+            for record, result in valid:
+                key = f"result:{result.event_id}"
+                if key in seen or key in done:
+                    continue
+                done.append(key)
+                timer = known_timers.get(result.followup_id)
+                reason = _refusal(result, timer)
+                if reason:
+                    self.metrics.invalid.labels(reason).inc()
+                    outgoing.append(dead_letter(record, reason, invalid_topic))
+                    continue
+                await insert_ignoring_duplicates(connection, results, [{
+                    "event_id": result.event_id, "followup_id": result.followup_id, "satisfaction": result.satisfaction,
+                    "flared_up": result.rebound or not result.agreement_fulfilled,
+                }])
+                _, level, report = known[result.dispute_id]
+                request = rebound_reassessment(result, report, level, now)
+                if request is not None:
+                    outgoing.append(self._encode(DISPUTES_REASSESS, request, request.event_id, now))
+            await self.publish(outgoing)
+            await self.store.mark_processed(connection, done, now)
+
+        await self._transaction(work)
+
+
+def _refusal(result: FollowupResult, timer: Any) -> str | None:
+    if timer is None:
+        return "unknown_followup"
+    if timer.dispute_id != result.dispute_id:
+        return "dispute_mismatch"
+    if timer.kind != "revisit":
+        return "not_a_revisit"
+    return None

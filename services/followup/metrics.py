@@ -1,0 +1,54 @@
+"""Follow-up metrics, declared once; the registry is passed in so tests get a fresh one.
+
+The closure figures (办结率, 调解成功率) are recounted from the store, so they stay exact across restarts
+and instances.
+"""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LAG_BUCKETS = (0.1, 1, 10, 60, 600, 3600, 6 * 3600, 24 * 3600, 7 * 24 * 3600)
+
+
+class FollowupMetrics:
+    """Every metric the follow-up service exports."""
+
+    def __init__(self, registry: CollectorRegistry):
+        # Orders seen issued, per department.
+        self.orders_issued = Gauge("fengqiao_followup_orders_issued", "Orders issued", ["department"], registry=registry)
+        # Orders resolved, per department.
+        self.orders_resolved = Gauge("fengqiao_followup_orders_resolved", "Orders resolved", ["department"], registry=registry)
+        # Closure rate (办结率): resolved / issued, per department.
+        self.closure_rate = Gauge("fengqiao_followup_closure_rate", "Resolved / issued", ["department"], registry=registry)
+        # Mediation success rate (调解成功率): disputes resolved without a failed mediation / disputes resolved.
+        self.mediation_success_rate = Gauge("fengqiao_followup_mediation_success_rate", "Resolved without failure / resolved", registry=registry)
+        # Average satisfaction (1-5) over all revisit results.
+        self.satisfaction_average = Gauge("fengqiao_followup_satisfaction_average", "Average satisfaction", registry=registry)
+        # Open orders past their deadline.
+        self.open_overdue_orders = Gauge("fengqiao_followup_open_overdue_orders", "Open orders past due", registry=registry)
+        # Timers fired, by kind (revisit = revisits due; sla_warning, sla_breached).
+        self.fired = Gauge("fengqiao_followup_fired", "Timers fired", ["kind"], registry=registry)
+        # Revisit results recorded (revisits done).
+        self.revisits_done = Gauge("fengqiao_followup_revisits_done", "Revisit results recorded", registry=registry)
+        # Results that flared up again: rebound or agreement not kept.
+        self.rebounds = Gauge("fengqiao_followup_rebounds", "Rebounds and broken agreements", registry=registry)
+        # Fired minus due, in clock seconds (simulated seconds under a simulated clock).
+        self.timer_lag = Histogram("fengqiao_followup_timer_lag_seconds", "Fired - due", buckets=_LAG_BUCKETS, registry=registry)
+        # Inputs refused, by reason.
+        self.invalid = Counter("fengqiao_followup_invalid", "Inputs dead-lettered", ["reason"], registry=registry)
+        # Store calls that failed and were retried.
+        self.store_retries = Counter("fengqiao_followup_store_retries", "Store calls retried", registry=registry)
+
+    def show(self, figures: dict) -> None:
+        """Set the gauges from a recount of the store."""
+        for department, (issued, resolved) in figures["departments"].items():
+            self.orders_issued.labels(department).set(issued)
+            self.orders_resolved.labels(department).set(resolved)
+            self.closure_rate.labels(department).set(resolved / issued if issued else 0)
+        resolved = figures["resolved"]
+        self.mediation_success_rate.set(figures["resolved_without_failure"] / resolved if resolved else 0)
+        self.satisfaction_average.set(figures["satisfaction"])
+        self.open_overdue_orders.set(figures["overdue"])
+        for kind in ("revisit", "sla_warning", "sla_breached"):
+            self.fired.labels(kind).set(figures["fired"].get(kind, 0))
+        self.revisits_done.set(figures["results"])
+        self.rebounds.set(figures["flared_up"])

@@ -1,0 +1,178 @@
+"""Follow-up's own store: orders, disputes, durable timers, results, processed ids; and the closure figures."""
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, Text, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from schemas.disputes import DisputeReported
+from services.followup.timers import Timer
+from services.runtime.store import aware, insert_ignoring_duplicates, utc
+
+metadata = MetaData()
+orders = Table(
+    "followup_orders",
+    metadata,
+    Column("work_order_id", String(64), primary_key=True),
+    Column("dispute_id", String(64), nullable=False, index=True),
+    Column("department", String(32), nullable=False),
+    Column("role", String(8), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # open, resolved, closed
+    Column("due_at", DateTime(timezone=True), nullable=False),
+)
+disputes = Table(
+    "followup_disputes",
+    metadata,
+    Column("dispute_id", String(64), primary_key=True),
+    Column("attempt", Integer, nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("report", Text, nullable=False),
+)
+timers = Table(
+    "followup_timers",
+    metadata,
+    Column("followup_id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("dispute_id", String(64), nullable=False, index=True),
+    Column("attempt", Integer, nullable=False),
+    Column("department", String(32), nullable=False),
+    Column("work_order_id", String(64), nullable=True, index=True),
+    Column("revisit_number", Integer, nullable=True),
+    Column("due_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("state", String(16), nullable=False, index=True),  # pending, fired, cancelled
+    Column("fired_at", DateTime(timezone=True), nullable=True),
+)
+resolutions = Table(
+    "followup_resolutions",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("dispute_id", String(64), nullable=False),
+    Column("department", String(32), nullable=False),
+    Column("failed_mediations", Integer, nullable=False),
+)
+results = Table(
+    "followup_results",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("followup_id", String(64), nullable=False),
+    Column("satisfaction", Integer, nullable=False),
+    Column("flared_up", Boolean, nullable=False),
+)
+processed = Table(
+    "followup_processed",
+    metadata,
+    Column("event_id", String(80), primary_key=True),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def _timer(row) -> Timer:
+    return Timer(
+        row.followup_id, row.kind, row.dispute_id, row.attempt, row.department, aware(row.due_at),
+        row.work_order_id, row.revisit_number,
+    )
+
+
+def timer_row(timer: Timer) -> dict:
+    """Turn a timer into a pending row."""
+    return {
+        "followup_id": timer.followup_id, "kind": timer.kind, "dispute_id": timer.dispute_id, "attempt": timer.attempt,
+        "department": timer.department, "work_order_id": timer.work_order_id, "revisit_number": timer.revisit_number,
+        "due_at": utc(timer.due_at), "state": "pending", "fired_at": None,
+    }
+
+
+class FollowupStore:
+    """Batched reads and writes of follow-up state; callers own the transaction."""
+
+    def __init__(self, engine: AsyncEngine):
+        self.engine = engine
+
+    async def create(self) -> None:
+        """Create the tables if they do not exist."""
+        async with self.engine.begin() as connection:
+            await connection.run_sync(metadata.create_all)
+
+    @staticmethod
+    async def processed_ids(connection: AsyncConnection, keys: list[str]) -> set[str]:
+        """Return which of these keys were processed before."""
+        if not keys:
+            return set()
+        rows = await connection.execute(select(processed.c.event_id).where(processed.c.event_id.in_(keys)))
+        return {row.event_id for row in rows}
+
+    @staticmethod
+    async def mark_processed(connection: AsyncConnection, keys: list[str], now: datetime) -> None:
+        """Remember keys as processed; repeats are ignored."""
+        if keys:
+            await insert_ignoring_duplicates(connection, processed, [{"event_id": k, "processed_at": utc(now)} for k in keys])
+
+    @staticmethod
+    async def add_timers(connection: AsyncConnection, new: list[Timer]) -> None:
+        """Schedule timers; a timer that exists keeps its state."""
+        if new:
+            await insert_ignoring_duplicates(connection, timers, [timer_row(t) for t in new])
+
+    @staticmethod
+    async def cancel(connection: AsyncConnection, *conditions) -> None:
+        """Cancel pending timers matching the conditions."""
+        await connection.execute(update(timers).where(timers.c.state == "pending", *conditions).values(state="cancelled"))
+
+    @staticmethod
+    async def claim_due(connection: AsyncConnection, now: datetime, limit: int) -> list[Timer]:
+        """Lock due pending timers; on PostgreSQL other instances skip them, so none fires twice."""
+        query = (
+            select(timers)
+            .where(timers.c.state == "pending", timers.c.due_at <= utc(now))
+            .order_by(timers.c.due_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [_timer(row) for row in await connection.execute(query)]
+
+    @staticmethod
+    async def next_due(connection: AsyncConnection) -> datetime | None:
+        """Return when the earliest pending timer is due."""
+        value = (await connection.execute(select(func.min(timers.c.due_at)).where(timers.c.state == "pending"))).scalar()
+        return aware(value) if value is not None else None
+
+    @staticmethod
+    async def load_disputes(connection: AsyncConnection, dispute_ids: list[str]) -> dict[str, tuple[int, int, DisputeReported]]:
+        """Return (attempt, level, report) of each known dispute."""
+        if not dispute_ids:
+            return {}
+        rows = await connection.execute(select(disputes).where(disputes.c.dispute_id.in_(dispute_ids)))
+        return {r.dispute_id: (r.attempt, r.level, DisputeReported.model_validate_json(r.report)) for r in rows}
+
+    @staticmethod
+    async def open_orders(connection: AsyncConnection, order_ids: list[str]) -> set[str]:
+        """Return which of these orders are still open."""
+        if not order_ids:
+            return set()
+        rows = await connection.execute(select(orders.c.work_order_id).where(orders.c.work_order_id.in_(order_ids), orders.c.status == "open"))
+        return {row.work_order_id for row in rows}
+
+    @staticmethod
+    async def timers_by_id(connection: AsyncConnection, ids: list[str]) -> dict[str, Timer]:
+        """Load timers by id."""
+        if not ids:
+            return {}
+        return {row.followup_id: _timer(row) for row in await connection.execute(select(timers).where(timers.c.followup_id.in_(ids)))}
+
+    async def figures(self, now: datetime) -> dict:
+        """Count what the closure metrics report, straight from the store so they are exact across restarts."""
+        async with self.engine.connect() as connection:
+            by_department = await connection.execute(
+                select(orders.c.department, func.count(), func.sum((orders.c.status == "resolved").cast(Integer))).group_by(orders.c.department)
+            )
+            resolved = (await connection.execute(select(func.count(), func.sum((resolutions.c.failed_mediations == 0).cast(Integer))))).one()
+            satisfaction = (await connection.execute(select(func.count(), func.avg(results.c.satisfaction), func.sum(results.c.flared_up.cast(Integer))))).one()
+            overdue = (await connection.execute(select(func.count()).where(orders.c.status == "open", orders.c.due_at < utc(now)))).scalar()
+            fired = dict((await connection.execute(select(timers.c.kind, func.count()).where(timers.c.state == "fired").group_by(timers.c.kind))).all())
+        return {
+            "departments": {row[0]: (row[1], row[2] or 0) for row in by_department},
+            "resolved": resolved[0], "resolved_without_failure": resolved[1] or 0,
+            "results": satisfaction[0], "satisfaction": float(satisfaction[1] or 0), "flared_up": satisfaction[2] or 0,
+            "overdue": overdue, "fired": fired,
+        }

@@ -1,0 +1,203 @@
+"""Follow-up timers with a fake clock on a real store: warnings, breaches, revisits, cancelling, catch-up, results."""
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from schemas.disputes import ReassessmentRequested
+from schemas.followups import FollowupDue, FollowupResult
+from schemas.workorders import DisputeResolved, OrderIssued, OrderStatusChanged
+from services.followup.handlers import FollowupProcessor
+from services.followup.metrics import FollowupMetrics
+from services.followup.settings import FollowupSettings
+from services.followup.store import FollowupStore
+from services.runtime.clock import ManualClock
+from services.runtime.retry import Readiness
+from services.runtime.settings import KafkaSettings
+from services.runtime.store import create_engine
+from tests.conftest import at
+from tests.samples import WAGE_REPORT
+from tests.triage.test_processor import Published, Record
+
+ISSUED = at("2026-03-02T10:00:00+08:00")
+DUE = ISSUED + timedelta(days=10)
+
+
+def processor_on(engine, clock, published):
+    return FollowupProcessor(
+        FollowupSettings(), KafkaSettings(), FollowupStore(engine), published, clock, FollowupMetrics(CollectorRegistry()), Readiness()
+    )
+
+
+@pytest.fixture
+async def followup(database_url):
+    engine = create_engine(database_url)
+    await FollowupStore(engine).create()
+    clock = ManualClock(ISSUED)
+    published = Published()
+    yield processor_on(engine, clock, published), clock, published
+    await engine.dispose()
+
+
+def issued(order="wo-1", attempt=1, role="lead", department="mediation_room", dispute="D-2026-0002", event=None):
+    return OrderIssued(
+        event_id=event or f"ev-{order}-{attempt}", dispute_id=dispute, attempt=attempt, at=ISSUED, work_order_id=order,
+        department=department, role=role, level=2, urgency="routine", issued_at=ISSUED, due_at=DUE,
+        report=WAGE_REPORT.model_copy(update={"dispute_id": dispute}),
+    )
+
+
+def closed(order="wo-1", status="resolved"):
+    return OrderStatusChanged(
+        event_id=f"ev-{order}-{status}", dispute_id="D-2026-0002", attempt=1, at=ISSUED + timedelta(days=1), work_order_id=order,
+        department="mediation_room", role="lead", previous_status="issued", status=status,
+    )
+
+
+def resolved(at_time=ISSUED + timedelta(days=2)):
+    return DisputeResolved(
+        event_id="ev-resolved", dispute_id="D-2026-0002", attempt=1, at=at_time, resolving_department="mediation_room", level=2, report=WAGE_REPORT,
+    )
+
+
+def records(*events, topic="workorders.events"):
+    return [Record(topic, e.to_bytes(), offset=i) for i, e in enumerate(events)]
+
+
+def dues(published):
+    return [FollowupDue.model_validate_json(o.value) for o in published if o.topic == "followups.due"]
+
+
+def reassessments(published):
+    return [ReassessmentRequested.model_validate_json(o.value) for o in published if o.topic == "disputes.reassess"]
+
+
+async def test_an_open_order_gets_one_warning_then_one_breach_and_a_reassessment(followup):
+    processor, clock, published = followup
+    await processor.on_events(records(issued()))
+    clock.advance(timedelta(days=7, hours=23))
+    assert await processor.fire_due() == 0
+    clock.advance(timedelta(hours=1))  # 80 % of ten days
+    await processor.fire_due()
+    assert [(d.kind, d.department) for d in dues(published)] == [("sla_warning", "mediation_room")]
+    clock.advance(timedelta(days=2))
+    await processor.fire_due()
+    await processor.fire_due()
+    assert [(d.kind, d.department) for d in dues(published)] == [("sla_warning", "mediation_room"), ("sla_breached", "governance_centre")]
+    [request] = reassessments(published)
+    assert (request.reason, request.history.sla_breaches, request.history.previous_level) == ("sla_breached", 1, 2)
+    assert dues(published)[1].due_at == DUE and dues(published)[1].fired_at == clock.now()
+
+
+async def test_an_order_closed_in_time_fires_nothing(followup):
+    processor, clock, published = followup
+    await processor.on_events(records(issued(), closed()))
+    clock.advance(timedelta(days=30))
+    await processor.fire_due()
+    assert published == []
+
+
+async def test_a_resolved_dispute_gets_its_revisits_with_contact_details(followup):
+    processor, clock, published = followup
+    await processor.on_events(records(issued(), closed(), resolved()))
+    clock.advance(timedelta(days=9))
+    await processor.fire_due()
+    clock.advance(timedelta(days=30))
+    await processor.fire_due()
+    revisits = dues(published)
+    assert [(d.kind, d.revisit_number, d.department) for d in revisits] == [("revisit", 1, "mediation_room"), ("revisit", 2, "mediation_room")]
+    assert revisits[0].due_at == ISSUED + timedelta(days=9) and revisits[0].parties == WAGE_REPORT.parties
+
+
+async def test_a_new_attempt_cancels_pending_revisits(followup):
+    processor, clock, published = followup
+    await processor.on_events(records(issued(), closed(), resolved()))
+    clock.advance(timedelta(days=10))
+    await processor.fire_due()  # the 7-day revisit fires
+    await processor.on_events(records(issued(order="wo-2", attempt=2)))  # reported again
+    clock.advance(timedelta(days=30))
+    await processor.fire_due()
+    assert [d.revisit_number for d in dues(published) if d.kind == "revisit"] == [1]
+
+
+async def test_timers_due_while_down_fire_once_on_start(followup, database_url):
+    processor, clock, published = followup
+    await processor.on_events(records(issued(), closed(), resolved()))
+    clock.advance(timedelta(days=60))  # the service was down for two months
+    restarted = processor_on(processor.store.engine, clock, published)
+    await restarted.fire_due()
+    await restarted.fire_due()
+    assert sorted(d.revisit_number for d in dues(published)) == [1, 2]
+    assert len({d.followup_id for d in dues(published)}) == 2
+
+
+async def test_repeated_events_schedule_nothing_twice(followup):
+    processor, clock, published = followup
+    await processor.on_events(records(issued(), issued()))
+    await processor.on_events(records(issued()))
+    clock.advance(timedelta(days=11))
+    await processor.fire_due()
+    assert sorted(d.kind for d in dues(published)) == ["sla_breached", "sla_warning"]
+
+
+def result(followup_id, event="res-1", **fields):
+    values = {"satisfaction": 4, "agreement_fulfilled": True, "rebound": False} | fields
+    return FollowupResult(event_id=event, followup_id=followup_id, dispute_id="D-2026-0002", at=ISSUED + timedelta(days=10), **values)
+
+
+async def test_results_record_satisfaction_and_send_rebounds_back(followup):
+    processor, clock, published = followup
+    await processor.on_events(records(issued(), closed(), resolved()))
+    clock.advance(timedelta(days=10))
+    await processor.fire_due()
+    [revisit] = dues(published)
+    published.clear()
+    await processor.on_results(records(
+        result(revisit.followup_id, "res-ok", satisfaction=5),
+        result(revisit.followup_id, "res-rebound", satisfaction=2, rebound=True),
+        result(revisit.followup_id, "res-rebound", satisfaction=2, rebound=True),  # repeated
+        result("fu-unknown", "res-x"),
+        topic="followups.results",
+    ))
+    [request] = reassessments(published)
+    assert (request.reason, request.history.rebounds, request.history.previous_level, request.caused_by) == ("rebound", 1, 2, "res-rebound")
+    [dead] = [o for o in published if o.topic == "followups.results.invalid"]
+    assert dead.headers["dlq_reason"] == "unknown_followup"
+    figures = await processor.store.figures(clock.now())
+    assert (figures["results"], figures["satisfaction"], figures["flared_up"]) == (2, 3.5, 1)
+
+
+async def test_closure_figures_are_exact(followup):
+    processor, clock, _ = followup
+    await processor.on_events(records(
+        issued("wo-1"), issued("wo-2", department="women_federation", role="support"), issued("wo-3", event="ev-x", dispute="D-other"),
+        closed("wo-1"), closed("wo-2", "returned"), resolved(),
+    ))
+    clock.advance(timedelta(days=11))
+    figures = await processor.store.figures(clock.now())
+    assert figures["departments"] == {"mediation_room": (2, 1), "women_federation": (1, 0)}
+    # The wage dispute had one failed mediation before it was resolved: not a first-time success.
+    assert (figures["resolved"], figures["resolved_without_failure"], figures["overdue"]) == (1, 0, 1)
+    processor.metrics.show(figures)
+    assert processor.metrics.closure_rate.labels("mediation_room")._value.get() == 0.5
+
+
+@pytest.mark.postgres
+async def test_two_instances_on_postgres_never_fire_a_timer_twice(postgres_url):
+    from tests.conftest import empty_postgres
+
+    await empty_postgres()
+    engines = [create_engine(postgres_url), create_engine(postgres_url)]
+    await FollowupStore(engines[0]).create()
+    clock, published = ManualClock(ISSUED), Published()
+    first, second = (processor_on(e, clock, published) for e in engines)
+    await first.on_events(records(*[issued(f"wo-{n}", event=f"ev-{n}", dispute=f"D-{n % 40}") for n in range(400)]))
+    clock.advance(timedelta(days=11))
+    for _ in range(4):
+        await asyncio.gather(first.fire_due(), second.fire_due())
+    ids = [d.followup_id for d in dues(published)]
+    assert len(ids) == 800 and len(set(ids)) == 800
+    for engine in engines:
+        await engine.dispose()
