@@ -4,6 +4,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 
 import typer
 
@@ -16,7 +17,8 @@ schemas_app = typer.Typer(help="Generated contract documents (JSON Schema, Async
 app.add_typer(schemas_app, name="schemas")
 
 
-def _wait_for_signal() -> None:
+def _catch_stop_signals() -> list[int]:
+    """Record SIGINT and SIGTERM instead of dying, so the caller can stop cleanly."""
     received: list[int] = []
 
     def _stop(signum: int, _frame: object) -> None:
@@ -24,8 +26,7 @@ def _wait_for_signal() -> None:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    while not received:
-        signal.pause()
+    return received
 
 
 @app.command()
@@ -35,13 +36,16 @@ def broker(
 ) -> None:
     """Run the embedded Kafka-protocol broker in the foreground until Ctrl-C."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Catch the stop signals before announcing the address: a supervisor may stop us right after reading it.
+    received = _catch_stop_signals()
     embedded = EmbeddedBroker(port=port or None)
     bootstrap = embedded.start()
     try:
         asyncio.run(ensure_topics(KafkaSettings(), bootstrap, contract_topics(partitions)))
         typer.echo(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}", color=False)
         sys.stdout.flush()
-        _wait_for_signal()
+        while not received:
+            time.sleep(0.1)  # a signal interrupts the sleep; pause() could miss one that came first
     finally:
         embedded.stop()
         typer.echo("embedded broker stopped")
