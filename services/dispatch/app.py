@@ -6,7 +6,6 @@ Run with `fengqiao dispatch`, or `faststream run --factory services.dispatch.app
 from functools import partial
 from typing import Any
 
-from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
 from prometheus_client import CollectorRegistry
 
@@ -20,7 +19,7 @@ from services.dispatch.settings import DispatchSettings
 from services.dispatch.store import DispatchStore
 from services.runtime.clock import Clock, clock_from_settings
 from services.runtime.reload import Reloadable, watch_file
-from services.runtime.service import build_parts, every, raw_records, service_app
+from services.runtime.service import batch_options, build_parts, every, service_app
 from services.runtime.settings import ClockSettings, KafkaSettings
 
 
@@ -46,14 +45,7 @@ def create_app(
     routing = routing_holder(settings.routing_file.read_text(encoding="utf-8"), metrics)
     calendar = WorkingCalendar(load_overrides(settings.calendar_overrides))
     processor = DispatchProcessor(kafka, routing, calendar, store, parts.publisher(), clock, metrics, parts.readiness)
-    batching = {
-        "batch": True,
-        "max_records": settings.batch_size,
-        "batch_timeout_ms": settings.batch_timeout_ms,
-        "auto_offset_reset": "earliest",
-        "ack_policy": AckPolicy.NACK_ON_ERROR,
-        "decoder": raw_records,
-    }
+    batching = batch_options(settings)
 
     @parts.broker.subscriber(kafka.topic(DISPUTES_TRIAGED), group_id=f"{settings.group_id}.triaged", title="dispatch:triaged", **batching)
     async def on_triaged(records: Any) -> None:

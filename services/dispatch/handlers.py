@@ -25,7 +25,7 @@ from services.runtime.clock import Clock
 from services.runtime.deadletter import dead_letter
 from services.runtime.kafka import Outgoing, encode_event
 from services.runtime.reload import Reloadable
-from services.runtime.retry import Readiness, retry_transient
+from services.runtime.retry import Readiness, in_transaction
 from services.runtime.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,7 @@ class DispatchProcessor:
         self._lock = asyncio.Lock()
 
     async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[None]]) -> None:
-        async def attempt() -> None:
-            async with self._lock, self.store.engine.begin() as connection:
-                await work(connection)
-
-        await retry_transient(attempt, "store", self.readiness, on_retry=self.metrics.store_retries.inc)
+        await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc, self._lock)
 
     def _outgoing(self, effects: Effects, now) -> list[Outgoing]:
         records = [encode_event(self.kafka.topic(work_order_topic(o.department)), o, o.work_order_id, CE_SOURCE, now) for o in effects.issued]

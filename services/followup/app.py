@@ -6,7 +6,6 @@ Run with `fengqiao followup`, or `faststream run --factory services.followup.app
 from functools import partial
 from typing import Any
 
-from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
 from prometheus_client import CollectorRegistry
 
@@ -17,7 +16,7 @@ from services.followup.metrics import FollowupMetrics
 from services.followup.settings import FollowupSettings
 from services.followup.store import FollowupStore
 from services.runtime.clock import Clock, clock_from_settings
-from services.runtime.service import build_parts, every, raw_records, service_app
+from services.runtime.service import batch_options, build_parts, every, service_app
 from services.runtime.settings import ClockSettings, KafkaSettings
 
 
@@ -36,14 +35,7 @@ def create_app(
     parts = build_parts("followup", settings, kafka, registry)
     store = FollowupStore(parts.engine)
     processor = FollowupProcessor(settings, kafka, store, parts.publisher(), clock, metrics, parts.readiness)
-    batching = {
-        "batch": True,
-        "max_records": settings.batch_size,
-        "batch_timeout_ms": settings.batch_timeout_ms,
-        "auto_offset_reset": "earliest",
-        "ack_policy": AckPolicy.NACK_ON_ERROR,
-        "decoder": raw_records,
-    }
+    batching = batch_options(settings)
 
     @parts.broker.subscriber(kafka.topic(WORKORDERS_EVENTS), group_id=f"{settings.group_id}.events", title="followup:events", **batching)
     async def on_events(records: Any) -> None:

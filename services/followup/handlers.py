@@ -21,7 +21,7 @@ from services.followup.timers import breach_reassessment, due_message, rebound_r
 from services.runtime.clock import Clock
 from services.runtime.deadletter import dead_letter
 from services.runtime.kafka import Outgoing, encode_event
-from services.runtime.retry import TRANSIENT, Readiness, retry_transient
+from services.runtime.retry import TRANSIENT, Readiness, in_transaction
 from services.runtime.settings import KafkaSettings
 from services.runtime.store import insert_ignoring_duplicates, utc
 
@@ -54,11 +54,7 @@ class FollowupProcessor:
         self.wake = asyncio.Event()
 
     async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[Any]]) -> Any:
-        async def attempt() -> Any:
-            async with self.store.engine.begin() as connection:
-                return await work(connection)
-
-        return await retry_transient(attempt, "store", self.readiness, on_retry=self.metrics.store_retries.inc)
+        return await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc)
 
     def _encode(self, topic: str, event: Any, event_id: str, now: datetime) -> Outgoing:
         return encode_event(self.kafka.topic(topic), event, event_id, CE_SOURCE, now)

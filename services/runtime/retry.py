@@ -1,11 +1,13 @@
 """Transient failures (database, broker) are retried with backoff, never dead-lettered."""
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = logging.getLogger(__name__)
 
@@ -55,3 +57,19 @@ async def retry_transient(
             readiness.failing.discard(what)
             return result
     raise AssertionError("unreachable: the loop returns or raises")
+
+
+async def in_transaction(
+    engine: AsyncEngine,
+    work: Callable[[AsyncConnection], Awaitable[T]],
+    readiness: Readiness,
+    on_retry: Callable[[], None],
+    lock: asyncio.Lock | None = None,
+) -> T:
+    """Run `work` in one database transaction, retrying the whole of it on transient failures."""
+
+    async def attempt() -> T:
+        async with lock or contextlib.nullcontext(), engine.begin() as connection:
+            return await work(connection)
+
+    return await retry_transient(attempt, "store", readiness, on_retry=on_retry)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
@@ -104,3 +105,15 @@ async def every(seconds: float, work: Callable[[], Awaitable[None]], what: str) 
         except TRANSIENT as error:
             log.warning("%s failed (%s); trying again in %.0f s", what, type(error).__name__, seconds)
         await asyncio.sleep(seconds)
+
+
+def batch_options(settings: ServiceSettings) -> dict[str, Any]:
+    """Subscriber options of every batch consumer: raw records, commit only after the handler returns."""
+    return {
+        "batch": True,
+        "max_records": settings.batch_size,
+        "batch_timeout_ms": settings.batch_timeout_ms,
+        "auto_offset_reset": "earliest",
+        "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "decoder": raw_records,
+    }

@@ -6,7 +6,6 @@ Run with `fengqiao triage`, or `faststream run --factory services.triage.app:cre
 from functools import partial
 from typing import Any
 
-from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
 from prometheus_client import CollectorRegistry
 
@@ -14,7 +13,7 @@ from schemas.disputes import DISPUTES_REASSESS, DISPUTES_REPORTED
 from schemas.rules import RULES_TRIAGE
 from services.runtime.clock import Clock, clock_from_settings
 from services.runtime.reload import Reloadable, watch_file
-from services.runtime.service import build_parts, every, raw_records, service_app
+from services.runtime.service import batch_options, build_parts, every, raw_records, service_app
 from services.runtime.settings import ClockSettings, KafkaSettings
 from services.triage.grading import Grader
 from services.triage.handlers import TriageProcessor
@@ -54,13 +53,8 @@ def create_app(
         kafka.topic(DISPUTES_REPORTED),
         kafka.topic(DISPUTES_REASSESS),
         group_id=settings.group_id,
-        batch=True,
-        max_records=settings.batch_size,
-        batch_timeout_ms=settings.batch_timeout_ms,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=raw_records,
         title="triage:reports",
+        **batch_options(settings),
     )
     async def on_reports(records: Any) -> None:
         """Grade a batch of reports and reassessment requests; offsets commit after it returns."""
