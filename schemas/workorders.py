@@ -77,6 +77,7 @@ class WorkOrderIssued(Contract):
     tier: Tier
     urgency: Urgency
     attempt: Attempt
+    first_response: bool = Field(False, description="The one-hour first-response order (三个第一时间)")
     issued_at: Timestamp
     due_at: Timestamp
     category: Category
@@ -122,6 +123,7 @@ class OrderIssued(_AboutOneOrder):
     role: Role
     level: Level
     urgency: Urgency
+    first_response: bool = False
     issued_at: Timestamp
     due_at: Timestamp
     report: DisputeReported

@@ -3,11 +3,13 @@
 from services.dispatch.cli import routing_app, run_dispatch
 from services.followup.cli import run_followup
 from services.runtime.cli import app
+from services.simulator.cli import run_loop
 from services.triage.cli import rules_app, run_triage
 
 app.command("triage")(run_triage)
 app.command("dispatch")(run_dispatch)
 app.command("followup")(run_followup)
+app.command("run")(run_loop)
 app.add_typer(rules_app, name="rules")
 app.add_typer(routing_app, name="routing")
 

@@ -103,6 +103,7 @@ def _issued_event(issued: WorkOrderIssued, report: DisputeReported) -> OrderIssu
         role=issued.role,
         level=issued.level,
         urgency=issued.urgency,
+        first_response=issued.first_response,
         issued_at=issued.issued_at,
         due_at=issued.due_at,
         report=report,

@@ -153,6 +153,7 @@ def route(
                 tier=triaged.tier,
                 urgency=triaged.urgency,
                 attempt=attempt,
+                first_response=assignment.first_response,
                 issued_at=issued_at,
                 due_at=due_at(assignment, triaged.level, issued_at, table, calendar),
                 category=triaged.report.category,

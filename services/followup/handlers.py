@@ -136,7 +136,7 @@ class FollowupProcessor:
                 outgoing.append(self._encode(FOLLOWUPS_DUE, due_message(timer, report, now), timer.followup_id, now))
                 fired.append(timer)
                 key = f"breach:{timer.dispute_id}:{timer.attempt}"
-                if timer.kind == "sla_breached" and key not in reassessed:
+                if timer.kind == "sla_breached" and timer.regrades and key not in reassessed:
                     reassessed.add(key)
                     request = breach_reassessment(timer, report, level, now)
                     outgoing.append(self._encode(DISPUTES_REASSESS, request, request.event_id, now))

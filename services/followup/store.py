@@ -39,6 +39,7 @@ timers = Table(
     Column("department", String(32), nullable=False),
     Column("work_order_id", String(64), nullable=True, index=True),
     Column("revisit_number", Integer, nullable=True),
+    Column("regrades", Boolean, nullable=False, default=True),
     Column("due_at", DateTime(timezone=True), nullable=False, index=True),
     Column("state", String(16), nullable=False, index=True),  # pending, fired, cancelled
     Column("fired_at", DateTime(timezone=True), nullable=True),
@@ -70,7 +71,7 @@ processed = Table(
 def _timer(row) -> Timer:
     return Timer(
         row.followup_id, row.kind, row.dispute_id, row.attempt, row.department, aware(row.due_at),
-        row.work_order_id, row.revisit_number,
+        row.work_order_id, row.revisit_number, row.regrades,
     )
 
 
@@ -79,7 +80,7 @@ def timer_row(timer: Timer) -> dict:
     return {
         "followup_id": timer.followup_id, "kind": timer.kind, "dispute_id": timer.dispute_id, "attempt": timer.attempt,
         "department": timer.department, "work_order_id": timer.work_order_id, "revisit_number": timer.revisit_number,
-        "due_at": utc(timer.due_at), "state": "pending", "fired_at": None,
+        "regrades": timer.regrades, "due_at": utc(timer.due_at), "state": "pending", "fired_at": None,
     }
 
 

@@ -28,12 +28,14 @@ class Timer:
     due_at: datetime
     work_order_id: str | None = None
     revisit_number: int | None = None
+    # A late first response (三个第一时间) is reported to the governance centre but does not re-grade the dispute.
+    regrades: bool = True
 
 
 def sla_timers(issued: OrderIssued, warning_fraction: float) -> list[Timer]:
     """A warning part of the way to the deadline and a breach at it; the breach goes to the governance centre."""
     warn_at = issued.issued_at + (issued.due_at - issued.issued_at) * warning_fraction
-    common = {"dispute_id": issued.dispute_id, "attempt": issued.attempt, "work_order_id": issued.work_order_id}
+    common = {"dispute_id": issued.dispute_id, "attempt": issued.attempt, "work_order_id": issued.work_order_id, "regrades": not issued.first_response}
     return [
         Timer(followup_id(issued.work_order_id, "sla_warning"), "sla_warning", department=issued.department, due_at=warn_at, **common),
         Timer(followup_id(issued.work_order_id, "sla_breached"), "sla_breached", department=GOVERNANCE_CENTRE, due_at=issued.due_at, **common),

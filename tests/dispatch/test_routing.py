@@ -76,6 +76,7 @@ DEADLINES = [
 def test_deadlines(case, dispute, department, due):
     orders = {o.department: o for o in route(dispute, 1, ISSUED, TABLE, WorkingCalendar())}
     assert orders[department].due_at == due
+    assert orders[department].first_response == (due - ISSUED == timedelta(hours=1))
 
 
 def test_orders_are_deterministic_per_dispute_department_and_attempt():

@@ -201,3 +201,13 @@ async def test_two_instances_on_postgres_never_fire_a_timer_twice(postgres_url):
     assert len(ids) == 800 and len(set(ids)) == 800
     for engine in engines:
         await engine.dispose()
+
+
+async def test_a_late_first_response_is_reported_but_does_not_regrade(followup):
+    processor, clock, published = followup
+    first = issued().model_copy(update={"first_response": True, "due_at": ISSUED + timedelta(hours=1)})
+    await processor.on_events(records(first))
+    clock.advance(timedelta(hours=2))
+    await processor.fire_due()
+    assert sorted(d.kind for d in dues(published)) == ["sla_breached", "sla_warning"]
+    assert reassessments(published) == []

@@ -1,0 +1,146 @@
+"""Reads every topic of a run, as an auditor would, and keeps the figures of the final report."""
+
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas.disputes import DisputeReported, DisputeTriaged
+from schemas.followups import FollowupDue, FollowupResult
+from schemas.workorders import WORK_ORDER_EVENT, WorkOrderIssued
+
+
+@dataclass
+class Observed:
+    """What the topics of a run show."""
+
+    reported: dict[str, DisputeReported] = field(default_factory=dict)
+    reported_at_ms: dict[str, int] = field(default_factory=dict)
+    triaged: dict[str, DisputeTriaged] = field(default_factory=dict)  # first grading per dispute
+    triaged_events: set[str] = field(default_factory=set)
+    escalated_to_3: set[str] = field(default_factory=set)
+    orders: dict[str, WorkOrderIssued] = field(default_factory=dict)
+    resolved: set[str] = field(default_factory=set)
+    revisited: set[str] = field(default_factory=set)
+    due: Counter = field(default_factory=Counter)
+    rebounds: int = 0
+    results: int = 0
+    dead_letters: Counter = field(default_factory=Counter)
+    triage_latency: list[float] = field(default_factory=list)
+    triaged_ms: dict[str, list[int]] = field(default_factory=dict)
+    first_order_ms: dict[tuple[str, int], int] = field(default_factory=dict)
+    order_status: dict[str, str] = field(default_factory=dict)
+
+    def take(self, base_topic: str, record: Any) -> None:
+        """Account for one record of a topic (named without the run's prefix)."""
+        try:
+            self._take(base_topic, record)
+        except ValidationError:
+            self.dead_letters["unreadable"] += 1
+
+    def _take(self, topic: str, record: Any) -> None:
+        if topic.endswith(".invalid"):
+            reason = dict(record.headers or []).get("dlq_reason", b"").decode(errors="replace").split(":")[0]
+            self.dead_letters[f"{topic}: {reason}"] += 1
+        elif topic == "workorders.updates":
+            return  # the simulated departments' own messages
+        elif topic == "disputes.reported":
+            report = DisputeReported.model_validate_json(record.value)
+            self.reported[report.dispute_id] = report
+            self.reported_at_ms[report.event_id] = record.timestamp
+        elif topic == "disputes.triaged":
+            self._triaged(DisputeTriaged.model_validate_json(record.value), record.timestamp)
+        elif topic == "workorders.events":
+            event = WORK_ORDER_EVENT.validate_json(record.value)
+            if event.kind == "dispute_resolved":
+                self.resolved.add(event.dispute_id)
+            elif event.kind == "status_changed":
+                self.order_status[event.work_order_id] = event.status
+        elif topic.startswith("workorders."):
+            self._order(WorkOrderIssued.model_validate_json(record.value), record.timestamp)
+        elif topic == "followups.due":
+            due = FollowupDue.model_validate_json(record.value)
+            self.due[due.kind] += 1
+            if due.kind == "revisit":
+                self.revisited.add(due.dispute_id)
+        elif topic == "followups.results":
+            result = FollowupResult.model_validate_json(record.value)
+            self.results += 1
+            self.rebounds += result.rebound or not result.agreement_fulfilled
+
+    def _triaged(self, triaged: DisputeTriaged, timestamp: int) -> None:
+        if triaged.event_id in self.triaged_events:
+            return  # a redelivered repeat: same id
+        self.triaged_events.add(triaged.event_id)
+        self.triaged.setdefault(triaged.dispute_id, triaged)
+        self.triaged_ms.setdefault(triaged.dispute_id, []).append(timestamp)
+        previous = triaged.report.history.previous_level
+        if triaged.cause != "reported" and triaged.level == 3 and (previous or 0) < 3:
+            self.escalated_to_3.add(triaged.dispute_id)
+        if triaged.source_event_id in self.reported_at_ms:
+            self.triage_latency.append((timestamp - self.reported_at_ms[triaged.source_event_id]) / 1000)
+
+    def _order(self, order: WorkOrderIssued, timestamp: int) -> None:
+        if order.work_order_id in self.orders:
+            return
+        self.orders[order.work_order_id] = order
+        slot = (order.dispute_id, order.attempt)
+        self.first_order_ms[slot] = min(timestamp, self.first_order_ms.get(slot, timestamp))
+
+    def summary(self) -> dict[str, Any]:
+        """Return the report's figures."""
+        levels = Counter(t.level for t in self.triaged.values())
+        by_department = Counter(o.department for o in self.orders.values())
+        resolved_orders = Counter(self.orders[o].department for o, s in self.order_status.items() if s == "resolved" and o in self.orders)
+        return {
+            "reported": len(self.reported),
+            "triaged": len(self.triaged),
+            "triaged_events": len(self.triaged_events),
+            "levels": dict(sorted(levels.items())),
+            "categories": dict(Counter(t.report.category for t in self.triaged.values()).most_common()),
+            "sources": dict(Counter(r.source for r in self.reported.values()).most_common()),
+            "orders": len(self.orders),
+            "orders_by_department": dict(by_department.most_common()),
+            "resolved_orders_by_department": dict(resolved_orders),
+            "disputes_resolved": len(self.resolved),
+            "revisited": len(self.revisited),
+            "sla_warnings": self.due["sla_warning"],
+            "sla_breaches": self.due["sla_breached"],
+            "revisits_due": self.due["revisit"],
+            "revisit_results": self.results,
+            "rebounds": self.rebounds,
+            "escalated_to_level_3": len(self.escalated_to_3),
+            "dead_letters": dict(self.dead_letters),
+            "triage_latency_ms": _percentiles(self.triage_latency),
+            "dispatch_latency_ms": _percentiles(self.dispatch_latency()),
+        }
+
+    def dispatch_latency(self) -> list[float]:
+        """Seconds from each grading to the first order of the attempt it opened (the n-th grading opens attempt n)."""
+        latencies = []
+        for dispute, stamps in self.triaged_ms.items():
+            for attempt, graded in enumerate(sorted(stamps), 1):
+                if (dispute, attempt) in self.first_order_ms:
+                    latencies.append((self.first_order_ms[dispute, attempt] - graded) / 1000)
+        return latencies
+
+    def disputes_without_orders(self) -> set[str]:
+        """Return graded disputes that have no order yet."""
+        return set(self.triaged) - {dispute for dispute, _ in self.first_order_ms}
+
+
+def _percentiles(seconds: list[float]) -> dict[str, float]:
+    if len(seconds) < 2:
+        return {"p50": round(seconds[0] * 1000, 1) if seconds else 0.0, "p99": round(seconds[0] * 1000, 1) if seconds else 0.0}
+    cuts = statistics.quantiles(seconds, n=100, method="inclusive")
+    return {"p50": round(cuts[49] * 1000, 1), "p99": round(cuts[98] * 1000, 1)}
+
+
+def group_by_topic(prefix: str, records: dict) -> dict[str, list]:
+    """Regroup aiokafka's batch by topic name without the run's prefix."""
+    grouped: dict[str, list] = defaultdict(list)
+    for partition, batch in records.items():
+        grouped[partition.topic.removeprefix(prefix)].extend(batch)
+    return grouped

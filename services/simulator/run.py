@@ -1,0 +1,382 @@
+"""`fengqiao run`: the whole loop 排查—上报—处置—反馈 on one machine, with simulated reporters, departments and revisit teams."""
+
+import asyncio
+import heapq
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from prometheus_client.parser import text_string_to_metric_families
+
+from schemas.disputes import DISPUTES_REPORTED
+from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS, FollowupDue
+from schemas.workorders import DEPARTMENTS, WORKORDERS_UPDATES, WorkOrderIssued, work_order_topic
+from services.runtime.clock import SimulatedClock
+from services.runtime.embedded import EmbeddedBroker, free_port
+from services.runtime.kafka import client_options
+from services.runtime.settings import KafkaSettings
+from services.runtime.topics import contract_topics, ensure_topics
+from services.simulator.behaviour import Behaviour, answer_revisit, plan_order
+from services.simulator.observer import Observed, group_by_topic
+from services.simulator.population import ReportFactory
+
+SERVICES = ("triage", "dispatch", "followup")
+DAY = 86400
+
+
+@dataclass
+class RunOptions:
+    """What a run does: how many disputes over how many simulated days, on which Kafka."""
+
+    disputes: int = 2000
+    days: int = 30
+    seconds_per_month: float = 60.0
+    bootstrap: str | None = None
+    seed: int = 7
+    workdir: Path = Path("var/run")
+    revisit_days: list[int] = field(default_factory=lambda: [7, 30])
+
+    @property
+    def speed(self) -> float:
+        """Simulated seconds per real second: a month in `seconds_per_month`."""
+        return 30 * DAY / self.seconds_per_month
+
+
+class Scheduler:
+    """Sends simulated actors' messages when the simulated clock reaches their time."""
+
+    def __init__(self, clock: SimulatedClock, producer: AIOKafkaProducer):
+        self.clock = clock
+        self.producer = producer
+        self._heap: list[tuple[datetime, int, str, bytes, bytes]] = []
+        self._order = itertools.count()
+        self._added = asyncio.Event()
+
+    def at(self, moment: datetime, topic: str, key: bytes, value: bytes) -> None:
+        """Schedule one message."""
+        heapq.heappush(self._heap, (moment, next(self._order), topic, key, value))
+        self._added.set()
+
+    async def run(self) -> None:
+        """Send what is due, then sleep until the next item or a new one."""
+        while True:
+            now, pending = self.clock.now(), []
+            while self._heap and self._heap[0][0] <= now:
+                _, _, topic, key, value = heapq.heappop(self._heap)
+                pending.append(await self.producer.send(topic, value, key=key))
+            await asyncio.gather(*pending)
+            self._added.clear()
+            waits = [asyncio.ensure_future(self._added.wait())]
+            if self._heap:
+                waits.append(asyncio.ensure_future(self.clock.sleep_until(self._heap[0][0])))
+            await asyncio.wait(waits, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
+
+
+class Stack:
+    """The three service processes of a run, each with its own port, store and log."""
+
+    def __init__(self, env: dict[str, str], workdir: Path):
+        self.env = env
+        self.workdir = workdir
+        self.ports = {name: free_port() for name in SERVICES}
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self) -> None:
+        """Start triage, dispatch and follow-up as separate processes, as in production."""
+        for name in SERVICES:
+            log = (self.workdir / f"{name}.log").open("ab")
+            env = os.environ | self.env | {f"{name.upper()}_HTTP_PORT": str(self.ports[name])}
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "services.runtime", name], env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the run, which stops the services in order
+            )
+
+    def url(self, name: str, path: str = "/metrics") -> str:
+        """Return a service's HTTP address."""
+        return f"http://127.0.0.1:{self.ports[name]}{path}"
+
+    def get(self, name: str, path: str) -> str | None:
+        """GET a service path; None when it does not answer 200."""
+        try:
+            with urllib.request.urlopen(self.url(name, path), timeout=2) as response:
+                return response.read().decode() if response.status == 200 else None
+        except OSError:
+            return None
+
+    async def wait_ready(self, timeout: float = 90) -> None:
+        """Wait until every service answers /health/ready."""
+        deadline = time.monotonic() + timeout
+        for name in SERVICES:
+            while await asyncio.to_thread(self.get, name, "/health/ready") is None:
+                if self.processes[name].poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not become ready; see {self.workdir / (name + '.log')}")
+                await asyncio.sleep(0.2)
+
+    async def wait_consuming(self, kafka: KafkaSettings, bootstrap: str, timeout: float = 60) -> None:
+        """Wait until every consumer group of the stack has joined (a rebalance takes about 5 s)."""
+        groups = [
+            self.env["TRIAGE_GROUP_ID"],
+            f"{self.env['DISPATCH_GROUP_ID']}.triaged",
+            f"{self.env['DISPATCH_GROUP_ID']}.updates",
+            f"{self.env['FOLLOWUP_GROUP_ID']}.events",
+            f"{self.env['FOLLOWUP_GROUP_ID']}.results",
+        ]
+        deadline = time.monotonic() + timeout
+        for group in groups:
+            while not await _stable(kafka, bootstrap, group):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"consumer group {group} did not settle")
+                await asyncio.sleep(0.5)
+
+    def metrics(self) -> dict[str, dict[tuple[str, tuple], float]]:
+        """Read every service's /metrics."""
+        found = {}
+        for name in SERVICES:
+            samples = {}
+            for family in text_string_to_metric_families(self.get(name, "/metrics") or ""):
+                for sample in family.samples:
+                    samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+            found[name] = samples
+        return found
+
+    def stop(self) -> None:
+        """SIGTERM every service, newest first, and wait; kill what hangs. Leaves no stray process."""
+        for name in reversed(SERVICES):
+            process = self.processes.get(name)
+            if process and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+async def _stable(kafka: KafkaSettings, bootstrap: str, group: str) -> bool:
+    # One group per request, on a fresh client: the embedded broker drops the connection on some
+    # multi-group or unknown-group requests.
+    admin = AIOKafkaAdminClient(**client_options(kafka, bootstrap))
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([group])
+        return any(g[2] == "Stable" and g[5] for g in response.groups)
+    except KafkaError:
+        return False
+    finally:
+        await admin.close()
+
+
+def _metric_sum(samples: dict, name: str, **labels: str) -> float:
+    return sum(v for (n, ls), v in samples.items() if n == name and all(dict(ls).get(k) == x for k, x in labels.items()))
+
+
+class Simulation:
+    """Reporters, departments and revisit teams around a running stack, with an observer of every topic."""
+
+    def __init__(self, options: RunOptions, kafka: KafkaSettings, bootstrap: str, clock: SimulatedClock):
+        self.options = options
+        self.kafka = kafka
+        self.bootstrap = bootstrap
+        self.clock = clock
+        self.rng = random.Random(options.seed)
+        self.behaviour = Behaviour()
+        self.observed = Observed()
+        self.reported_all = asyncio.Event()
+        self.run_id = uuid.uuid4().hex[:6]
+
+    async def report(self, producer: AIOKafkaProducer) -> None:
+        """Publish the reports evenly over the simulated period."""
+        factory = ReportFactory(self.rng, f"r{self.run_id}")
+        start, step = self.clock.now(), timedelta(days=self.options.days) / self.options.disputes
+        topic = self.kafka.topic(DISPUTES_REPORTED)
+        for n in range(self.options.disputes):
+            moment = start + step * n
+            await self.clock.sleep_until(moment)
+            report = factory.make(max(moment, self.clock.now()))
+            await producer.send(topic, report.to_bytes(), key=report.dispute_id.encode())
+        await producer.flush()
+        self.reported_all.set()
+
+    def _consumer(self, topics: list[str], group: str | None) -> AIOKafkaConsumer:
+        options = client_options(self.kafka, self.bootstrap)
+        consumer = AIOKafkaConsumer(*topics, **options, group_id=group, auto_offset_reset="earliest")
+        return consumer
+
+    async def departments(self, scheduler: Scheduler) -> None:
+        """Act on every order as its department would."""
+        topics = [self.kafka.topic(work_order_topic(d)) for d in DEPARTMENTS]
+        consumer = self._consumer(topics, f"sim-departments-{self.run_id}")
+        await consumer.start()
+        try:
+            async for record in consumer:
+                order = WorkOrderIssued.model_validate_json(record.value)
+                for moment, update in plan_order(order, self.rng, self.behaviour):
+                    scheduler.at(moment, self.kafka.topic(WORKORDERS_UPDATES), order.dispute_id.encode(), update.to_bytes())
+        finally:
+            await consumer.stop()
+
+    async def revisit_teams(self, scheduler: Scheduler) -> None:
+        """Answer every revisit that comes due."""
+        consumer = self._consumer([self.kafka.topic(FOLLOWUPS_DUE)], f"sim-revisits-{self.run_id}")
+        await consumer.start()
+        try:
+            async for record in consumer:
+                due = FollowupDue.model_validate_json(record.value)
+                if due.kind == "revisit" and due.revisit_number == 1:
+                    moment, result = answer_revisit(due, self.rng, self.behaviour)
+                    scheduler.at(moment, self.kafka.topic(FOLLOWUPS_RESULTS), due.dispute_id.encode(), result.to_bytes())
+        finally:
+            await consumer.stop()
+
+    async def observe(self) -> None:
+        """Read every topic of the run into the observer."""
+        consumer = self._consumer([], None)
+        await consumer.start()
+        consumer.subscribe(pattern=f"^{self.kafka.topic_prefix.replace('.', '[.]')}(disputes|workorders|followups)[.].*")
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                for topic, records in group_by_topic(self.kafka.topic_prefix, batch).items():
+                    for record in records:
+                        self.observed.take(topic, record)
+        finally:
+            await consumer.stop()
+
+    def settled(self, end: datetime) -> bool:
+        """Tell whether the run can end: all reported, graded and ordered, and every resolution revisited or out of time."""
+        seen = self.observed
+        if not self.reported_all.is_set() or len(seen.reported) < self.options.disputes:
+            return False
+        if len(seen.triaged) < len(seen.reported) or seen.disputes_without_orders():
+            return False
+        return self.clock.now() >= end and (seen.resolved <= seen.revisited or self.clock.now() >= end + timedelta(days=3))
+
+
+async def run(options: RunOptions, show: Any) -> dict[str, Any]:
+    """Run the loop end to end and return the report; `show(simulation, stack)` draws progress."""
+    options.workdir.mkdir(parents=True, exist_ok=True)
+    embedded = None if options.bootstrap else EmbeddedBroker()
+    bootstrap = options.bootstrap or embedded.start()
+    stack = None
+    try:
+        prefix = f"run-{uuid.uuid4().hex[:6]}." if options.bootstrap else ""
+        kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
+        await ensure_topics(kafka, bootstrap, contract_topics(4))
+        epoch = datetime.now(timezone.utc)
+        clock = SimulatedClock(epoch, options.speed)
+        env = _environment(options, kafka, bootstrap, epoch)
+        stack = Stack(env, options.workdir)
+        stack.start()
+        await stack.wait_ready()
+        await stack.wait_consuming(kafka, bootstrap)
+        simulation = Simulation(options, kafka, bootstrap, clock)
+        report = await _simulate(simulation, stack, clock, show)
+        return report
+    finally:
+        if stack is not None:
+            stack.stop()
+        if embedded is not None:
+            embedded.stop()
+
+
+def _environment(options: RunOptions, kafka: KafkaSettings, bootstrap: str, epoch: datetime) -> dict[str, str]:
+    run = uuid.uuid4().hex[:6]
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+        "FENGQIAO_CLOCK_SPEED": str(options.speed),
+        "FENGQIAO_CLOCK_EPOCH": epoch.isoformat(),
+        "FOLLOWUP_REVISIT_DAYS": json.dumps(options.revisit_days),
+        "FOLLOWUP_GAUGE_REFRESH_SECONDS": "0.2",
+        "DISPATCH_GAUGE_REFRESH_SECONDS": "1",
+    }
+    for name in SERVICES:
+        env[f"{name.upper()}_DATA_DIR"] = str(options.workdir / run)
+        env[f"{name.upper()}_GROUP_ID"] = f"fengqiao-{name}-{run}"
+    return env
+
+
+async def _simulate(simulation: Simulation, stack: Stack, clock: SimulatedClock, show: Any) -> dict[str, Any]:
+    producer = AIOKafkaProducer(**client_options(simulation.kafka, simulation.bootstrap), acks="all", linger_ms=5)
+    await producer.start()
+    scheduler = Scheduler(clock, producer)
+    tasks = [
+        asyncio.create_task(simulation.observe()),
+        asyncio.create_task(scheduler.run()),
+        asyncio.create_task(simulation.departments(scheduler)),
+        asyncio.create_task(simulation.revisit_teams(scheduler)),
+        asyncio.create_task(simulation.report(producer)),
+    ]
+    end = clock.now() + timedelta(days=simulation.options.days)
+    try:
+        while not simulation.settled(end):
+            for task in tasks:
+                if task.done() and task.exception():
+                    raise task.exception()
+            show(simulation, stack)
+            await asyncio.sleep(0.5)
+        report = await _consistent_report(simulation, stack)
+        show(simulation, stack)
+        report["simulated_days"] = round((clock.now() - (end - timedelta(days=simulation.options.days))).total_seconds() / DAY, 1)
+        report["metrics_urls"] = {name: stack.url(name) for name in SERVICES}
+        return report
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await producer.stop()
+
+
+async def _consistent_report(simulation: Simulation, stack: Stack) -> dict[str, Any]:
+    """Take the topics' and the services' figures at a moment when no timer is firing, so they agree.
+
+    Follow-up keeps firing as simulated time passes; its gauges are recounted every fraction of a second
+    and the observer lags the broker by a poll, so wait for a quiet moment in which both sides match.
+    """
+    for _ in range(60):
+        await asyncio.sleep(0.5)
+        metrics = _from_metrics(await asyncio.to_thread(stack.metrics))
+        await asyncio.sleep(0.5)
+        report = simulation.observed.summary()
+        again = _from_metrics(await asyncio.to_thread(stack.metrics))
+        fired = ("sla_warnings", "sla_breaches", "revisits_due")
+        if metrics == again and all(report[k] == metrics[k] for k in fired) and report["orders"] == metrics["orders_issued"]:
+            break
+    report["metrics"] = metrics
+    return report
+
+
+def _from_metrics(metrics: dict) -> dict[str, Any]:
+    triage, dispatch, followup = metrics["triage"], metrics["dispatch"], metrics["followup"]
+    issued = _metric_sum(followup, "fengqiao_followup_orders_issued")
+    resolved = _metric_sum(followup, "fengqiao_followup_orders_resolved")
+    return {
+        "triaged": _metric_sum(triage, "fengqiao_triage_triaged_total"),
+        "triaged_by_level": {lvl: _metric_sum(triage, "fengqiao_triage_triaged_total", level=lvl) for lvl in ("1", "2", "3")},
+        "orders_issued": _metric_sum(dispatch, "fengqiao_dispatch_orders_issued_total"),
+        "closure_rate": round(resolved / issued, 4) if issued else 0.0,
+        "mediation_success_rate": round(_metric_sum(followup, "fengqiao_followup_mediation_success_rate"), 4),
+        "satisfaction_average": round(_metric_sum(followup, "fengqiao_followup_satisfaction_average"), 2),
+        "sla_warnings": _metric_sum(followup, "fengqiao_followup_fired", kind="sla_warning"),
+        "sla_breaches": _metric_sum(followup, "fengqiao_followup_fired", kind="sla_breached"),
+        "revisits_due": _metric_sum(followup, "fengqiao_followup_fired", kind="revisit"),
+        "rebounds": _metric_sum(followup, "fengqiao_followup_rebounds"),
+        "escalations": {r: _metric_sum(dispatch, "fengqiao_dispatch_escalations_total", reason=r) for r in ("mediation_failed", "returned")},
+    }
