@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: test broker schemas clean
+.PHONY: run test broker schemas clean
+
+## Run the whole loop on an embedded broker with simulated reporters, departments and revisit teams.
+run: $(STAMP)
+	$(BIN)/fengqiao run
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

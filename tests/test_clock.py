@@ -81,3 +81,16 @@ async def test_manual_clock_wakes_sleepers_when_advanced():
 def test_manual_clock_never_goes_back():
     with pytest.raises(ValueError, match="never goes back"):
         ManualClock(EPOCH).advance(timedelta(seconds=-1))
+
+
+def test_simulated_time_stands_still_at_until():
+    until = EPOCH + timedelta(days=10)
+    clock = SimulatedClock(EPOCH, 86400, until=until, wall=FixedWall(EPOCH + timedelta(seconds=30)))
+    assert clock.now() == until
+    assert ClockSettings(speed=2, epoch=EPOCH, until=until).until == until
+
+
+async def test_sleeping_past_until_never_returns():
+    clock = SimulatedClock(SystemClock().now(), 86400, until=SystemClock().now() + timedelta(days=1))
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(clock.sleep_until(clock.now() + timedelta(days=2)), 0.2)

@@ -93,7 +93,8 @@ class FollowupProcessor:
             await self.store.cancel(connection, timers.c.work_order_id == event.work_order_id)
         elif event.kind == "dispute_resolved":
             await insert_ignoring_duplicates(connection, resolutions, [{
-                "event_id": event.event_id, "dispute_id": event.dispute_id, "department": event.resolving_department,
+                "event_id": event.event_id, "dispute_id": event.dispute_id, "attempt": event.attempt,
+                "department": event.resolving_department,
                 "failed_mediations": event.report.history.failed_mediations,
             }])
             await self.store.add_timers(connection, revisit_timers(
@@ -127,6 +128,8 @@ class FollowupProcessor:
             open_orders = await self.store.open_orders(connection, [t.work_order_id for t in due if t.work_order_id])
             known = await self.store.load_disputes(connection, sorted({t.dispute_id for t in due}))
             reassessed = await self.store.processed_ids(connection, [f"breach:{t.dispute_id}:{t.attempt}" for t in due])
+            # A support order left open after its dispute was resolved is reported, but re-grades nothing.
+            reassessed |= {f"breach:{d}:{a}" for d, a in await self.store.resolved_attempts(connection, sorted(known))}
             outgoing, fired, cancelled = [], [], []
             for timer in due:
                 if (timer.work_order_id and timer.work_order_id not in open_orders) or timer.dispute_id not in known:

@@ -48,7 +48,8 @@ resolutions = Table(
     "followup_resolutions",
     metadata,
     Column("event_id", String(64), primary_key=True),
-    Column("dispute_id", String(64), nullable=False),
+    Column("dispute_id", String(64), nullable=False, index=True),
+    Column("attempt", Integer, nullable=False),
     Column("department", String(32), nullable=False),
     Column("failed_mediations", Integer, nullable=False),
 )
@@ -145,6 +146,14 @@ class FollowupStore:
             return {}
         rows = await connection.execute(select(disputes).where(disputes.c.dispute_id.in_(dispute_ids)))
         return {r.dispute_id: (r.attempt, r.level, DisputeReported.model_validate_json(r.report)) for r in rows}
+
+    @staticmethod
+    async def resolved_attempts(connection: AsyncConnection, dispute_ids: list[str]) -> set[tuple[str, int]]:
+        """Return the (dispute, attempt) pairs that were resolved."""
+        if not dispute_ids:
+            return set()
+        rows = await connection.execute(select(resolutions.c.dispute_id, resolutions.c.attempt).where(resolutions.c.dispute_id.in_(dispute_ids)))
+        return {(row.dispute_id, row.attempt) for row in rows}
 
     @staticmethod
     async def open_orders(connection: AsyncConnection, order_ids: list[str]) -> set[str]:

@@ -36,23 +36,34 @@ class SimulatedClock:
     coordination: simulated = start + (wall - epoch) * speed.
     """
 
-    def __init__(self, epoch: datetime, speed: float, start: datetime | None = None, wall: SystemClock | None = None):
-        if epoch.tzinfo is None or (start is not None and start.tzinfo is None):
-            raise ValueError("clock epoch and start must be timezone-aware")
+    def __init__(
+        self,
+        epoch: datetime,
+        speed: float,
+        start: datetime | None = None,
+        until: datetime | None = None,
+        wall: SystemClock | None = None,
+    ):
+        if any(m is not None and m.tzinfo is None for m in (epoch, start, until)):
+            raise ValueError("clock epoch, start and until must be timezone-aware")
         if speed <= 0:
             raise ValueError("clock speed must be positive")
         self.epoch = epoch
         self.speed = speed
         self.start = start or epoch
+        self.until = until
         self._wall = wall or SystemClock()
 
     def now(self) -> datetime:
-        """Return the simulated time."""
+        """Return the simulated time; it stands still at `until`, so a finished run can be counted at rest."""
         elapsed = (self._wall.now() - self.epoch).total_seconds()
-        return self.start + timedelta(seconds=elapsed * self.speed)
+        moment = self.start + timedelta(seconds=elapsed * self.speed)
+        return min(moment, self.until) if self.until else moment
 
     async def sleep_until(self, moment: datetime) -> None:
-        """Sleep the real time it takes the simulation to reach `moment`."""
+        """Sleep the real time it takes the simulation to reach `moment` (forever past `until`)."""
+        if self.until and moment > self.until:
+            await asyncio.Event().wait()
         await asyncio.sleep(max(0.0, (moment - self.now()).total_seconds() / self.speed))
 
 
@@ -87,5 +98,5 @@ def clock_from_settings(settings: ClockSettings) -> Clock:
     """Build the clock the settings describe: the system clock unless a simulation is configured."""
     if settings.epoch is None:
         return SystemClock()
-    return SimulatedClock(settings.epoch, settings.speed, settings.start)
+    return SimulatedClock(settings.epoch, settings.speed, settings.start, settings.until)
 

@@ -48,10 +48,11 @@ class ClockSettings(BaseSettings):
     speed: float = Field(1.0, gt=0, le=10_000_000, description="Simulated seconds per real second")
     epoch: AwareDatetime | None = Field(None, description="Real instant the simulation starts; shared by all processes")
     start: AwareDatetime | None = Field(None, description="Simulated instant at epoch; defaults to epoch")
+    until: AwareDatetime | None = Field(None, description="Simulated instant at which time stands still (end of a run)")
 
     @model_validator(mode="after")
     def _epoch_when_simulated(self) -> "ClockSettings":
-        if (self.speed != 1.0 or self.start is not None) and self.epoch is None:
+        if (self.speed != 1.0 or self.start is not None or self.until is not None) and self.epoch is None:
             raise ValueError("FENGQIAO_CLOCK_EPOCH is required when the clock is simulated")
         return self
 

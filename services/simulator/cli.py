@@ -52,6 +52,8 @@ def print_report(report: dict[str, Any]) -> None:
     table.add_row("SLA warnings", str(report["sla_warnings"]), f"{metrics['sla_warnings']:.0f}")
     table.add_row("SLA breaches", str(report["sla_breaches"]), f"{metrics['sla_breaches']:.0f}")
     table.add_row("escalations to level 3", str(report["escalated_to_level_3"]), json.dumps(metrics["escalations"]))
+    table.add_row("disputes resolved", str(report["disputes_resolved"]), "")
+    table.add_row("resolved in time for a revisit / without one", f"{report['resolved_in_time_for_a_revisit']} / {report['resolved_without_revisit']}", "")
     table.add_row("revisits due", str(report["revisits_due"]), f"{metrics['revisits_due']:.0f}")
     table.add_row("rebounds", str(report["rebounds"]), f"{metrics['rebounds']:.0f}")
     table.add_row("dead letters", json.dumps(report["dead_letters"]), "")

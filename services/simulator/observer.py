@@ -1,6 +1,7 @@
 """Reads every topic of a run, as an auditor would, and keeps the figures of the final report."""
 
 import statistics
+from datetime import datetime
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ class Observed:
     triaged_events: set[str] = field(default_factory=set)
     escalated_to_3: set[str] = field(default_factory=set)
     orders: dict[str, WorkOrderIssued] = field(default_factory=dict)
-    resolved: set[str] = field(default_factory=set)
+    resolved: dict[str, datetime] = field(default_factory=dict)  # dispute -> when it was (last) resolved
     revisited: set[str] = field(default_factory=set)
     due: Counter = field(default_factory=Counter)
     rebounds: int = 0
@@ -55,7 +56,7 @@ class Observed:
         elif topic == "workorders.events":
             event = WORK_ORDER_EVENT.validate_json(record.value)
             if event.kind == "dispute_resolved":
-                self.resolved.add(event.dispute_id)
+                self.resolved[event.dispute_id] = event.at
             elif event.kind == "status_changed":
                 self.order_status[event.work_order_id] = event.status
         elif topic.startswith("workorders."):
@@ -89,6 +90,10 @@ class Observed:
         slot = (order.dispute_id, order.attempt)
         self.first_order_ms[slot] = min(timestamp, self.first_order_ms.get(slot, timestamp))
 
+    def unrevisited(self, resolved_before: datetime) -> set[str]:
+        """Return disputes resolved before a time that have had no revisit."""
+        return {d for d, at in self.resolved.items() if at <= resolved_before} - self.revisited
+
     def summary(self) -> dict[str, Any]:
         """Return the report's figures."""
         levels = Counter(t.level for t in self.triaged.values())
@@ -102,6 +107,7 @@ class Observed:
             "categories": dict(Counter(t.report.category for t in self.triaged.values()).most_common()),
             "sources": dict(Counter(r.source for r in self.reported.values()).most_common()),
             "orders": len(self.orders),
+            "disputes_without_orders": len(self.disputes_without_orders()),
             "orders_by_department": dict(by_department.most_common()),
             "resolved_orders_by_department": dict(resolved_orders),
             "disputes_resolved": len(self.resolved),

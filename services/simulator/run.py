@@ -36,6 +36,9 @@ from services.simulator.population import ReportFactory
 
 SERVICES = ("triage", "dispatch", "followup")
 DAY = 86400
+STARTUP_SECONDS = 15
+# Simulated days after the last report for its dispute to be resolved (most deadlines are 3 to 7 working days).
+RESOLUTION_DAYS = 8
 
 
 @dataclass
@@ -259,14 +262,12 @@ class Simulation:
         finally:
             await consumer.stop()
 
-    def settled(self, end: datetime) -> bool:
-        """Tell whether the run can end: all reported, graded and ordered, and every resolution revisited or out of time."""
+    def settled(self) -> bool:
+        """Tell whether simulated time has stopped with every report graded and every graded dispute ordered."""
         seen = self.observed
-        if not self.reported_all.is_set() or len(seen.reported) < self.options.disputes:
+        if not self.reported_all.is_set() or self.clock.now() < self.clock.until:
             return False
-        if len(seen.triaged) < len(seen.reported) or seen.disputes_without_orders():
-            return False
-        return self.clock.now() >= end and (seen.resolved <= seen.revisited or self.clock.now() >= end + timedelta(days=3))
+        return len(seen.triaged) == len(seen.reported) == self.options.disputes and not seen.disputes_without_orders()
 
 
 async def run(options: RunOptions, show: Any) -> dict[str, Any]:
@@ -279,13 +280,17 @@ async def run(options: RunOptions, show: Any) -> dict[str, Any]:
         prefix = f"run-{uuid.uuid4().hex[:6]}." if options.bootstrap else ""
         kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
         await ensure_topics(kafka, bootstrap, contract_topics(4))
-        epoch = datetime.now(timezone.utc)
-        clock = SimulatedClock(epoch, options.speed)
-        env = _environment(options, kafka, bootstrap, epoch)
+        # Simulated time starts once the services have had time to start and join their groups.
+        epoch = datetime.now(timezone.utc) + timedelta(seconds=STARTUP_SECONDS)
+        # Time stops once the last reports could have been resolved and revisited, so the run ends at rest.
+        until = epoch + timedelta(days=options.days + min(options.revisit_days) + RESOLUTION_DAYS)
+        clock = SimulatedClock(epoch, options.speed, until=until)
+        env = _environment(options, kafka, bootstrap, epoch, until)
         stack = Stack(env, options.workdir)
         stack.start()
         await stack.wait_ready()
         await stack.wait_consuming(kafka, bootstrap)
+        await asyncio.sleep(max(0.0, (epoch - datetime.now(timezone.utc)).total_seconds()))
         simulation = Simulation(options, kafka, bootstrap, clock)
         report = await _simulate(simulation, stack, clock, show)
         return report
@@ -296,13 +301,14 @@ async def run(options: RunOptions, show: Any) -> dict[str, Any]:
             embedded.stop()
 
 
-def _environment(options: RunOptions, kafka: KafkaSettings, bootstrap: str, epoch: datetime) -> dict[str, str]:
+def _environment(options: RunOptions, kafka: KafkaSettings, bootstrap: str, epoch: datetime, until: datetime) -> dict[str, str]:
     run = uuid.uuid4().hex[:6]
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
         "FENGQIAO_CLOCK_SPEED": str(options.speed),
         "FENGQIAO_CLOCK_EPOCH": epoch.isoformat(),
+        "FENGQIAO_CLOCK_UNTIL": until.isoformat(),
         "FOLLOWUP_REVISIT_DAYS": json.dumps(options.revisit_days),
         "FOLLOWUP_GAUGE_REFRESH_SECONDS": "0.2",
         "DISPATCH_GAUGE_REFRESH_SECONDS": "1",
@@ -324,9 +330,9 @@ async def _simulate(simulation: Simulation, stack: Stack, clock: SimulatedClock,
         asyncio.create_task(simulation.revisit_teams(scheduler)),
         asyncio.create_task(simulation.report(producer)),
     ]
-    end = clock.now() + timedelta(days=simulation.options.days)
+    started = clock.now()
     try:
-        while not simulation.settled(end):
+        while not simulation.settled():
             for task in tasks:
                 if task.done() and task.exception():
                     raise task.exception()
@@ -334,7 +340,10 @@ async def _simulate(simulation: Simulation, stack: Stack, clock: SimulatedClock,
             await asyncio.sleep(0.5)
         report = await _consistent_report(simulation, stack)
         show(simulation, stack)
-        report["simulated_days"] = round((clock.now() - (end - timedelta(days=simulation.options.days))).total_seconds() / DAY, 1)
+        report["simulated_days"] = round((clock.now() - started).total_seconds() / DAY, 1)
+        revisit_cutoff = clock.until - timedelta(days=min(simulation.options.revisit_days))
+        report["resolved_in_time_for_a_revisit"] = sum(at <= revisit_cutoff for at in simulation.observed.resolved.values())
+        report["resolved_without_revisit"] = len(simulation.observed.unrevisited(revisit_cutoff))
         report["metrics_urls"] = {name: stack.url(name) for name in SERVICES}
         return report
     finally:
@@ -347,8 +356,8 @@ async def _simulate(simulation: Simulation, stack: Stack, clock: SimulatedClock,
 async def _consistent_report(simulation: Simulation, stack: Stack) -> dict[str, Any]:
     """Take the topics' and the services' figures at a moment when no timer is firing, so they agree.
 
-    Follow-up keeps firing as simulated time passes; its gauges are recounted every fraction of a second
-    and the observer lags the broker by a poll, so wait for a quiet moment in which both sides match.
+    Simulated time has stopped, so nothing new happens; the gauges are recounted every fraction of a
+    second and the observer lags the broker by a poll: wait until both sides read the same.
     """
     for _ in range(60):
         await asyncio.sleep(0.5)

@@ -211,3 +211,13 @@ async def test_a_late_first_response_is_reported_but_does_not_regrade(followup):
     await processor.fire_due()
     assert sorted(d.kind for d in dues(published)) == ["sla_breached", "sla_warning"]
     assert reassessments(published) == []
+
+
+async def test_a_support_order_overdue_after_resolution_does_not_regrade(followup):
+    processor, clock, published = followup
+    support = issued("wo-2", department="women_federation", role="support", event="ev-support")
+    await processor.on_events(records(issued(), support, closed(), resolved()))
+    clock.advance(timedelta(days=11))
+    await processor.fire_due()
+    assert [(d.kind, d.work_order_id) for d in dues(published) if d.kind == "sla_breached"] == [("sla_breached", "wo-2")]
+    assert reassessments(published) == []

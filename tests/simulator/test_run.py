@@ -1,0 +1,43 @@
+"""`fengqiao run` end to end: the whole loop on an embedded broker, as a newcomer runs it."""
+
+import json
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+pytestmark = pytest.mark.broker
+
+
+def test_a_short_run_closes_the_loop_and_its_report_agrees_with_the_metrics(tmp_path):
+    report_path = tmp_path / "report.json"
+    finished = subprocess.run(
+        [sys.executable, "-m", "services.runtime", "run", "--disputes", "200", "--days", "10",
+         "--workdir", str(tmp_path / "run"), "--report-json", str(report_path)],
+        capture_output=True, text=True, timeout=400,
+    )
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    metrics = report["metrics"]
+
+    # Every reported dispute was triaged, every triaged dispute got orders, every resolution a revisit.
+    assert report["reported"] == report["triaged"] == 200
+    assert report["disputes_without_orders"] == 0
+    assert report["disputes_resolved"] > 150
+    assert report["resolved_in_time_for_a_revisit"] > 100 and report["resolved_without_revisit"] == 0
+
+    # The report's counts are the services' own.
+    assert report["triaged_events"] == metrics["triaged"]
+    assert report["orders"] == metrics["orders_issued"]
+    for figure in ("sla_warnings", "sla_breaches", "revisits_due", "rebounds"):
+        assert report[figure] == metrics[figure], figure
+    assert 0.5 < metrics["closure_rate"] <= 1 and 0.8 < metrics["mediation_success_rate"] <= 1
+    assert set(report["categories"]) >= {"family_marriage", "labor_wage"}
+    assert len(report["sources"]) == 7
+    assert "closure rate" in finished.stdout and "/metrics was served at" in finished.stdout
+
+    # Nothing is left running.
+    for url in report["metrics_urls"].values():
+        with pytest.raises(OSError):
+            urllib.request.urlopen(url, timeout=1)
