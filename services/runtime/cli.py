@@ -15,6 +15,8 @@ from services.runtime.topics import contract_topics, ensure_topics
 app = typer.Typer(help="Fengqiao dispute-triage pipeline (矛盾纠纷排查化解).", no_args_is_help=True)
 schemas_app = typer.Typer(help="Generated contract documents (JSON Schema, AsyncAPI).", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
+topics_app = typer.Typer(help="Topics on a Kafka cluster.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
 
 
 def _catch_stop_signals() -> list[int]:
@@ -49,6 +51,20 @@ def broker(
     finally:
         embedded.stop()
         typer.echo("embedded broker stopped")
+
+
+@topics_app.command("create")
+def topics_create(
+    partitions: int = typer.Option(6, help="Partitions of each flowing topic (dead letters and rules get one)."),
+    replication_factor: int = typer.Option(3, help="Replicas of each topic."),
+) -> None:
+    """Create the contract topics that do not exist yet on KAFKA_BOOTSTRAP_SERVERS (rules.triage compacted)."""
+    settings = KafkaSettings()
+    if not settings.bootstrap_servers:
+        typer.echo("KAFKA_BOOTSTRAP_SERVERS is not set", err=True)
+        raise typer.Exit(2)
+    created = asyncio.run(ensure_topics(settings, settings.bootstrap_servers, contract_topics(partitions), replication_factor))
+    typer.echo(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else ""))
 
 
 @schemas_app.command("generate")
