@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test broker schemas clean
+.PHONY: run test bench broker schemas clean
 
 ## Run the whole loop on an embedded broker with simulated reporters, departments and revisit teams.
 run: $(STAMP)
@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 ## Run the whole test suite, real broker and databases included (pytest's "no tests" exit 5 fails too).
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## Measure each service against a raw aiokafka loop, end-to-end latency and memory; writes bench/results/latest.json.
+bench: $(STAMP)
+	$(BIN)/python -m bench.bench
 
 ## Start the embedded Kafka-protocol broker in the foreground and print its bootstrap address.
 broker: $(STAMP)

@@ -90,6 +90,7 @@ class DispatchProcessor:
             dispute_ids = sorted({t.dispute_id for _, t in fresh})
             disputes = await self.store.load_disputes(connection, dispute_ids)
             orders = await self.store.load_orders(connection, dispute_ids, [])
+            known_disputes, known_orders = set(disputes), set(orders)
             now, table, batch = self.clock.now(), self.routing.current, Effects()
             for _, triaged in fresh:
                 current = disputes.get(triaged.dispute_id)
@@ -99,7 +100,7 @@ class DispatchProcessor:
                 orders.update(effects.orders)
                 batch.merge(effects)
             await self.publish(self._outgoing(batch, now) + dead)
-            await self.store.write(connection, batch, [f"triaged:{t.source_event_id}" for _, t in fresh], now)
+            await self.store.write(connection, batch, known_disputes, known_orders, [f"triaged:{t.source_event_id}" for _, t in fresh], now)
             self._observe_issued(batch, [r for r, _ in fresh])
 
         await self._transaction(work)
@@ -120,6 +121,7 @@ class DispatchProcessor:
             dispute_ids = sorted({u.dispute_id for _, u in valid})
             orders = await self.store.load_orders(connection, dispute_ids, [u.work_order_id for _, u in valid])
             disputes = await self.store.load_disputes(connection, sorted(dispute_ids + [o.dispute_id for o in orders.values()]))
+            known_disputes, known_orders = set(disputes), set(orders)
             now, table, batch, done = self.clock.now(), self.routing.current, Effects(), []
             for record, update in valid:
                 key = f"update:{update.event_id}"
@@ -141,7 +143,7 @@ class DispatchProcessor:
                 batch.merge(effects)
                 self.metrics.updates.labels(update.status).inc()
             await self.publish(self._outgoing(batch, now) + dead)
-            await self.store.write(connection, batch, done, now)
+            await self.store.write(connection, batch, known_disputes, known_orders, done, now)
             for event in batch.events:
                 if event.kind == "escalated":
                     self.metrics.escalations.labels(event.reason).inc()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, func, select, update
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, bindparam, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -101,29 +101,44 @@ class DispatchStore:
         return {row.work_order_id: _order(row) for row in await connection.execute(query)}
 
     @staticmethod
-    async def write(connection: AsyncConnection, effects: Effects, done: list[str], now) -> None:
-        """Write a batch's effects and its processed ids; upserts keep a repeat harmless."""
-        for dispute in effects.disputes.values():
-            values = {
-                "attempt": dispute.attempt, "level": dispute.level, "urgency": dispute.urgency,
-                "report": dispute.report.model_dump_json(), "history": dispute.history.model_dump_json(),
+    async def write(
+        connection: AsyncConnection, effects: Effects, known_disputes: set[str], known_orders: set[str], done: list[str], now
+    ) -> None:
+        """Write a batch's effects and processed ids: bulk inserts for new rows, one bulk update each for known ones.
+
+        The known ids are the rows the batch loaded, so no row is probed before it is written.
+        """
+        dispute_rows = [
+            {
+                "key": d.dispute_id, "attempt": d.attempt, "level": d.level, "urgency": d.urgency,
+                "report": d.report.model_dump_json(), "history": d.history.model_dump_json(),
             }
-            result = await connection.execute(update(disputes).where(disputes.c.dispute_id == dispute.dispute_id).values(**values))
-            if result.rowcount == 0:
-                await connection.execute(disputes.insert().values(dispute_id=dispute.dispute_id, **values))
-        new = []
-        for order in effects.orders.values():
-            result = await connection.execute(
-                update(orders).where(orders.c.work_order_id == order.work_order_id).values(status=order.status, role=order.role)
+            for d in effects.disputes.values()
+        ]
+        known = [r for r in dispute_rows if r["key"] in known_disputes]
+        if known:
+            await connection.execute(
+                update(disputes).where(disputes.c.dispute_id == bindparam("key"))
+                .values({c: bindparam(c) for c in ("attempt", "level", "urgency", "report", "history")}),
+                known,
             )
-            if result.rowcount == 0:
-                new.append(
-                    {
-                        "work_order_id": order.work_order_id, "dispute_id": order.dispute_id, "department": order.department,
-                        "role": order.role, "attempt": order.attempt, "level": order.level, "status": order.status,
-                        "issued_at": utc(order.issued_at), "due_at": utc(order.due_at),
-                    }
-                )
+        fresh = [{**{k: v for k, v in r.items() if k != "key"}, "dispute_id": r["key"]} for r in dispute_rows if r["key"] not in known_disputes]
+        if fresh:
+            await connection.execute(disputes.insert(), fresh)
+        changed = [{"key": o.work_order_id, "status": o.status, "role": o.role} for o in effects.orders.values() if o.work_order_id in known_orders]
+        if changed:
+            await connection.execute(
+                update(orders).where(orders.c.work_order_id == bindparam("key")).values(status=bindparam("status"), role=bindparam("role")),
+                changed,
+            )
+        new = [
+            {
+                "work_order_id": o.work_order_id, "dispute_id": o.dispute_id, "department": o.department, "role": o.role,
+                "attempt": o.attempt, "level": o.level, "status": o.status, "issued_at": utc(o.issued_at), "due_at": utc(o.due_at),
+            }
+            for o in effects.orders.values()
+            if o.work_order_id not in known_orders
+        ]
         if new:
             await connection.execute(orders.insert(), new)
         if done:

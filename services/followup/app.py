@@ -34,7 +34,7 @@ def create_app(
     metrics = FollowupMetrics(registry)
     parts = build_parts("followup", settings, kafka, registry)
     store = FollowupStore(parts.engine)
-    processor = FollowupProcessor(settings, kafka, store, parts.publisher(), clock, metrics, parts.readiness)
+    processor = FollowupProcessor(settings, kafka, store, parts.publisher, clock, metrics, parts.readiness)
     batching = batch_options(settings)
 
     @parts.broker.subscriber(kafka.topic(WORKORDERS_EVENTS), group_id=f"{settings.group_id}.events", title="followup:events", **batching)

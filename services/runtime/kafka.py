@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.helpers import create_ssl_context
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
@@ -96,9 +97,32 @@ def encode_event(topic: str, event: Contract, event_id: str, source: str, time: 
     )
 
 
-async def publish_all(broker: KafkaBroker, outgoing: list[Outgoing]) -> None:
-    """Send every record without waiting for each acknowledgement, then await them all together."""
-    pending = [
-        await broker.publish(o.value, o.topic, key=o.key, headers=o.headers, no_confirm=True) for o in outgoing
-    ]
-    await asyncio.gather(*pending)
+class BatchPublisher:
+    """A plain aiokafka producer for a service's outputs: the records are ready bytes, so no framework per message."""
+
+    def __init__(self, settings: KafkaSettings, bootstrap_servers: str):
+        self._options = client_options(settings, bootstrap_servers) | {
+            "acks": "all",
+            "enable_idempotence": settings.enable_idempotence,
+            "linger_ms": 2,
+            "max_batch_size": 256 * 1024,
+        }
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Connect the producer."""
+        self._producer = AIOKafkaProducer(**self._options)
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        """Flush and close the producer."""
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def __call__(self, outgoing: list[Outgoing]) -> None:
+        """Send every record without waiting for each acknowledgement, then await them all together."""
+        if self._producer is None:
+            raise RuntimeError("publisher not started")
+        pending = [await self._producer.send(o.topic, o.value, key=o.key, headers=o.kafka_headers()) for o in outgoing]
+        await asyncio.gather(*pending)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.runtime.embedded import EmbeddedBroker, planned_embedded
 from services.runtime.http import service_routes
-from services.runtime.kafka import make_broker, publish_all
+from services.runtime.kafka import BatchPublisher, make_broker
 from services.runtime.retry import TRANSIENT, Readiness
 from services.runtime.settings import KafkaSettings, ServiceSettings
 from services.runtime.store import create_engine, ping
@@ -42,11 +42,8 @@ class ServiceParts:
     engine: AsyncEngine
     bootstrap: str
     embedded: EmbeddedBroker | None
+    publisher: BatchPublisher
     readiness: Readiness = field(default_factory=Readiness)
-
-    def publisher(self) -> Callable[[list[Any]], Awaitable[None]]:
-        """Return the batch publisher bound to this service's broker."""
-        return partial(publish_all, self.broker)
 
 
 def build_parts(name: str, settings: ServiceSettings, kafka: KafkaSettings, registry: CollectorRegistry) -> ServiceParts:
@@ -59,7 +56,7 @@ def build_parts(name: str, settings: ServiceSettings, kafka: KafkaSettings, regi
         log_level=logging.DEBUG,  # FastStream logs every batch at its level; keep that out of INFO
     )
     engine = create_engine(settings.database_url or settings.sqlite_default(name))
-    return ServiceParts(name, kafka, registry, broker, engine, bootstrap, embedded)
+    return ServiceParts(name, kafka, registry, broker, engine, bootstrap, embedded, BatchPublisher(kafka, bootstrap))
 
 
 def service_app(
@@ -74,6 +71,7 @@ def service_app(
         if parts.embedded is not None:
             parts.embedded.start()
             await ensure_topics(parts.kafka, parts.bootstrap, contract_topics())
+        await parts.publisher.start()
         await prepare()
 
     async def started() -> None:
@@ -83,6 +81,7 @@ def service_app(
     async def stop() -> None:
         for task in tasks:
             task.cancel()
+        await parts.publisher.stop()
         await parts.engine.dispose()
         if parts.embedded is not None:
             parts.embedded.stop()

@@ -94,21 +94,32 @@ class Scheduler:
 class Stack:
     """The three service processes of a run, each with its own port, store and log."""
 
-    def __init__(self, env: dict[str, str], workdir: Path):
+    def __init__(self, env: dict[str, str], workdir: Path, names: tuple[str, ...] = SERVICES):
         self.env = env
         self.workdir = workdir
-        self.ports = {name: free_port() for name in SERVICES}
+        self.names = names
+        self.ports = {name: free_port() for name in names}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self) -> None:
         """Start triage, dispatch and follow-up as separate processes, as in production."""
-        for name in SERVICES:
+        for name in self.names:
             log = (self.workdir / f"{name}.log").open("ab")
             env = os.environ | self.env | {f"{name.upper()}_HTTP_PORT": str(self.ports[name])}
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "services.runtime", name], env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the run, which stops the services in order
             )
+
+    def peak_rss_mb(self) -> dict[str, float]:
+        """Return each running service's peak resident memory (VmHWM), in MB."""
+        peaks = {}
+        for name, process in self.processes.items():
+            status = Path(f"/proc/{process.pid}/status")
+            if process.poll() is None and status.exists():
+                line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+                peaks[name] = round(int(line.split()[1]) / 1024, 1)
+        return peaks
 
     def url(self, name: str, path: str = "/metrics") -> str:
         """Return a service's HTTP address."""
@@ -125,7 +136,7 @@ class Stack:
     async def wait_ready(self, timeout: float = 90) -> None:
         """Wait until every service answers /health/ready."""
         deadline = time.monotonic() + timeout
-        for name in SERVICES:
+        for name in self.names:
             while await asyncio.to_thread(self.get, name, "/health/ready") is None:
                 if self.processes[name].poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{name} did not become ready; see {self.workdir / (name + '.log')}")
@@ -133,13 +144,8 @@ class Stack:
 
     async def wait_consuming(self, kafka: KafkaSettings, bootstrap: str, timeout: float = 60) -> None:
         """Wait until every consumer group of the stack has joined (a rebalance takes about 5 s)."""
-        groups = [
-            self.env["TRIAGE_GROUP_ID"],
-            f"{self.env['DISPATCH_GROUP_ID']}.triaged",
-            f"{self.env['DISPATCH_GROUP_ID']}.updates",
-            f"{self.env['FOLLOWUP_GROUP_ID']}.events",
-            f"{self.env['FOLLOWUP_GROUP_ID']}.results",
-        ]
+        suffixes = {"triage": [""], "dispatch": [".triaged", ".updates"], "followup": [".events", ".results"]}
+        groups = [f"{self.env[name.upper() + '_GROUP_ID']}{suffix}" for name in self.names for suffix in suffixes[name]]
         deadline = time.monotonic() + timeout
         for group in groups:
             while not await _stable(kafka, bootstrap, group):
@@ -150,7 +156,7 @@ class Stack:
     def metrics(self) -> dict[str, dict[tuple[str, tuple], float]]:
         """Read every service's /metrics."""
         found = {}
-        for name in SERVICES:
+        for name in self.names:
             samples = {}
             for family in text_string_to_metric_families(self.get(name, "/metrics") or ""):
                 for sample in family.samples:
@@ -160,7 +166,7 @@ class Stack:
 
     def stop(self) -> None:
         """SIGTERM every service, newest first, and wait; kill what hangs. Leaves no stray process."""
-        for name in reversed(SERVICES):
+        for name in reversed(self.names):
             process = self.processes.get(name)
             if process and process.poll() is None:
                 process.send_signal(signal.SIGTERM)

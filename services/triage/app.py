@@ -47,7 +47,7 @@ def create_app(
     parts = build_parts("triage", settings, kafka, registry)
     store = TriageStore(parts.engine)
     holder = rules_holder(settings.rules_file.read_text(encoding="utf-8"), metrics)
-    processor = TriageProcessor(settings, kafka, holder, store, parts.publisher(), clock, metrics, parts.readiness)
+    processor = TriageProcessor(settings, kafka, holder, store, parts.publisher, clock, metrics, parts.readiness)
 
     @parts.broker.subscriber(
         kafka.topic(DISPUTES_REPORTED),

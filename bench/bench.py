@@ -1,0 +1,278 @@
+"""`make bench`: throughput of each service against a raw aiokafka loop on the same broker, end-to-end latency, memory.
+
+One run, one machine, one embedded broker, the same message sizes. Prints a table and writes
+bench/results/latest.json. A benchmark, not a test: it asserts nothing, it measures.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from schemas.disputes import DISPUTES_REPORTED, DISPUTES_TRIAGED
+from schemas.followups import FOLLOWUPS_DUE
+from schemas.workorders import WORKORDERS_EVENTS, OrderIssued
+from services.runtime.embedded import EmbeddedBroker
+from services.runtime.settings import KafkaSettings
+from services.runtime.topics import TopicSpec, contract_topics, ensure_topics
+from services.simulator.population import ReportFactory
+from services.simulator.run import Stack
+from services.triage.grading import Features, Grader, detect_keywords
+from services.dispatch.routing import DEFAULT_ROUTING, assign, load_routing
+from services.triage.handlers import Accepted, triaged_event
+from services.triage.ruleset import DEFAULT_RULES, load_ruleset
+
+RESULTS = Path(__file__).parent / "results"
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+def reports(count: int, seed: int = 1) -> list:
+    factory = ReportFactory(random.Random(seed), f"b{uuid.uuid4().hex[:4]}")
+    start = datetime.now(timezone.utc)
+    return [factory.make(start + timedelta(seconds=n)) for n in range(count)]
+
+
+async def preload(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        for start in range(0, len(records), 5000):
+            pending = [await producer.send(topic, value, key=key) for key, value in records[start : start + 5000]]
+            await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def read_timestamps(bootstrap: str, topic: str, expected: int, timeout: float) -> list[int]:
+    """Read a topic from the start until `expected` records are there; return their broker timestamps."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
+        consumer.assign(partitions)
+        stamps: list[int] = []
+        deadline = time.monotonic() + timeout
+        while len(stamps) < expected and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=500, max_records=10000)).values():
+                stamps.extend(r.timestamp for r in batch)
+        return stamps
+    finally:
+        await consumer.stop()
+
+
+def rate(stamps: list[int], count: int) -> float:
+    """Events per second between the first and the last output (broker append times)."""
+    span = (max(stamps) - min(stamps)) / 1000 if len(stamps) > 1 else 0
+    return round(count / span, 1) if span else 0.0
+
+
+async def baseline(bootstrap: str, count: int, values: list[tuple[bytes, bytes]]) -> float:
+    """The raw aiokafka loop: consume a batch, parse JSON, produce, await the batch, commit."""
+    source, sink = f"bench-{uuid.uuid4().hex[:6]}-in", f"bench-{uuid.uuid4().hex[:6]}-out"
+    await ensure_topics(KafkaSettings(), bootstrap, [TopicSpec(source, 4), TopicSpec(sink, 4)])
+    await preload(bootstrap, source, values)
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"{source}-g", enable_auto_commit=False, auto_offset_reset="earliest")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    try:
+        done, started = 0, None
+        while done < count:
+            batches = await consumer.getmany(timeout_ms=200, max_records=500)
+            records = [r for batch in batches.values() for r in batch]
+            if not records:
+                continue
+            started = started or time.perf_counter()
+            pending = [await producer.send(sink, json.dumps(json.loads(r.value)).encode(), key=r.key) for r in records]
+            await asyncio.gather(*pending)
+            await consumer.commit()
+            done += len(records)
+        return round(count / (time.perf_counter() - started), 1)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def drop_dispatch_tables(url: str) -> None:
+    """Start dispatch on PostgreSQL from an empty schema."""
+    import asyncpg
+
+    connection = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        for table_name in ("dispatch_processed", "dispatch_orders", "dispatch_disputes", "dispatch_alembic_version"):
+            await connection.execute(f"DROP TABLE IF EXISTS {table_name}")
+    finally:
+        await connection.close()
+
+
+def service_env(bootstrap: str, prefix: str, workdir: Path, database_url: str | None = None) -> dict[str, str]:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TOPIC_PREFIX": prefix, "TRIAGE_HMAC_KEY": "bench-key-0123456789abcdef", "TRIAGE_LOG_LEVEL": "WARNING",
+           "DISPATCH_LOG_LEVEL": "WARNING", "FOLLOWUP_LOG_LEVEL": "WARNING"}
+    for name in ("triage", "dispatch", "followup"):
+        env[f"{name.upper()}_DATA_DIR"] = str(workdir / prefix.strip("."))
+        env[f"{name.upper()}_GROUP_ID"] = f"{prefix}{name}"
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    return env
+
+
+async def one_service(name: str, bootstrap: str, workdir: Path, load, output_topic: str, expected: int, database_url: str | None = None):
+    """Pre-load a service's input, start it alone, and time its output."""
+    prefix = f"b{uuid.uuid4().hex[:6]}."
+    kafka = KafkaSettings(topic_prefix=prefix)
+    await ensure_topics(kafka, bootstrap, contract_topics(4))
+    count = await load(bootstrap, kafka)
+    stack = Stack(service_env(bootstrap, prefix, workdir, database_url), workdir, (name,))
+    stack.start()
+    try:
+        stamps = await read_timestamps(bootstrap, kafka.topic(output_topic), expected(count), timeout=600)
+        return rate(stamps, count), len(stamps), stack.peak_rss_mb().get(name, 0.0)
+    finally:
+        stack.stop()
+
+
+async def run(args: argparse.Namespace) -> dict:
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    results: dict = {"machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+                     "events": args.events, "started": datetime.now(timezone.utc).isoformat()}
+    sample = reports(args.events)
+    wire = [(r.dispute_id.encode(), r.to_bytes()) for r in sample]
+    results["message_bytes"] = round(statistics.mean(len(v) for _, v in wire))
+    with EmbeddedBroker() as broker:
+        bootstrap = broker.bootstrap_servers
+        results["baseline"] = await baseline(bootstrap, args.events, wire)
+
+        async def load_reports(bootstrap, kafka):
+            await preload(bootstrap, kafka.topic(DISPUTES_REPORTED), wire)
+            return len(wire)
+
+        results["triage"] = await one_service("triage", bootstrap, workdir, load_reports, DISPUTES_TRIAGED, lambda n: n)
+
+        grader = Grader(load_ruleset(DEFAULT_RULES))
+        now = datetime.now(timezone.utc)
+        triaged = []
+        for report in sample:
+            accepted = Accepted(None, report.event_id, report, "reported")
+            grade = grader.grade(report, Features(detect_keywords(report.description, grader.ruleset.spec.keywords)))
+            triaged.append(triaged_event(accepted, grade, grader.version, now))
+
+        async def load_triaged(bootstrap, kafka):
+            await preload(bootstrap, kafka.topic(DISPUTES_TRIAGED), [(t.dispute_id.encode(), t.to_bytes()) for t in triaged])
+            return len(triaged)
+
+        table = load_routing(DEFAULT_ROUTING)
+        issued_total = sum(len(assign(t, table)) for t in triaged)
+        for label, url in (("dispatch_sqlite", None), ("dispatch_postgres", POSTGRES_URL)):
+            if url:
+                await drop_dispatch_tables(url)
+            results[label] = await one_service("dispatch", bootstrap, workdir, load_triaged, WORKORDERS_EVENTS, lambda n: issued_total, url)
+
+        timers = args.timers // 2
+        due = datetime.now(timezone.utc) - timedelta(minutes=1)  # every timer is due when the service starts
+
+        async def load_orders(bootstrap, kafka):
+            events = []
+            for n in range(timers):
+                report = sample[n % len(sample)]
+                event = OrderIssued(
+                    event_id=f"bench-issued-{n}", dispute_id=report.dispute_id, attempt=1, at=due - timedelta(hours=1),
+                    work_order_id=f"bench-wo-{n}", department="community_police", role="support", level=1, urgency="routine",
+                    issued_at=due - timedelta(hours=1), due_at=due, report=report,
+                )
+                events.append((report.dispute_id.encode(), event.to_bytes()))
+            await preload(bootstrap, kafka.topic(WORKORDERS_EVENTS), events)
+            return timers * 2
+
+        results["followup_timers"] = await one_service("followup", bootstrap, workdir, load_orders, FOLLOWUPS_DUE, lambda n: n)
+        results["end_to_end"] = await end_to_end(bootstrap, workdir, args.rate, args.seconds)
+    for key in ("triage", "dispatch_sqlite", "dispatch_postgres", "followup_timers"):
+        throughput, outputs, rss = results[key]
+        results[key] = {"per_second": throughput, "outputs": outputs, "ratio_to_baseline": round(throughput / results["baseline"], 3), "peak_rss_mb": rss}
+    return results
+
+
+async def end_to_end(bootstrap: str, workdir: Path, per_second: int, seconds: int) -> dict:
+    """Offer a fixed load to the whole stack; latency is report appended -> first order appended."""
+    prefix = f"b{uuid.uuid4().hex[:6]}."
+    kafka = KafkaSettings(topic_prefix=prefix)
+    await ensure_topics(kafka, bootstrap, contract_topics(4))
+    stack = Stack(service_env(bootstrap, prefix, workdir), workdir)
+    stack.start()
+    try:
+        await stack.wait_ready()
+        await stack.wait_consuming(kafka, bootstrap)
+        sample = reports(per_second * seconds, seed=2)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+        await producer.start()
+        sent: dict[str, int] = {}
+        started = time.perf_counter()
+        for n, report in enumerate(sample):
+            await asyncio.sleep(max(0.0, started + n / per_second - time.perf_counter()))
+            metadata = await (await producer.send(kafka.topic(DISPUTES_REPORTED), report.to_bytes(), key=report.dispute_id.encode()))
+            sent[report.dispute_id] = metadata.timestamp
+        await producer.stop()
+        first_order = await first_orders(bootstrap, kafka.topic(WORKORDERS_EVENTS), len(sample))
+        latencies = sorted(first_order[d] - sent[d] for d in sent if d in first_order)
+        cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+        return {"offered_per_second": per_second, "seconds": seconds, "measured": len(latencies),
+                "p50_ms": cuts[49], "p95_ms": cuts[94], "p99_ms": cuts[98], "peak_rss_mb": stack.peak_rss_mb()}
+    finally:
+        stack.stop()
+
+
+async def first_orders(bootstrap: str, topic: str, disputes: int) -> dict[str, int]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    found: dict[str, int] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while len(found) < disputes and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=500, max_records=10000)).values():
+                for record in batch:
+                    found.setdefault(record.key.decode(), record.timestamp)
+        return found
+    finally:
+        await consumer.stop()
+
+
+def table(results: dict) -> str:
+    lines = [f"machine: {results['machine']}; {results['events']} events of ~{results['message_bytes']} bytes", "",
+             "| measurement | per second | × baseline | peak RSS MB |", "|---|---:|---:|---:|",
+             f"| baseline: raw aiokafka consume→parse→produce→commit | {results['baseline']:,.0f} | 1.00 | |"]
+    for key, label in (("triage", "triage alone"), ("dispatch_sqlite", "dispatch alone, SQLite (disputes)"),
+                       ("dispatch_postgres", "dispatch alone, PostgreSQL (disputes)"), ("followup_timers", "follow-up: schedule and fire timers")):
+        r = results[key]
+        lines.append(f"| {label} | {r['per_second']:,.0f} | {r['ratio_to_baseline']:.2f} | {r['peak_rss_mb']} |")
+    e = results["end_to_end"]
+    lines += ["", f"end to end at {e['offered_per_second']} reports/s for {e['seconds']} s (report → first order): "
+              f"p50 {e['p50_ms']:.0f} ms, p95 {e['p95_ms']:.0f} ms, p99 {e['p99_ms']:.0f} ms; peak RSS MB {e['peak_rss_mb']}"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--timers", type=int, default=100_000)
+    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--workdir", default="var/bench")
+    args = parser.parse_args()
+    results = asyncio.run(run(args))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
