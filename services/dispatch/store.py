@@ -141,8 +141,7 @@ class DispatchStore:
         ]
         if new:
             await connection.execute(orders.insert(), new)
-        if done:
-            await insert_ignoring_duplicates(connection, processed, [{"event_id": e, "processed_at": utc(now)} for e in done])
+        await insert_ignoring_duplicates(connection, processed, [{"event_id": e, "processed_at": utc(now)} for e in done])
 
     async def open_orders_by_department(self) -> dict[str, int]:
         """Count open orders per department, for the gauge."""

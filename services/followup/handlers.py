@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.deadletters import rejection_reason
@@ -71,51 +71,73 @@ class FollowupProcessor:
 
         async def work(connection: AsyncConnection) -> None:
             seen = await self.store.processed_ids(connection, [f"event:{e.event_id}" for e in valid])
-            done = []
+            fresh: dict[str, Any] = {}
             for event in valid:
-                key = f"event:{event.event_id}"
-                if key in seen or key in done:
-                    continue
-                done.append(key)
-                await self._apply(connection, event)
-            await self.store.mark_processed(connection, done, self.clock.now())
+                if f"event:{event.event_id}" not in seen:
+                    fresh.setdefault(event.event_id, event)
+            await self._apply(connection, list(fresh.values()))
+            await self.store.mark_processed(connection, [f"event:{e}" for e in fresh], self.clock.now())
             if dead:
                 await self.publish(dead)
 
         await self._transaction(work)
         self.wake.set()
 
-    async def _apply(self, connection: AsyncConnection, event: Any) -> None:
-        if event.kind == "issued":
-            await self._issued(connection, event)
-        elif event.kind == "status_changed" and event.status in CLOSING:
-            await connection.execute(update(orders).where(orders.c.work_order_id == event.work_order_id).values(status=CLOSING[event.status]))
-            await self.store.cancel(connection, timers.c.work_order_id == event.work_order_id)
-        elif event.kind == "dispute_resolved":
-            await insert_ignoring_duplicates(connection, resolutions, [{
-                "event_id": event.event_id, "dispute_id": event.dispute_id, "attempt": event.attempt,
-                "department": event.resolving_department,
-                "failed_mediations": event.report.history.failed_mediations,
-            }])
-            await self.store.add_timers(connection, revisit_timers(
-                event.dispute_id, event.attempt, event.resolving_department, event.at, self.settings.revisit_days
-            ))
-
-    async def _issued(self, connection: AsyncConnection, event: Any) -> None:
+    async def _apply(self, connection: AsyncConnection, events: list[Any]) -> None:
+        """Apply a batch of events with a handful of bulk statements, in the order that keeps their meaning."""
+        issued = [e for e in events if e.kind == "issued"]
+        closing = [e for e in events if e.kind == "status_changed" and e.status in CLOSING]
+        resolved = [e for e in events if e.kind == "dispute_resolved"]
         await insert_ignoring_duplicates(connection, orders, [{
-            "work_order_id": event.work_order_id, "dispute_id": event.dispute_id, "department": event.department,
-            "role": event.role, "attempt": event.attempt, "status": "open", "due_at": utc(event.due_at),
-        }])
-        await self.store.add_timers(connection, sla_timers(event, self.settings.warning_fraction))
-        known = (await self.store.load_disputes(connection, [event.dispute_id])).get(event.dispute_id)
-        if known is None or event.attempt >= known[0]:
-            values = {"attempt": event.attempt, "level": event.level, "report": event.report.model_dump_json()}
-            if known is None:
-                await insert_ignoring_duplicates(connection, disputes, [{"dispute_id": event.dispute_id, **values}])
-            else:
-                await connection.execute(update(disputes).where(disputes.c.dispute_id == event.dispute_id).values(**values))
+            "work_order_id": e.work_order_id, "dispute_id": e.dispute_id, "department": e.department,
+            "role": e.role, "attempt": e.attempt, "status": "open", "due_at": utc(e.due_at),
+        } for e in issued])
+        await self.store.add_timers(connection, [t for e in issued for t in sla_timers(e, self.settings.warning_fraction)])
+        await self._remember_disputes(connection, issued)
+        if closing:
+            await connection.execute(
+                update(orders).where(orders.c.work_order_id == bindparam("key")).values(status=bindparam("status")),
+                [{"key": e.work_order_id, "status": CLOSING[e.status]} for e in closing],
+            )
+            await self.store.cancel(connection, timers.c.work_order_id.in_([e.work_order_id for e in closing]))
+        if resolved:
+            await insert_ignoring_duplicates(connection, resolutions, [{
+                "event_id": e.event_id, "dispute_id": e.dispute_id, "attempt": e.attempt,
+                "department": e.resolving_department, "failed_mediations": e.report.history.failed_mediations,
+            } for e in resolved])
+            await self.store.add_timers(connection, [
+                t for e in resolved
+                for t in revisit_timers(e.dispute_id, e.attempt, e.resolving_department, e.at, self.settings.revisit_days)
+            ])
         # A new attempt means the dispute was reported or reassessed again: earlier revisits are moot.
-        await self.store.cancel(connection, timers.c.dispute_id == event.dispute_id, timers.c.kind == "revisit", timers.c.attempt < event.attempt)
+        newest: dict[str, int] = {}
+        for event in issued:
+            newest[event.dispute_id] = max(event.attempt, newest.get(event.dispute_id, 0))
+        for dispute_id, attempt in newest.items():
+            if attempt > 1:
+                await self.store.cancel(connection, timers.c.dispute_id == dispute_id, timers.c.kind == "revisit", timers.c.attempt < attempt)
+
+    async def _remember_disputes(self, connection: AsyncConnection, issued: list[Any]) -> None:
+        """Keep each dispute's newest attempt, level and report, for reassessments and revisits."""
+        latest: dict[str, Any] = {}
+        for event in issued:
+            if event.dispute_id not in latest or event.attempt >= latest[event.dispute_id].attempt:
+                latest[event.dispute_id] = event
+        known = await self.store.load_disputes(connection, sorted(latest))
+        rows = [
+            {"key": e.dispute_id, "attempt": e.attempt, "level": e.level, "report": e.report.model_dump_json()}
+            for e in latest.values()
+            if e.dispute_id not in known or e.attempt >= known[e.dispute_id][0]
+        ]
+        changed = [r for r in rows if r["key"] in known]
+        if changed:
+            await connection.execute(
+                update(disputes).where(disputes.c.dispute_id == bindparam("key"))
+                .values(attempt=bindparam("attempt"), level=bindparam("level"), report=bindparam("report")),
+                changed,
+            )
+        new = [{"dispute_id": r["key"], "attempt": r["attempt"], "level": r["level"], "report": r["report"]} for r in rows if r["key"] not in known]
+        await insert_ignoring_duplicates(connection, disputes, new)
 
     async def fire_due(self) -> int:
         """Fire every due timer once (catch-up included); return how many fired."""

@@ -107,14 +107,12 @@ class FollowupStore:
     @staticmethod
     async def mark_processed(connection: AsyncConnection, keys: list[str], now: datetime) -> None:
         """Remember keys as processed; repeats are ignored."""
-        if keys:
-            await insert_ignoring_duplicates(connection, processed, [{"event_id": k, "processed_at": utc(now)} for k in keys])
+        await insert_ignoring_duplicates(connection, processed, [{"event_id": k, "processed_at": utc(now)} for k in keys])
 
     @staticmethod
     async def add_timers(connection: AsyncConnection, new: list[Timer]) -> None:
         """Schedule timers; a timer that exists keeps its state."""
-        if new:
-            await insert_ignoring_duplicates(connection, timers, [timer_row(t) for t in new])
+        await insert_ignoring_duplicates(connection, timers, [timer_row(t) for t in new])
 
     @staticmethod
     async def cancel(connection: AsyncConnection, *conditions) -> None:

@@ -60,5 +60,7 @@ def aware(moment: datetime) -> datetime:
 
 async def insert_ignoring_duplicates(connection: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert rows, skipping those whose primary key exists: reprocessing a batch changes nothing."""
+    if not rows:
+        return
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     await connection.execute(dialect.insert(table).on_conflict_do_nothing(), rows)

@@ -84,18 +84,16 @@ class TriageStore:
     async def record(self, done: list[Processed], seen: list[Sighting]) -> None:
         """Record a batch's processed ids and sightings in one transaction; repeats change nothing."""
         async with self.engine.begin() as connection:
-            if done:
-                await insert_ignoring_duplicates(
-                    connection,
-                    processed,
-                    [{"event_id": p.event_id, "output_event_id": p.output_event_id, "processed_at": utc(p.processed_at)} for p in done],
-                )
-            if seen:
-                await insert_ignoring_duplicates(
-                    connection,
-                    sightings,
-                    [{"kind": s.kind, "key_hash": s.key, "dispute_id": s.dispute_id, "reported_at": utc(s.reported_at)} for s in seen],
-                )
+            await insert_ignoring_duplicates(
+                connection,
+                processed,
+                [{"event_id": p.event_id, "output_event_id": p.output_event_id, "processed_at": utc(p.processed_at)} for p in done],
+            )
+            await insert_ignoring_duplicates(
+                connection,
+                sightings,
+                [{"kind": s.kind, "key_hash": s.key, "dispute_id": s.dispute_id, "reported_at": utc(s.reported_at)} for s in seen],
+            )
 
     async def purge(self, now: datetime, dedupe_days: int, sighting_days: int) -> tuple[int, int]:
         """Forget processed ids older than the dedupe window and sightings older than the widest window.
