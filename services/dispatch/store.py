@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.disputes import DisputeReported, History
 from services.dispatch.lifecycle import Dispute, Effects, Order
-from services.runtime.store import aware, insert_ignoring_duplicates, utc
+from services.runtime.store import aware, insert_ignoring_duplicates, present, utc
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -81,10 +81,7 @@ class DispatchStore:
     @staticmethod
     async def processed_ids(connection: AsyncConnection, event_ids: list[str]) -> set[str]:
         """Return which of these (namespaced) event ids were processed before."""
-        if not event_ids:
-            return set()
-        rows = await connection.execute(select(processed.c.event_id).where(processed.c.event_id.in_(event_ids)))
-        return {row.event_id for row in rows}
+        return await present(connection, processed.c.event_id, event_ids)
 
     @staticmethod
     async def load_disputes(connection: AsyncConnection, dispute_ids: list[str]) -> dict[str, Dispute]:

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.disputes import DisputeReported
 from services.followup.timers import Timer
-from services.runtime.store import aware, insert_ignoring_duplicates, utc
+from services.runtime.store import aware, insert_ignoring_duplicates, present, utc
 
 metadata = MetaData()
 orders = Table(
@@ -99,10 +99,7 @@ class FollowupStore:
     @staticmethod
     async def processed_ids(connection: AsyncConnection, keys: list[str]) -> set[str]:
         """Return which of these keys were processed before."""
-        if not keys:
-            return set()
-        rows = await connection.execute(select(processed.c.event_id).where(processed.c.event_id.in_(keys)))
-        return {row.event_id for row in rows}
+        return await present(connection, processed.c.event_id, keys)
 
     @staticmethod
     async def mark_processed(connection: AsyncConnection, keys: list[str], now: datetime) -> None:

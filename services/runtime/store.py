@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, event, text
+from sqlalchemy import Column, Table, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -64,3 +64,10 @@ async def insert_ignoring_duplicates(connection: AsyncConnection, table: Table, 
         return
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     await connection.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+
+
+async def present(connection: AsyncConnection, column: Column, values: list[str]) -> set[str]:
+    """Return which of these values a key column already holds, in one query."""
+    if not values:
+        return set()
+    return {row[0] for row in await connection.execute(select(column).where(column.in_(values)))}
