@@ -15,7 +15,7 @@ from schemas.workorders import (
     WorkOrderUpdate,
 )
 from services.dispatch.calendar import WorkingCalendar
-from services.dispatch.routing import Assignment, RoutingTable, due_at, route, work_order_id
+from services.dispatch.routing import Assignment, RoutingTable, issue_order, route, work_order_id
 
 OPEN = ("issued", "accepted", "in_progress")
 # Where each status may go next; every other status is final.
@@ -240,24 +240,10 @@ def _reroute(
         if order.role == "lead" and existing.role != "lead":
             effects.orders[target] = replace(existing, role="lead")
         return
-    assignment = Assignment(table.returned_to, order.role)
-    issued = WorkOrderIssued(
-        work_order_id=target,
-        dispute_id=dispute.dispute_id,
-        department=table.returned_to,
-        role=order.role,
-        level=dispute.level,
-        tier=TIER_BY_LEVEL[dispute.level],
-        urgency=dispute.urgency,
-        attempt=dispute.attempt,
-        issued_at=now,
-        due_at=due_at(assignment, dispute.level, now, table, calendar),
-        category=dispute.report.category,
-        region=dispute.report.region,
-        description=dispute.report.description,
-        instructions=table.instructions.returned,
-        parties=dispute.report.parties,
-        matched_rules=[],
+    grade = (dispute.level, TIER_BY_LEVEL[dispute.level], dispute.urgency)
+    issued = issue_order(
+        dispute.report, Assignment(table.returned_to, order.role), grade, dispute.attempt, now,
+        table.instructions.returned, [], table, calendar,
     )
     effects.issued.append(issued)
     effects.orders[target] = _order(issued)

@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from schemas.common import Category, Tier, Urgency, Vulnerability
-from schemas.disputes import DisputeTriaged
+from schemas.common import Category, MatchedRule, Tier, Urgency, Vulnerability
+from schemas.disputes import DisputeReported, DisputeTriaged
 from schemas.workorders import Department, WorkOrderIssued
 from services.dispatch.calendar import WorkingCalendar
 from services.runtime.yamlfile import yaml_mapping
@@ -136,32 +136,50 @@ def due_at(assignment: Assignment, level: int, issued_at: datetime, table: Routi
     return calendar.add_working_days(issued_at, table.deadline_working_days[level])
 
 
+def issue_order(
+    report: DisputeReported,
+    assignment: Assignment,
+    grade: tuple[int, str, str],
+    attempt: int,
+    issued_at: datetime,
+    instructions: str,
+    matched_rules: list[MatchedRule],
+    table: RoutingTable,
+    calendar: WorkingCalendar,
+) -> WorkOrderIssued:
+    """Write one department's order for a dispute; `grade` is (level, tier, urgency)."""
+    level, tier, urgency = grade
+    return WorkOrderIssued(
+        work_order_id=work_order_id(report.dispute_id, assignment.department, attempt),
+        dispute_id=report.dispute_id,
+        department=assignment.department,
+        role=assignment.role,
+        level=level,
+        tier=tier,
+        urgency=urgency,
+        attempt=attempt,
+        first_response=assignment.first_response,
+        issued_at=issued_at,
+        due_at=due_at(assignment, level, issued_at, table, calendar),
+        category=report.category,
+        region=report.region,
+        description=report.description,
+        instructions=instructions,
+        parties=report.parties,
+        matched_rules=matched_rules,
+    )
+
+
 def route(
     triaged: DisputeTriaged, attempt: int, issued_at: datetime, table: RoutingTable, calendar: WorkingCalendar
 ) -> list[WorkOrderIssued]:
     """Turn a graded dispute into its work orders for one attempt."""
-    orders = []
-    for assignment in assign(triaged, table):
-        kind = "first_response" if assignment.first_response else assignment.role
-        orders.append(
-            WorkOrderIssued(
-                work_order_id=work_order_id(triaged.dispute_id, assignment.department, attempt),
-                dispute_id=triaged.dispute_id,
-                department=assignment.department,
-                role=assignment.role,
-                level=triaged.level,
-                tier=triaged.tier,
-                urgency=triaged.urgency,
-                attempt=attempt,
-                first_response=assignment.first_response,
-                issued_at=issued_at,
-                due_at=due_at(assignment, triaged.level, issued_at, table, calendar),
-                category=triaged.report.category,
-                region=triaged.report.region,
-                description=triaged.report.description,
-                instructions=getattr(table.instructions, kind),
-                parties=triaged.report.parties,
-                matched_rules=triaged.matched_rules,
-            )
+    grade = (triaged.level, triaged.tier, triaged.urgency)
+    return [
+        issue_order(
+            triaged.report, assignment, grade, attempt, issued_at,
+            getattr(table.instructions, "first_response" if assignment.first_response else assignment.role),
+            triaged.matched_rules, table, calendar,
         )
-    return orders
+        for assignment in assign(triaged, table)
+    ]

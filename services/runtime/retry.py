@@ -41,8 +41,9 @@ async def retry_transient(
     While it fails the dependency is reported not ready; the caller's batch is then redelivered,
     so nothing is committed past work that was not done.
     """
-    delay = first_delay
-    for attempt in range(1, attempts + 1):
+    delay, attempt = first_delay, 0
+    while True:
+        attempt += 1
         try:
             result = await operation()
         except TRANSIENT as error:
@@ -56,7 +57,6 @@ async def retry_transient(
         else:
             readiness.failing.discard(what)
             return result
-    raise AssertionError("unreachable: the loop returns or raises")
 
 
 async def in_transaction(
