@@ -61,15 +61,13 @@ def client_options(settings: KafkaSettings, bootstrap_servers: str) -> dict[str,
 
 
 def make_broker(settings: KafkaSettings, bootstrap_servers: str, **options: Any) -> KafkaBroker:
-    """Create a FastStream Kafka broker for a service's consumers; nothing connects until it starts.
-
-    Outputs go through BatchPublisher, so the broker opens no producer of its own.
-    """
+    """Create a FastStream Kafka broker for a service; nothing connects until it starts."""
     return KafkaBroker(
         bootstrap_servers,
         client_id=settings.client_id,
         security=faststream_security(settings),
-        consumer_only=True,
+        enable_idempotence=settings.enable_idempotence,
+        acks="all",
         **options,
     )
 
