@@ -37,7 +37,7 @@ POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgr
 
 def reports(count: int, seed: int = 1) -> list:
     factory = ReportFactory(random.Random(seed), f"b{uuid.uuid4().hex[:4]}")
-    start = datetime.now(timezone.utc)
+    start = datetime.now(timezone.utc) - timedelta(seconds=count)  # one a second, ending now: triage refuses the future
     return [factory.make(start + timedelta(seconds=n)) for n in range(count)]
 
 
@@ -103,16 +103,20 @@ async def baseline(bootstrap: str, count: int, values: list[tuple[bytes, bytes]]
         await producer.stop()
 
 
-async def drop_dispatch_tables(url: str) -> None:
-    """Start dispatch on PostgreSQL from an empty schema."""
+async def drop_tables(url: str, *tables: str) -> None:
+    """Start a service on PostgreSQL from an empty schema."""
     import asyncpg
 
     connection = await asyncpg.connect(url.replace("+asyncpg", ""))
     try:
-        for table_name in ("dispatch_processed", "dispatch_orders", "dispatch_disputes", "dispatch_alembic_version"):
+        for table_name in tables:
             await connection.execute(f"DROP TABLE IF EXISTS {table_name}")
     finally:
         await connection.close()
+
+
+DISPATCH_TABLES = ("dispatch_processed", "dispatch_orders", "dispatch_disputes", "dispatch_alembic_version")
+TRIAGE_TABLES = ("triage_processed", "triage_sightings")
 
 
 def service_env(bootstrap: str, prefix: str, workdir: Path, database_url: str | None = None) -> dict[str, str]:
@@ -126,7 +130,7 @@ def service_env(bootstrap: str, prefix: str, workdir: Path, database_url: str | 
     return env
 
 
-async def one_service(name: str, bootstrap: str, workdir: Path, load, output_topic: str, expected: int, database_url: str | None = None):
+async def one_service(name: str, bootstrap: str, workdir: Path, load, output_topic: str, expected, database_url: str | None = None):
     """Pre-load a service's input, start it alone, and time its output."""
     prefix = f"b{uuid.uuid4().hex[:6]}."
     kafka = KafkaSettings(topic_prefix=prefix)
@@ -139,6 +143,63 @@ async def one_service(name: str, bootstrap: str, workdir: Path, load, output_top
         return rate(stamps, count), len(stamps), stack.peak_rss_mb().get(name, 0.0)
     finally:
         stack.stop()
+
+
+async def triage_instances(instances: int, bootstrap: str, workdir: Path, wire: list[tuple[bytes, bytes]], database_url: str):
+    """Start `instances` triage processes in one group on a shared PostgreSQL store, wait until each owns
+    partitions, then load the reports and time their output."""
+    await drop_tables(database_url, *TRIAGE_TABLES)
+    prefix = f"b{uuid.uuid4().hex[:6]}."
+    kafka = KafkaSettings(topic_prefix=prefix)
+    await ensure_topics(kafka, bootstrap, contract_topics(4))
+    env = service_env(bootstrap, prefix, workdir, database_url)
+    stacks = [Stack(env, workdir, ("triage",)) for _ in range(instances)]
+    for stack in stacks:
+        stack.start()
+    try:
+        for stack in stacks:
+            await stack.wait_ready()
+        await stacks[0].wait_consuming(kafka, bootstrap, members=instances)
+        await preload(bootstrap, kafka.topic(DISPUTES_REPORTED), wire)
+        stamps = await read_timestamps(bootstrap, kafka.topic(DISPUTES_TRIAGED), len(wire), timeout=600)
+        return rate(stamps, len(wire)), len(stamps), max(s.peak_rss_mb().get("triage", 0.0) for s in stacks)
+    finally:
+        for stack in stacks:
+            stack.stop()
+
+
+async def soak(bootstrap: str, workdir: Path, sample: list, events: int) -> dict:
+    """Feed `events` distinct reports to triage and sample its memory as they drain: it must stay flat."""
+    prefix = f"b{uuid.uuid4().hex[:6]}."
+    kafka = KafkaSettings(topic_prefix=prefix)
+    await ensure_topics(kafka, bootstrap, contract_topics(4))
+    for start in range(0, events, len(sample)):
+        copies = [r.model_copy(update={"event_id": f"{r.event_id}-s{start}", "dispute_id": f"{r.dispute_id}-s{start}"}) for r in sample[: events - start]]
+        await preload(bootstrap, kafka.topic(DISPUTES_REPORTED), [(r.dispute_id.encode(), r.to_bytes()) for r in copies])
+    stack = Stack(service_env(bootstrap, prefix, workdir), workdir, ("triage",))
+    stack.start()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        consumer.assign([TopicPartition(kafka.topic(DISPUTES_TRIAGED), p) for p in range(4)])
+        done, samples, next_sample, deadline = 0, [], 0, time.monotonic() + 3600
+        while done < events and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=500, max_records=20000)).values():
+                done += len(batch)
+            if done >= next_sample:
+                samples.append((done, stack.memory_mb("triage")))
+                next_sample = done + events // 20
+        samples.append((done, stack.memory_mb("triage")))
+        first = next(rss for seen, rss in samples if seen >= events // 10)
+        return {"events": events, "drained": done, "rss_mb_at_10_percent": first, "rss_mb_at_end": samples[-1][1],
+                "peak_rss_mb": stack.peak_rss_mb().get("triage", 0.0), "samples": samples}
+    finally:
+        await consumer.stop()
+        stack.stop()
+
+
+STAGES = ("triage", "scaleout", "dispatch_sqlite", "dispatch_postgres", "followup", "end_to_end", "soak")
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -157,7 +218,11 @@ async def run(args: argparse.Namespace) -> dict:
             await preload(bootstrap, kafka.topic(DISPUTES_REPORTED), wire)
             return len(wire)
 
-        results["triage"] = await one_service("triage", bootstrap, workdir, load_reports, DISPUTES_TRIAGED, lambda n: n)
+        if "triage" in args.only:
+            results["triage"] = await one_service("triage", bootstrap, workdir, load_reports, DISPUTES_TRIAGED, lambda n: n)
+        if "scaleout" in args.only:
+            results["triage_postgres_1"] = await triage_instances(1, bootstrap, workdir, wire, POSTGRES_URL)
+            results["triage_postgres_2"] = await triage_instances(2, bootstrap, workdir, wire, POSTGRES_URL)
 
         grader = Grader(load_ruleset(DEFAULT_RULES))
         now = datetime.now(timezone.utc)
@@ -174,8 +239,10 @@ async def run(args: argparse.Namespace) -> dict:
         table = load_routing(DEFAULT_ROUTING)
         issued_total = sum(len(assign(t, table)) for t in triaged)
         for label, url in (("dispatch_sqlite", None), ("dispatch_postgres", POSTGRES_URL)):
+            if label not in args.only:
+                continue
             if url:
-                await drop_dispatch_tables(url)
+                await drop_tables(url, *DISPATCH_TABLES)
             results[label] = await one_service("dispatch", bootstrap, workdir, load_triaged, WORKORDERS_EVENTS, lambda n: issued_total, url)
 
         timers = args.timers // 2
@@ -194,12 +261,27 @@ async def run(args: argparse.Namespace) -> dict:
             await preload(bootstrap, kafka.topic(WORKORDERS_EVENTS), events)
             return timers * 2
 
-        results["followup_timers"] = await one_service("followup", bootstrap, workdir, load_orders, FOLLOWUPS_DUE, lambda n: n)
-        results["end_to_end"] = await end_to_end(bootstrap, workdir, args.rate, args.seconds)
-    for key in ("triage", "dispatch_sqlite", "dispatch_postgres", "followup_timers"):
-        throughput, outputs, rss = results[key]
-        results[key] = {"per_second": throughput, "outputs": outputs, "ratio_to_baseline": round(throughput / results["baseline"], 3), "peak_rss_mb": rss}
+        if "followup" in args.only:
+            results["followup_timers"] = await one_service("followup", bootstrap, workdir, load_orders, FOLLOWUPS_DUE, lambda n: n)
+        if "end_to_end" in args.only:
+            results["end_to_end"] = await end_to_end(bootstrap, workdir, args.rate, args.seconds)
+        if "soak" in args.only:
+            results["soak"] = await soak(bootstrap, workdir, sample, args.soak_events)
+    for key in THROUGHPUTS:
+        if key in results:
+            throughput, outputs, rss = results[key]
+            results[key] = {"per_second": throughput, "outputs": outputs, "ratio_to_baseline": round(throughput / results["baseline"], 3), "peak_rss_mb": rss}
     return results
+
+
+THROUGHPUTS = {
+    "triage": "triage alone",
+    "triage_postgres_1": "triage, PostgreSQL store, 1 instance",
+    "triage_postgres_2": "triage, PostgreSQL store, 2 instances in one group",
+    "dispatch_sqlite": "dispatch alone, SQLite (disputes)",
+    "dispatch_postgres": "dispatch alone, PostgreSQL (disputes)",
+    "followup_timers": "follow-up: schedule and fire timers",
+}
 
 
 async def end_to_end(bootstrap: str, workdir: Path, per_second: int, seconds: int) -> dict:
@@ -215,12 +297,13 @@ async def end_to_end(bootstrap: str, workdir: Path, per_second: int, seconds: in
         sample = reports(per_second * seconds, seed=2)
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
         await producer.start()
-        sent: dict[str, int] = {}
+        acknowledged: dict[str, asyncio.Future] = {}
         started = time.perf_counter()
         for n, report in enumerate(sample):
             await asyncio.sleep(max(0.0, started + n / per_second - time.perf_counter()))
-            metadata = await (await producer.send(kafka.topic(DISPUTES_REPORTED), report.to_bytes(), key=report.dispute_id.encode()))
-            sent[report.dispute_id] = metadata.timestamp
+            # Not awaited one by one: the offered rate must not depend on the broker's round trip.
+            acknowledged[report.dispute_id] = await producer.send(kafka.topic(DISPUTES_REPORTED), report.to_bytes(), key=report.dispute_id.encode())
+        sent = {dispute: (await future).timestamp for dispute, future in acknowledged.items()}
         await producer.stop()
         first_order = await first_orders(bootstrap, kafka.topic(WORKORDERS_EVENTS), len(sample))
         latencies = sorted(first_order[d] - sent[d] for d in sent if d in first_order)
@@ -250,13 +333,18 @@ def table(results: dict) -> str:
     lines = [f"machine: {results['machine']}; {results['events']} events of ~{results['message_bytes']} bytes", "",
              "| measurement | per second | × baseline | peak RSS MB |", "|---|---:|---:|---:|",
              f"| baseline: raw aiokafka consume→parse→produce→commit | {results['baseline']:,.0f} | 1.00 | |"]
-    for key, label in (("triage", "triage alone"), ("dispatch_sqlite", "dispatch alone, SQLite (disputes)"),
-                       ("dispatch_postgres", "dispatch alone, PostgreSQL (disputes)"), ("followup_timers", "follow-up: schedule and fire timers")):
-        r = results[key]
-        lines.append(f"| {label} | {r['per_second']:,.0f} | {r['ratio_to_baseline']:.2f} | {r['peak_rss_mb']} |")
-    e = results["end_to_end"]
-    lines += ["", f"end to end at {e['offered_per_second']} reports/s for {e['seconds']} s (report → first order): "
-              f"p50 {e['p50_ms']:.0f} ms, p95 {e['p95_ms']:.0f} ms, p99 {e['p99_ms']:.0f} ms; peak RSS MB {e['peak_rss_mb']}"]
+    for key, label in THROUGHPUTS.items():
+        if key in results:
+            r = results[key]
+            lines.append(f"| {label} | {r['per_second']:,.0f} | {r['ratio_to_baseline']:.2f} | {r['peak_rss_mb']} |")
+    if "end_to_end" in results:
+        e = results["end_to_end"]
+        lines += ["", f"end to end at {e['offered_per_second']} reports/s for {e['seconds']} s (report → first order, {e['measured']} disputes): "
+                  f"p50 {e['p50_ms']:.0f} ms, p95 {e['p95_ms']:.0f} ms, p99 {e['p99_ms']:.0f} ms; peak RSS MB {e['peak_rss_mb']}"]
+    if "soak" in results:
+        s = results["soak"]
+        lines += ["", f"triage memory over {s['drained']:,} of {s['events']:,} reports: RSS {s['rss_mb_at_10_percent']} MB at 10 %, "
+                  f"{s['rss_mb_at_end']} MB at the end, peak {s['peak_rss_mb']} MB"]
     return "\n".join(lines)
 
 
@@ -266,7 +354,9 @@ def main() -> None:
     parser.add_argument("--timers", type=int, default=100_000)
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--soak-events", type=int, default=1_000_000)
     parser.add_argument("--workdir", default="var/bench")
+    parser.add_argument("--only", nargs="*", choices=STAGES, default=list(STAGES), help="Measure only these (the baseline always runs)")
     args = parser.parse_args()
     results = asyncio.run(run(args))
     RESULTS.mkdir(parents=True, exist_ok=True)

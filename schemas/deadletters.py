@@ -23,7 +23,9 @@ def rejection_reason(error: ValidationError) -> str:
     """Summarise a validation error by field path and rule, never echoing the (possibly personal) input."""
     parts = []
     for item in error.errors(include_url=False, include_input=False)[:5]:
-        field = ".".join(str(p) for p in item["loc"]) or "(message)"
+        # An unknown key is chosen by the sender, so it may itself be personal data: never named.
+        loc = item["loc"][:-1] + ("(unknown field)",) if item["type"] == "extra_forbidden" else item["loc"]
+        field = ".".join(str(p) for p in loc) or "(message)"
         parts.append(f"{field}: {item['msg']}")
     more = error.error_count() - len(parts)
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

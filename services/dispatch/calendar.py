@@ -30,6 +30,9 @@ def load_overrides(path: Path | None) -> CalendarOverrides:
     return CalendarOverrides.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
 
 
+_REMEMBERED_DAYS = 20_000  # half a century of days: enough for any replay, bounded all the same
+
+
 class WorkingCalendar:
     """Decides working days: overrides first, then the library, then weekends only for an unknown year."""
 
@@ -38,9 +41,18 @@ class WorkingCalendar:
         self._override = {d: True for d in overrides.workdays} | {d: False for d in overrides.holidays}
         self.zone = zone
         self._warned: set[int] = set()
+        # The library scans its whole table on every call; a deadline walks up to a few weeks of days.
+        self._known: dict[date, bool] = {}
 
     def is_working_day(self, day: date) -> bool:
         """Tell whether government departments work on `day`."""
+        if day not in self._known:
+            if len(self._known) > _REMEMBERED_DAYS:
+                self._known.clear()
+            self._known[day] = self._decide(day)
+        return self._known[day]
+
+    def _decide(self, day: date) -> bool:
         if day in self._override:
             return self._override[day]
         try:

@@ -7,22 +7,21 @@ acknowledgements, write the effects with the processed ids, commit. The caller c
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schemas.deadletters import rejection_reason
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DisputeTriaged
 from schemas.workorders import WORKORDERS_EVENTS, WORKORDERS_UPDATES_INVALID, WorkOrderUpdate, work_order_topic
 from services.dispatch.calendar import WorkingCalendar
-from services.dispatch.lifecycle import OPEN, Effects, Rejection, apply_update, check_update, dispatch
+from services.dispatch.lifecycle import OPEN, Effects, Order, Rejection, apply_update, check_update, dispatch
 from services.dispatch.metrics import DispatchMetrics
 from services.dispatch.routing import RoutingTable
 from services.dispatch.store import DispatchStore
 from services.runtime.clock import Clock
-from services.runtime.deadletter import dead_letter
+from services.runtime.deadletter import dead_letter, validated
 from services.runtime.kafka import Outgoing, encode_event
 from services.runtime.reload import Reloadable
 from services.runtime.retry import Readiness, in_transaction
@@ -32,6 +31,23 @@ log = logging.getLogger(__name__)
 
 CE_SOURCE = "/fengqiao/dispatch"
 Publish = Callable[[list[Outgoing]], Awaitable[None]]
+
+
+def _by_dispute(orders: Iterable[Order]) -> defaultdict[str, dict[str, Order]]:
+    # A batch holds hundreds of disputes: finding a dispute's orders must not scan every order.
+    found: defaultdict[str, dict[str, Order]] = defaultdict(dict)
+    for order in orders:
+        found[order.dispute_id][order.work_order_id] = order
+    return found
+
+
+def _take(effects: Effects, disputes: dict, orders: dict, by_dispute: defaultdict[str, dict[str, Order]], batch: Effects) -> None:
+    # Later events of the batch must see what earlier ones changed.
+    disputes.update(effects.disputes)
+    orders.update(effects.orders)
+    for order in effects.orders.values():
+        by_dispute[order.dispute_id][order.work_order_id] = order
+    batch.merge(effects)
 
 
 class DispatchProcessor:
@@ -47,6 +63,7 @@ class DispatchProcessor:
         clock: Clock,
         metrics: DispatchMetrics,
         readiness: Readiness,
+        max_message_bytes: int = 256 * 1024,
     ):
         self.kafka = kafka
         self.routing = routing
@@ -56,6 +73,7 @@ class DispatchProcessor:
         self.clock = clock
         self.metrics = metrics
         self.readiness = readiness
+        self.max_message_bytes = max_message_bytes
         self._lock = asyncio.Lock()
 
     async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[None]]) -> None:
@@ -69,13 +87,9 @@ class DispatchProcessor:
 
     async def on_triaged(self, records: Sequence[Any]) -> None:
         """Issue the orders of a batch of graded disputes."""
-        valid, dead = [], []
-        for record in records:
-            try:
-                valid.append((record, DisputeTriaged.model_validate_json(record.value or b"")))
-            except ValidationError as error:
-                self.metrics.invalid_triaged.inc()
-                dead.append(dead_letter(record, rejection_reason(error), self.kafka.topic(DISPUTES_INVALID)))
+        valid, dead = validated(
+            records, DisputeTriaged.model_validate_json, self.kafka.topic(DISPUTES_INVALID), self.max_message_bytes, self.metrics.invalid_triaged.inc
+        )
 
         async def work(connection: AsyncConnection) -> None:
             keys = [f"triaged:{t.source_event_id}" for _, t in valid]
@@ -92,13 +106,12 @@ class DispatchProcessor:
             orders = await self.store.load_orders(connection, dispute_ids, [])
             known_disputes, known_orders = set(disputes), set(orders)
             now, table, batch = self.clock.now(), self.routing.current, Effects()
+            by_dispute = _by_dispute(orders.values())
             for _, triaged in fresh:
                 current = disputes.get(triaged.dispute_id)
-                open_orders = [o for o in orders.values() if o.dispute_id == triaged.dispute_id and o.status in OPEN]
+                open_orders = [o for o in by_dispute[triaged.dispute_id].values() if o.status in OPEN]
                 effects = dispatch(triaged, current, open_orders, now, table, self.calendar)
-                disputes.update(effects.disputes)
-                orders.update(effects.orders)
-                batch.merge(effects)
+                _take(effects, disputes, orders, by_dispute, batch)
             await self.publish(self._outgoing(batch, now) + dead)
             await self.store.write(connection, batch, known_disputes, known_orders, [f"triaged:{t.source_event_id}" for _, t in fresh], now)
             self._observe_issued(batch, [r for r, _ in fresh])
@@ -108,13 +121,9 @@ class DispatchProcessor:
     async def on_updates(self, records: Sequence[Any]) -> None:
         """Apply a batch of department updates, refusing what is invalid or unauthorised."""
         invalid_topic = self.kafka.topic(WORKORDERS_UPDATES_INVALID)
-        valid, dead = [], []
-        for record in records:
-            try:
-                valid.append((record, WorkOrderUpdate.model_validate_json(record.value or b"")))
-            except ValidationError as error:
-                self.metrics.rejected_updates.labels("invalid").inc()
-                dead.append(dead_letter(record, rejection_reason(error), invalid_topic))
+        valid, dead = validated(
+            records, WorkOrderUpdate.model_validate_json, invalid_topic, self.max_message_bytes, self.metrics.rejected_updates.labels("invalid").inc
+        )
 
         async def work(connection: AsyncConnection) -> None:
             seen = await self.store.processed_ids(connection, [f"update:{u.event_id}" for _, u in valid])
@@ -122,13 +131,14 @@ class DispatchProcessor:
             orders = await self.store.load_orders(connection, dispute_ids, [u.work_order_id for _, u in valid])
             disputes = await self.store.load_disputes(connection, sorted(dispute_ids + [o.dispute_id for o in orders.values()]))
             known_disputes, known_orders = set(disputes), set(orders)
-            now, table, batch, done = self.clock.now(), self.routing.current, Effects(), []
+            now, table, batch, done = self.clock.now(), self.routing.current, Effects(), {}
+            by_dispute = _by_dispute(orders.values())
             for record, update in valid:
                 key = f"update:{update.event_id}"
                 if key in seen or key in done:
                     self.metrics.duplicates.labels("updates").inc()
                     continue
-                done.append(key)
+                done[key] = None  # a dict keeps the order of first sight
                 try:
                     order = check_update(update, orders.get(update.work_order_id), table)
                 except Rejection as rejection:
@@ -136,14 +146,12 @@ class DispatchProcessor:
                     dead.append(dead_letter(record, str(rejection), invalid_topic))
                     continue
                 dispute = disputes[order.dispute_id]
-                siblings = [o for o in orders.values() if o.dispute_id == dispute.dispute_id and o.attempt == dispute.attempt]
+                siblings = [o for o in by_dispute[dispute.dispute_id].values() if o.attempt == dispute.attempt]
                 effects = apply_update(update, order, dispute, siblings, now, table, self.calendar)
-                disputes.update(effects.disputes)
-                orders.update(effects.orders)
-                batch.merge(effects)
+                _take(effects, disputes, orders, by_dispute, batch)
                 self.metrics.updates.labels(update.status).inc()
             await self.publish(self._outgoing(batch, now) + dead)
-            await self.store.write(connection, batch, known_disputes, known_orders, done, now)
+            await self.store.write(connection, batch, known_disputes, known_orders, list(done), now)
             for event in batch.events:
                 if event.kind == "escalated":
                     self.metrics.escalations.labels(event.reason).inc()

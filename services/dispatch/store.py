@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.disputes import DisputeReported, History
 from services.dispatch.lifecycle import Dispute, Effects, Order
-from services.runtime.store import aware, insert_ignoring_duplicates, present, utc
+from services.runtime.store import aware, create_schema, insert_ignoring_duplicates, present, utc
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -75,8 +75,7 @@ class DispatchStore:
 
     async def migrate(self) -> None:
         """Create or upgrade the schema to the newest migration."""
-        async with self.engine.begin() as connection:
-            await connection.run_sync(_upgrade)
+        await create_schema(self.engine, _upgrade)
 
     @staticmethod
     async def processed_ids(connection: AsyncConnection, event_ids: list[str]) -> set[str]:

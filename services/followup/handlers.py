@@ -6,11 +6,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schemas.deadletters import rejection_reason
 from schemas.disputes import DISPUTES_REASSESS
 from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS_INVALID, FollowupResult
 from schemas.workorders import WORK_ORDER_EVENT, WORKORDERS_EVENTS_INVALID
@@ -19,7 +17,7 @@ from services.followup.settings import FollowupSettings
 from services.followup.store import FollowupStore, disputes, orders, resolutions, results, timers
 from services.followup.timers import breach_reassessment, due_message, rebound_reassessment, revisit_timers, sla_timers
 from services.runtime.clock import Clock
-from services.runtime.deadletter import dead_letter
+from services.runtime.deadletter import dead_letter, validated
 from services.runtime.kafka import Outgoing, encode_event
 from services.runtime.retry import TRANSIENT, Readiness, in_transaction
 from services.runtime.settings import KafkaSettings
@@ -61,13 +59,11 @@ class FollowupProcessor:
 
     async def on_events(self, records: Sequence[Any]) -> None:
         """Set and cancel timers from dispatch's audit trail."""
-        valid, dead = [], []
-        for record in records:
-            try:
-                valid.append(WORK_ORDER_EVENT.validate_json(record.value or b""))
-            except ValidationError as error:
-                self.metrics.invalid.labels("workorder_event").inc()
-                dead.append(dead_letter(record, rejection_reason(error), self.kafka.topic(WORKORDERS_EVENTS_INVALID)))
+        parsed, dead = validated(
+            records, WORK_ORDER_EVENT.validate_json, self.kafka.topic(WORKORDERS_EVENTS_INVALID), self.settings.max_message_bytes,
+            self.metrics.invalid.labels("workorder_event").inc,
+        )
+        valid = [event for _, event in parsed]
 
         async def work(connection: AsyncConnection) -> None:
             seen = await self.store.processed_ids(connection, [f"event:{e.event_id}" for e in valid])
@@ -207,13 +203,9 @@ class FollowupProcessor:
     async def on_results(self, records: Sequence[Any]) -> None:
         """Record revisit results; a rebound or a broken agreement goes back to triage."""
         invalid_topic = self.kafka.topic(FOLLOWUPS_RESULTS_INVALID)
-        valid, dead = [], []
-        for record in records:
-            try:
-                valid.append((record, FollowupResult.model_validate_json(record.value or b"")))
-            except ValidationError as error:
-                self.metrics.invalid.labels("result").inc()
-                dead.append(dead_letter(record, rejection_reason(error), invalid_topic))
+        valid, dead = validated(
+            records, FollowupResult.model_validate_json, invalid_topic, self.settings.max_message_bytes, self.metrics.invalid.labels("result").inc
+        )
 
         async def work(connection: AsyncConnection) -> None:
             now = self.clock.now()
@@ -230,7 +222,7 @@ class FollowupProcessor:
                 reason = _refusal(result, timer)
                 if reason:
                     self.metrics.invalid.labels(reason).inc()
-                    outgoing.append(dead_letter(record, reason, invalid_topic))
+                    outgoing.append(dead_letter(record, _REFUSALS[reason], invalid_topic))
                     continue
                 await insert_ignoring_duplicates(connection, results, [{
                     "event_id": result.event_id, "followup_id": result.followup_id, "satisfaction": result.satisfaction,
@@ -244,6 +236,13 @@ class FollowupProcessor:
             await self.store.mark_processed(connection, done, now)
 
         await self._transaction(work)
+
+
+_REFUSALS = {
+    "unknown_followup": "followup_id: unknown_followup: no timer has this id",
+    "dispute_mismatch": "dispute_id: dispute_mismatch: not the dispute of this follow-up",
+    "not_a_revisit": "followup_id: not_a_revisit: only revisits take results",
+}
 
 
 def _refusal(result: FollowupResult, timer: Any) -> str | None:

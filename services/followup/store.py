@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.disputes import DisputeReported
 from services.followup.timers import Timer
-from services.runtime.store import aware, insert_ignoring_duplicates, present, utc
+from services.runtime.store import aware, create_schema, insert_ignoring_duplicates, present, utc
 
 metadata = MetaData()
 orders = Table(
@@ -93,8 +93,7 @@ class FollowupStore:
 
     async def create(self) -> None:
         """Create the tables if they do not exist."""
-        async with self.engine.begin() as connection:
-            await connection.run_sync(metadata.create_all)
+        await create_schema(self.engine, metadata.create_all)
 
     @staticmethod
     async def processed_ids(connection: AsyncConnection, keys: list[str]) -> set[str]:

@@ -1,8 +1,11 @@
 """Dead letters on the wire: the rejected record's bytes, untouched, with reason and origin in headers."""
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from schemas.deadletters import dead_letter_headers
+from pydantic import ValidationError
+
+from schemas.deadletters import dead_letter_headers, rejection_reason
 from services.runtime.kafka import Outgoing
 
 # Beyond this a dead letter would not fit a default Kafka request; the header says what was cut.
@@ -17,3 +20,30 @@ def dead_letter(record: Any, reason: str, topic: str) -> Outgoing:
         headers["dlq_truncated_from"] = str(len(value))
         value = value[:DEAD_LETTER_MAX_BYTES]
     return Outgoing(topic, record.key or b"", value, headers)
+
+
+Parsed = TypeVar("Parsed")
+
+
+def too_large(value: bytes, max_bytes: int) -> str | None:
+    """Say why a message is refused for its size, or None when it fits."""
+    return f"message: {len(value)} bytes exceeds the limit of {max_bytes}" if len(value) > max_bytes else None
+
+
+def validated(
+    records: Sequence[Any], parse: Callable[[bytes], Parsed], invalid_topic: str, max_bytes: int, on_invalid: Callable[[], None]
+) -> tuple[list[tuple[Any, Parsed]], list[Outgoing]]:
+    """Split consumed records into parsed inputs and dead letters whose reason names the field (or the size) at fault."""
+    valid, dead = [], []
+    for record in records:
+        value = record.value or b""
+        reason = too_large(value, max_bytes)
+        if reason is None:
+            try:
+                valid.append((record, parse(value)))
+                continue
+            except ValidationError as error:
+                reason = rejection_reason(error)
+        on_invalid()
+        dead.append(dead_letter(record, reason, invalid_topic))
+    return valid, dead

@@ -76,7 +76,12 @@ class ServiceSettings(BaseSettings):
     group_id: str | None = None
     batch_size: int = Field(500, ge=1, le=100_000)
     max_message_bytes: int = Field(256 * 1024, ge=1024, le=16 * 1024 * 1024, description="Larger inputs are dead-lettered")
-    batch_timeout_ms: int = Field(50, ge=1, le=60_000)
+    batch_timeout_ms: int = Field(
+        5, ge=1, le=60_000, description="How long an idle consumer waits for records; FastStream then sleeps as long again"
+    )
+    fetch_max_wait_ms: int = Field(
+        10, ge=0, le=60_000, description="How long the broker may hold a fetch for data: an upper bound on each hop's idle latency"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def sqlite_default(self, service: str) -> str:

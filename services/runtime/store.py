@@ -1,10 +1,12 @@
 """Database engines for the services' own stores: SQLite file by default, PostgreSQL by URL."""
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, Table, event, select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -56,6 +58,15 @@ def utc(moment: datetime) -> datetime:
 def aware(moment: datetime) -> datetime:
     """Read a stored time back as aware UTC (SQLite hands back naive values)."""
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+async def create_schema(engine: AsyncEngine, build: Callable[[Connection], None]) -> None:
+    """Create or migrate a schema; on PostgreSQL one instance at a time, since instances of a
+    service start together and concurrent CREATE TABLE IF NOT EXISTS collide in the catalog."""
+    async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('fengqiao-schema'))"))
+        await connection.run_sync(build)
 
 
 async def insert_ignoring_duplicates(connection: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:

@@ -113,13 +113,17 @@ class Stack:
 
     def peak_rss_mb(self) -> dict[str, float]:
         """Return each running service's peak resident memory (VmHWM), in MB."""
-        peaks = {}
-        for name, process in self.processes.items():
-            status = Path(f"/proc/{process.pid}/status")
-            if process.poll() is None and status.exists():
-                line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
-                peaks[name] = round(int(line.split()[1]) / 1024, 1)
-        return peaks
+        peaks = {name: self.memory_mb(name, "VmHWM") for name in self.processes}
+        return {name: mb for name, mb in peaks.items() if mb is not None}
+
+    def memory_mb(self, name: str, field: str = "VmRSS") -> float | None:
+        """Return a field of a running service's memory status (VmRSS now, VmHWM at peak) in MB; None once it has exited."""
+        process = self.processes[name]
+        status = Path(f"/proc/{process.pid}/status")
+        if process.poll() is not None or not status.exists():
+            return None
+        line = next(line for line in status.read_text().splitlines() if line.startswith(f"{field}:"))
+        return round(int(line.split()[1]) / 1024, 1)
 
     def url(self, name: str, path: str = "/metrics") -> str:
         """Return a service's HTTP address."""
@@ -142,13 +146,13 @@ class Stack:
                     raise RuntimeError(f"{name} did not become ready; see {self.workdir / (name + '.log')}")
                 await asyncio.sleep(0.2)
 
-    async def wait_consuming(self, kafka: KafkaSettings, bootstrap: str, timeout: float = 60) -> None:
-        """Wait until every consumer group of the stack has joined (a rebalance takes about 5 s)."""
+    async def wait_consuming(self, kafka: KafkaSettings, bootstrap: str, timeout: float = 60, members: int = 1) -> None:
+        """Wait until every consumer group of the stack has joined with `members` members (a rebalance takes about 5 s)."""
         suffixes = {"triage": [""], "dispatch": [".triaged", ".updates"], "followup": [".events", ".results"]}
         groups = [f"{self.env[name.upper() + '_GROUP_ID']}{suffix}" for name in self.names for suffix in suffixes[name]]
         deadline = time.monotonic() + timeout
         for group in groups:
-            while not await _stable(kafka, bootstrap, group):
+            while not await _stable(kafka, bootstrap, group, members):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"consumer group {group} did not settle")
                 await asyncio.sleep(0.5)
@@ -178,14 +182,14 @@ class Stack:
                 process.wait()
 
 
-async def _stable(kafka: KafkaSettings, bootstrap: str, group: str) -> bool:
+async def _stable(kafka: KafkaSettings, bootstrap: str, group: str, members: int = 1) -> bool:
     # One group per request, on a fresh client: the embedded broker drops the connection on some
     # multi-group or unknown-group requests.
     admin = AIOKafkaAdminClient(**client_options(kafka, bootstrap))
     await admin.start()
     try:
         [response] = await admin.describe_consumer_groups([group])
-        return any(g[2] == "Stable" and g[5] for g in response.groups)
+        return any(g[2] == "Stable" and len(g[5]) >= members for g in response.groups)
     except KafkaError:
         return False
     finally:
@@ -351,6 +355,8 @@ async def _simulate(simulation: Simulation, stack: Stack, clock: SimulatedClock,
         report["resolved_in_time_for_a_revisit"] = sum(at <= revisit_cutoff for at in simulation.observed.resolved.values())
         report["resolved_without_revisit"] = len(simulation.observed.unrevisited(revisit_cutoff))
         report["metrics_urls"] = {name: stack.url(name) for name in SERVICES}
+        for name in SERVICES:  # kept beside the logs: what each service exported when the run settled
+            (stack.workdir / f"{name}.metrics").write_text(stack.get(name, "/metrics") or "", encoding="utf-8")
         return report
     finally:
         for task in tasks:

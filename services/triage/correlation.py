@@ -3,7 +3,7 @@
 import hashlib
 import hmac
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -98,38 +98,63 @@ def subject_of(event_id: str, report: DisputeReported, hasher: Hasher, spec: Cor
     )
 
 
-def lookback(subjects: list[Subject], spec: CorrelationSpec) -> datetime:
-    """Return the earliest time any subject's windows reach back to."""
-    widest = max(spec.repeat_parties.window_days, spec.group_wage_risk.window_days)
-    return min(s.reported_at for s in subjects) - timedelta(days=widest)
+@dataclass(frozen=True)
+class Probe:
+    """A question for the store: which other disputes named this key in a window (at most `limit` of them)."""
+
+    event_id: str
+    kind: str
+    key: str
+    since: datetime
+    until: datetime
+    dispute_id: str
+    limit: int
 
 
-def correlate(subjects: list[Subject], known: list[Sighting], spec: CorrelationSpec) -> dict[str, frozenset[str]]:
-    """Flag each subject from earlier sightings and from the subjects before it in the same batch.
+Answers = dict[tuple[str, str, str], frozenset[str]]
 
-    Windows run on the reports' own times, so a replay of last year's reports correlates as it did then.
+
+def probes(subjects: list[Subject], spec: CorrelationSpec) -> list[Probe]:
+    """Ask, per subject and key, only as many earlier disputes as a flag needs: one for a repeat party,
+    enough for group wage risk even if some of them are also in this batch. Bounded, so a much-named
+    employer costs the same as any other."""
+    party_window = timedelta(days=spec.repeat_parties.window_days)
+    wage_window = timedelta(days=spec.group_wage_risk.window_days)
+    in_batch = Counter(key for s in subjects for key in s.employers)
+    found = []
+    for s in subjects:
+        found += [Probe(s.event_id, PARTY, k, s.reported_at - party_window, s.reported_at, s.dispute_id, 1) for k in sorted(s.parties)]
+        found += [
+            Probe(s.event_id, EMPLOYER, k, s.reported_at - wage_window, s.reported_at, s.dispute_id, spec.group_wage_risk.min_disputes - 1 + in_batch[k])
+            for k in sorted(s.employers)
+        ]
+    return found
+
+
+def correlate(subjects: list[Subject], stored: Answers, spec: CorrelationSpec) -> dict[str, frozenset[str]]:
+    """Flag each subject from the store's answers to its probes and from the subjects before it in the same batch.
+
+    `stored` maps (event id, kind, key) to other disputes the store holds in the window. Windows run on
+    the reports' own times, so a replay of last year's reports correlates as it did then.
     """
     seen: dict[tuple[str, str], list[Sighting]] = defaultdict(list)
-    for sighting in known:
-        seen[sighting.kind, sighting.key].append(sighting)
     party_window = timedelta(days=spec.repeat_parties.window_days)
     wage_window = timedelta(days=spec.group_wage_risk.window_days)
     flags: dict[str, frozenset[str]] = {}
     for subject in subjects:
         found = set()
-        earliest = subject.reported_at - party_window
-        if any(
-            s.dispute_id != subject.dispute_id and earliest <= s.reported_at <= subject.reported_at
-            for key in subject.parties
-            for s in seen[PARTY, key]
-        ):
+        if any(_others(subject, PARTY, key, party_window, seen, stored) for key in subject.parties):
             found.add("repeat_parties")
-        earliest = subject.reported_at - wage_window
         for key in subject.employers:
-            disputes = {s.dispute_id for s in seen[EMPLOYER, key] if earliest <= s.reported_at <= subject.reported_at}
-            if len(disputes | {subject.dispute_id}) >= spec.group_wage_risk.min_disputes:
+            if len(_others(subject, EMPLOYER, key, wage_window, seen, stored) | {subject.dispute_id}) >= spec.group_wage_risk.min_disputes:
                 found.add("group_wage_risk")
         flags[subject.event_id] = frozenset(found)
         for sighting in subject.sightings():
             seen[sighting.kind, sighting.key].append(sighting)
     return flags
+
+
+def _others(subject: Subject, kind: str, key: str, window: timedelta, seen: dict, stored: Answers) -> set[str]:
+    earliest = subject.reported_at - window
+    batch = {s.dispute_id for s in seen[kind, key] if earliest <= s.reported_at <= subject.reported_at}
+    return (batch | stored.get((subject.event_id, kind, key), frozenset())) - {subject.dispute_id}

@@ -1,7 +1,9 @@
 """The triage decision: enrich a report's text, then grade it with durable-rules. No broker, clock or database."""
 
+import bisect
 import copy
 import itertools
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +12,7 @@ from durable import engine as durable
 from schemas.common import MatchedRule
 from schemas.disputes import DisputeReported
 from services.triage.ruleset import (
+    FIELDS,
     KNOWN_FLAGS,
     RISK_FLAGS,
     VULNERABILITIES,
@@ -143,6 +146,47 @@ def build_fact(report: DisputeReported, features: Features, flags: set[str]) -> 
     return fact
 
 
+def _leaves(condition: Condition) -> list[Compare]:
+    if isinstance(condition, Not):
+        return _leaves(condition.item)
+    if isinstance(condition, (AllOf, AnyOf)):
+        return [leaf for item in condition.items for leaf in _leaves(item)]
+    return [condition]
+
+
+def thresholds(ruleset: Ruleset) -> dict[str, tuple[float, ...]]:
+    """Return, per numeric fact key, every constant the rules compare it with."""
+    found: dict[str, set[float]] = {_key(path): set() for path, spec in FIELDS.items() if spec.kind in ("int", "number")}
+    for rule in ruleset.rules:
+        for leaf in _leaves(rule.when):
+            if _key(leaf.field) in found:
+                found[_key(leaf.field)].update(leaf.value if isinstance(leaf.value, tuple) else (leaf.value,))
+    return {key: tuple(sorted(values)) for key, values in found.items()}
+
+
+def _representative(value: float, cuts: tuple[float, ...]) -> float:
+    if not cuts:
+        return 0  # no rule reads this number
+    if value in cuts:
+        return value
+    place = bisect.bisect_left(cuts, value)
+    if place == 0:
+        return cuts[0] - 1
+    if place == len(cuts):
+        return cuts[-1] + 1
+    return (cuts[place - 1] + cuts[place]) / 2
+
+
+def canonical(fact: dict[str, Any], cuts: dict[str, tuple[float, ...]]) -> dict[str, Any]:
+    """Replace each number by a plain representative of its band among the constants rules compare it with.
+
+    The rules cannot tell two numbers of one band apart, so the outcome is the same; the engine only
+    ever parses a few well-formed numbers (it refuses some valid JSON ones, such as 5e-324); and equal
+    canonical facts can share one grade.
+    """
+    return {key: _representative(value, cuts[key]) if key in cuts else value for key, value in fact.items()}
+
+
 class _Host(durable.Host):
     """A durable-rules host whose actions only record which rule matched."""
 
@@ -168,12 +212,15 @@ class Grader:
 
     # Session ids are unique per grade and deleted after it: durable-rules keeps at most 1,024 live.
     _session_ids = itertools.count()
-
-    def __init__(self, ruleset: Ruleset):
+    def __init__(self, ruleset: Ruleset, memo_size: int = 2048):
+        # Distinct signatures are few (enums, booleans, numbers by threshold band); the bound keeps memory flat anyway.
+        self.memo_size = memo_size
         self.ruleset = ruleset
         self._host = _Host()
         # set_rulesets mutates its argument.
         self._host.set_rulesets(copy.deepcopy(compile_ruleset(ruleset)))
+        self._cuts = thresholds(ruleset)
+        self._memo: OrderedDict[tuple[Any, ...], Triage] = OrderedDict()
 
     @property
     def version(self) -> str:
@@ -193,7 +240,19 @@ class Grader:
     def grade(self, report: DisputeReported, features: Features) -> Triage:
         """Grade a report: level is the maximum over matched rules, urgency likewise, every match listed."""
         flags = effective_flags(report, features)
-        matched_ids = self._match(build_fact(report, features, flags))
+        fact = canonical(build_fact(report, features, flags), self._cuts)
+        # The flags are in the fact; detected ones are also listed apart in the output.
+        key = (tuple(fact.items()), features.detected)
+        triage = self._memo.get(key)
+        if triage is None:
+            triage = self._memo[key] = self._decide(self._match(fact), flags, features)
+            if len(self._memo) > self.memo_size:
+                self._memo.popitem(last=False)
+        else:
+            self._memo.move_to_end(key)
+        return triage
+
+    def _decide(self, matched_ids: list[str], flags: set[str], features: Features) -> Triage:
         # The engine fires in its own order; list matches in file order so explanations are stable.
         matched = [rule for rule in self.ruleset.rules if rule.id in set(matched_ids)]
         level = max([r.then.level_at_least or 1 for r in matched], default=1)

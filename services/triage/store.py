@@ -1,14 +1,17 @@
 """Triage's own store: processed event ids (dedupe) and hashed sightings (correlation), batched per call."""
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, MetaData, String, Table, delete, func, select
+from sqlalchemy import Column, DateTime, Index, MetaData, String, Table, TextClause, bindparam, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.runtime.store import aware, insert_ignoring_duplicates, utc
-from services.triage.correlation import Sighting
+from services.runtime.store import aware, create_schema, insert_ignoring_duplicates, utc
+from services.triage.correlation import Answers, Probe, Sighting
 
 metadata = MetaData()
 
@@ -30,13 +33,40 @@ sightings = Table(
     Index("ix_triage_sightings_reported_at", "reported_at"),
 )
 
-# SQLite's IN lists are limited; PostgreSQL is fine either way.
+# SQLite's IN lists and compound selects are limited; PostgreSQL is fine either way.
 _CHUNK = 500
+_PROBES_PER_QUERY = 200
+# Statements are padded to these sizes: every distinct statement stays compiled in SQLAlchemy's cache.
+_STATEMENT_SIZES = (8, 32, 64, 128, _PROBES_PER_QUERY)
 
 
 def _chunks(items: list[str]) -> Iterable[list[str]]:
     for start in range(0, len(items), _CHUNK):
         yield items[start : start + _CHUNK]
+
+
+@lru_cache(maxsize=len(_STATEMENT_SIZES))
+def _probes_statement(count: int) -> TextClause:
+    # Written once per size as text: building an expression tree per probe costs more than the query.
+    # The limit stops each index scan early, so a much-named key costs no more than a rare one.
+    arms = [
+        f"SELECT {n} AS probe, dispute_id FROM (SELECT dispute_id FROM triage_sightings WHERE kind = :k{n} AND key_hash = :h{n}"
+        f" AND reported_at BETWEEN :a{n} AND :b{n} AND dispute_id != :d{n} LIMIT :l{n}) AS w{n}"
+        for n in range(count)
+    ]
+    times = [bindparam(f"{side}{n}", type_=sightings.c.reported_at.type) for n in range(count) for side in "ab"]
+    return text(" UNION ALL ".join(arms)).bindparams(*times)
+
+
+def _probe_values(chunk: list[Probe], size: int) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for n, p in enumerate(chunk):
+        values |= {f"k{n}": p.kind, f"h{n}": p.key, f"a{n}": utc(p.since), f"b{n}": utc(p.until), f"d{n}": p.dispute_id, f"l{n}": p.limit}
+    if chunk:
+        # Padding repeats the last probe with a limit of 0: it matches nothing, and the statement stays one of a few sizes.
+        values |= {f"{name}{n}": values[f"{name}{len(chunk) - 1}"] for n in range(len(chunk), size) for name in "khabd"}
+        values |= {f"l{n}": 0 for n in range(len(chunk), size)}
+    return values
 
 
 @dataclass(frozen=True)
@@ -56,8 +86,7 @@ class TriageStore:
 
     async def create(self) -> None:
         """Create the tables if they do not exist."""
-        async with self.engine.begin() as connection:
-            await connection.run_sync(metadata.create_all)
+        await create_schema(self.engine, metadata.create_all)
 
     async def already_processed(self, event_ids: list[str]) -> set[str]:
         """Return which of these event ids were processed before."""
@@ -68,18 +97,17 @@ class TriageStore:
                 found.update(row.event_id for row in rows)
         return found
 
-    async def sightings_since(self, kind: str, keys: list[str], since: datetime) -> list[Sighting]:
-        """Return the sightings of these hashed keys reported at or after `since`."""
-        found = []
+    async def other_disputes(self, asked: list[Probe]) -> Answers:
+        """Answer probes: per probe, up to its limit of other disputes that named its key in its window."""
+        found: dict[tuple[str, str, str], set[str]] = defaultdict(set)
         async with self.engine.connect() as connection:
-            for chunk in _chunks(keys):
-                rows = await connection.execute(
-                    select(sightings).where(
-                        sightings.c.kind == kind, sightings.c.key_hash.in_(chunk), sightings.c.reported_at >= utc(since)
-                    )
-                )
-                found.extend(Sighting(r.kind, r.key_hash, r.dispute_id, aware(r.reported_at)) for r in rows)
-        return found
+            for start in range(0, len(asked), _PROBES_PER_QUERY):
+                chunk = asked[start : start + _PROBES_PER_QUERY]
+                size = next(size for size in _STATEMENT_SIZES if size >= len(chunk))
+                for row in await connection.execute(_probes_statement(size), _probe_values(chunk, size)):
+                    probe = chunk[row.probe]
+                    found[probe.event_id, probe.kind, probe.key].add(row.dispute_id)
+        return {key: frozenset(ids) for key, ids in found.items()}
 
     async def record(self, done: list[Processed], seen: list[Sighting]) -> None:
         """Record a batch's processed ids and sightings in one transaction; repeats change nothing."""

@@ -25,18 +25,24 @@ from tests.triage.test_processor import Published, Record
 NOW = at("2026-03-02T10:00:00+08:00")
 
 
-@pytest.fixture
-async def pipeline(database_url):
+async def dispatch_pipeline(database_url):
+    """Build the dispatch pipelines on a migrated store, a recording publisher and a clock stopped at NOW."""
     engine = create_engine(database_url)
     store = DispatchStore(engine)
     await store.migrate()
-    await store.migrate()  # a second start finds the schema current
     metrics = DispatchMetrics(CollectorRegistry())
     published = Published()
     processor = DispatchProcessor(
         KafkaSettings(), routing_holder(DEFAULT_ROUTING.read_text(encoding="utf-8"), metrics), WorkingCalendar(),
         store, published, ManualClock(NOW), metrics, Readiness(),
     )
+    return processor, published, engine
+
+
+@pytest.fixture
+async def pipeline(database_url):
+    processor, published, engine = await dispatch_pipeline(database_url)
+    await processor.store.migrate()  # a second start finds the schema current
     yield processor, published, engine
     await engine.dispose()
 

@@ -1,13 +1,20 @@
 """Table-driven routing: every rule of the routing table, deadlines, and one order per department and attempt."""
 
+import asyncio
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from schemas.disputes import DisputeTriaged
 from services.dispatch.calendar import CHINA, WorkingCalendar
 from services.dispatch.routing import DEFAULT_ROUTING, RoutingError, assign, load_routing, parse_routing, route, work_order_id
+from services.dispatch.app import routing_holder
+from services.dispatch.metrics import DispatchMetrics
+from services.runtime.reload import watch_file
+from tests.conftest import wait_for
 from tests.samples import TRIAGED
 
 TABLE = load_routing(DEFAULT_ROUTING)
@@ -97,3 +104,29 @@ def test_broken_routing_tables_are_rejected_naming_the_key():
         parse_routing(text.replace("  3: 15\n", ""))
     with pytest.raises(RoutingError, match="unexpected_key: Extra inputs"):
         parse_routing(text + "\nunexpected_key: 1\n")
+
+
+async def test_a_broken_routing_file_at_runtime_is_rejected_and_the_old_table_keeps_serving(tmp_path, caplog):
+    registry = CollectorRegistry()
+    metrics = DispatchMetrics(registry)
+    path = tmp_path / "routing.yaml"
+    text = DEFAULT_ROUTING.read_text(encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
+    holder = routing_holder(text, metrics)
+    watcher = asyncio.create_task(watch_file(holder, path, 0.05))
+    try:
+        # Broken (an unknown department) and dangerous (a YAML tag that would build a Python object).
+        path.write_text(text.replace('version: "2026.11.1"', 'version: "2026.11.2"').replace("mediation_room", "no_such_department", 1), encoding="utf-8")
+        await wait_for(lambda: _rejections(registry, 1), 5)
+        path.write_text(text.replace('version: "2026.11.1"', 'version: "2026.11.3"') + "\nexploit: !!python/object/apply:os.system ['touch pwned']\n", encoding="utf-8")
+        await wait_for(lambda: _rejections(registry, 2), 5)
+    finally:
+        watcher.cancel()
+    assert holder.current.version == "2026.11.1"
+    assert registry.get_sample_value("fengqiao_dispatch_routing_active", {"version": "2026.11.1"}) == 1
+    assert "rejected routing from file, keeping 2026.11.1" in caplog.text
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+async def _rejections(registry, count):
+    return registry.get_sample_value("fengqiao_dispatch_routing_reloads_total", {"result": "rejected", "origin": "file"}) == count

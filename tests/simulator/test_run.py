@@ -1,13 +1,19 @@
 """`fengqiao run` end to end: the whole loop on an embedded broker, as a newcomer runs it."""
 
 import json
+import re
 import subprocess
 import sys
 import urllib.request
 
 import pytest
 
+from services.simulator.population import SURNAMES
+
 pytestmark = pytest.mark.broker
+
+# Phones, ID numbers and the simulated parties' names (a surname and 某), wherever they might leak.
+PERSONAL = re.compile(rf"(?<!\d)1[3-9]\d{{9}}(?!\d)|(?<![0-9A-Za-z])\d{{17}}[0-9Xx](?![0-9A-Za-z])|[{SURNAMES}]某")
 
 
 def test_a_short_run_closes_the_loop_and_its_report_agrees_with_the_metrics(tmp_path):
@@ -36,6 +42,13 @@ def test_a_short_run_closes_the_loop_and_its_report_agrees_with_the_metrics(tmp_
     assert set(report["categories"]) >= {"family_marriage", "labor_wage"}
     assert len(report["sources"]) == 7
     assert "closure rate" in finished.stdout and "/metrics was served at" in finished.stdout
+
+    # No personal data in anything the run wrote besides the topics: logs, exported metrics, console.
+    written = {path.name: path.read_text(encoding="utf-8", errors="replace") for path in (tmp_path / "run").glob("*.*") if path.suffix in (".log", ".metrics")}
+    assert {"triage.log", "dispatch.log", "followup.log", "triage.metrics", "dispatch.metrics", "followup.metrics"} <= set(written)
+    written["console"] = finished.stdout + finished.stderr
+    for name, text in written.items():
+        assert not PERSONAL.search(text), f"{name}: {PERSONAL.search(text).group(0)!r}"
 
     # Nothing is left running.
     for url in report["metrics_urls"].values():

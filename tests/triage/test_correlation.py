@@ -6,8 +6,10 @@ from datetime import timedelta
 import pytest
 
 from schemas.disputes import DisputeReported
-from services.triage.correlation import Hasher, correlate, normalise_name, subject_of
+from services.runtime.store import create_engine
+from services.triage.correlation import Hasher, correlate, normalise_name, probes, subject_of
 from services.triage.ruleset import DEFAULT_RULES, load_ruleset
+from services.triage.store import TriageStore
 from tests.conftest import at, report_payload
 
 SPEC = load_ruleset(DEFAULT_RULES).spec.correlation
@@ -36,7 +38,20 @@ def reported(n, dispute, day, parties, category="family_marriage"):
 
 def flags_of(reports):
     subjects = [subject_of(r.event_id, r, HASHER, SPEC) for r in reports]
-    return [set(v) for v in correlate(subjects, [], SPEC).values()]
+    return [set(v) for v in correlate(subjects, {}, SPEC).values()]
+
+
+async def flags_from_store(reports, tmp_path):
+    """Record every report but the last in a real store, then correlate the last in a batch of its own."""
+    store = TriageStore(create_engine(f"sqlite+aiosqlite:///{tmp_path}/triage.db"))
+    await store.create()
+    try:
+        subjects = [subject_of(r.event_id, r, HASHER, SPEC) for r in reports]
+        await store.record([], [s for subject in subjects[:-1] for s in subject.sightings()])
+        last = subjects[-1:]
+        return set(correlate(last, await store.other_disputes(probes(last, SPEC)), SPEC)[last[0].event_id])
+    finally:
+        await store.engine.dispose()
 
 
 WORKER = person(phone="13800000001")
@@ -87,6 +102,28 @@ CASES = [
 def test_correlation_windows(case, steps, expected):
     reports = [reported(n, d, day, parties, category) for n, (d, day, parties, category) in enumerate(steps)]
     assert flags_of(reports)[-1] == expected
+
+
+@pytest.mark.parametrize("case, steps, expected", CASES, ids=[c[0] for c in CASES])
+async def test_correlation_windows_across_batches(case, steps, expected, tmp_path):
+    reports = [reported(n, d, day, parties, category) for n, (d, day, parties, category) in enumerate(steps)]
+    assert await flags_from_store(reports, tmp_path) == expected
+
+
+async def test_a_much_named_employer_is_asked_for_a_bounded_number_of_disputes(tmp_path):
+    site = employer("宏达建筑公司")
+    earlier = [reported(n, f"W{n}", 0, [person(phone=f"139{n:08d}"), site], "labor_wage") for n in range(50)]
+    store = TriageStore(create_engine(f"sqlite+aiosqlite:///{tmp_path}/triage.db"))
+    await store.create()
+    try:
+        await store.record([], [s for r in earlier for s in subject_of(r.event_id, r, HASHER, SPEC).sightings()])
+        last = [subject_of("e-last", reported(99, "W99", 1, [person(phone="13700000000"), site], "labor_wage"), HASHER, SPEC)]
+        answers = await store.other_disputes(probes(last, SPEC))
+    finally:
+        await store.engine.dispose()
+    [(key, disputes)] = [(k, v) for k, v in answers.items() if k[1] == "employer"]
+    assert len(disputes) == SPEC.group_wage_risk.min_disputes  # the probe's limit, not 50
+    assert correlate(last, answers, SPEC)["e-last"] == {"group_wage_risk"}
 
 
 def test_names_fold_width_and_whitespace():

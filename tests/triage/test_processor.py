@@ -48,15 +48,15 @@ class Published(list):
         return [o for o in self if o.topic == "disputes.invalid"]
 
 
-@pytest.fixture
-async def pipeline(database_url):
+async def triage_pipeline(database_url, max_message_bytes=64 * 1024):
+    """Build the triage pipeline on a created store, a recording publisher and a clock stopped at NOW."""
     engine = create_engine(database_url)
     store = TriageStore(engine)
     await store.create()
     metrics = TriageMetrics(CollectorRegistry())
     published = Published()
     processor = TriageProcessor(
-        TriageSettings(hmac_key="k" * 32, max_message_bytes=64 * 1024),
+        TriageSettings(hmac_key="k" * 32, max_message_bytes=max_message_bytes),
         KafkaSettings(),
         rules_holder(DEFAULT_RULES.read_text(encoding="utf-8"), metrics),
         store,
@@ -65,6 +65,12 @@ async def pipeline(database_url):
         metrics,
         Readiness(),
     )
+    return processor, published, engine
+
+
+@pytest.fixture
+async def pipeline(database_url):
+    processor, published, engine = await triage_pipeline(database_url)
     yield processor, published, engine
     await engine.dispose()
 
@@ -96,6 +102,7 @@ POISON = [
     ("empty", b"", "message: empty"),
     ("not JSON", b"\xff\xfe\x00", "(message): Invalid JSON"),
     ("naive time", json.dumps(report_payload(reported_at="2026-03-01T08:00:00")).encode(), "reported_at: Input should have timezone info"),
+    ("from the future", json.dumps(report_payload(reported_at="2099-01-01T00:00:00+08:00")).encode(), "reported_at: later than"),
     ("missing parties", json.dumps({k: v for k, v in report_payload().items() if k != "parties"}).encode(), "parties: Field required"),
     ("too large", json.dumps(report_payload(description="吵" * 5000, parties=[report_payload()["parties"][0]] * 200)).encode() * 2, "message: "),
 ]
@@ -126,7 +133,7 @@ def wage(n, day, employer="宏达建筑劳务公司", phone=None):
         {"role": "complainant", "kind": "person", "name": "工人", "phone": phone or f"1390000{n:04d}"},
         {"role": "respondent", "kind": "organization", "name": employer},
     ]
-    reported_at = (at("2026-03-01T09:00:00+08:00") + timedelta(days=day)).isoformat()
+    reported_at = (at("2025-12-01T09:00:00+08:00") + timedelta(days=day)).isoformat()  # day 95 is still before NOW
     return report(n, category="labor_wage", parties=parties, reported_at=reported_at)
 
 

@@ -1,11 +1,15 @@
 """Table-driven tests of the default rules: every rule, the max-level combination, never-downgrade, keywords."""
 
 import json
+from typing import get_args
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from schemas.disputes import DisputeReported
-from services.triage.grading import Features, Grader, detect_keywords
+from schemas.common import Category
+from schemas.disputes import DisputeReported, ReassessmentReason
+from services.triage.grading import Features, Grader, build_fact, detect_keywords, effective_flags
 from services.triage.ruleset import DEFAULT_RULES, load_ruleset
 from tests.conftest import report_payload
 
@@ -128,5 +132,42 @@ def test_grading_the_same_report_twice_gives_the_same_result():
 
 def test_engine_state_does_not_grow_past_the_session_limit():
     # durable-rules allows 1,024 live sessions per ruleset; every grade deletes its own.
+    unmemoised = Grader(RULESET, memo_size=0)
     for i in range(3000):
-        assert grade(party_count=1 + i % 12).level in (1, 2, 3)
+        assert unmemoised.grade(report(party_count=1 + i % 12), Features()).level in (1, 2, 3)
+
+
+ENGINE = Grader(RULESET, memo_size=0)
+GRADER_SMALL_MEMO = Grader(RULESET, memo_size=64)  # small, so eviction runs too
+HISTORY = st.fixed_dictionaries(
+    {"mediation_attempts": st.integers(0, 5), "failed_mediations": st.integers(0, 5), "sla_breaches": st.integers(0, 3),
+     "rebounds": st.integers(0, 3), "previous_level": st.none() | st.sampled_from([1, 2, 3])}
+)
+# Amounts in fen, near the rules' own threshold as well as anywhere, so every band is crossed.
+AMOUNTS = st.none() | st.integers(0, 10**8).map(lambda fen: fen / 100) | st.sampled_from([99_999.99, 100_000, 100_000.01])
+
+
+def engine_grade(subject, features):
+    """Grade on the raw fact, as the engine alone would."""
+    flags = effective_flags(subject, features)
+    return ENGINE._decide(ENGINE._match(build_fact(subject, features, flags)), flags, features)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    party_count=st.integers(1, 30), amount=AMOUNTS, history=HISTORY,
+    category=st.sampled_from(get_args(Category)),
+    risk=st.dictionaries(st.sampled_from(["violence_threat", "weapon_involved", "self_harm_threat", "mass_gathering"]), st.booleans()),
+    correlated=st.frozensets(st.sampled_from(["repeat_parties", "group_wage_risk"])),
+    cause=st.sampled_from(["reported", *get_args(ReassessmentReason)]),
+)
+def test_canonical_memoised_grades_equal_the_engine_s_on_the_raw_fact(party_count, amount, history, category, risk, correlated, cause):
+    subject = report(party_count=party_count, amount_cny=amount, history=history, category=category, risk=risk)
+    features = Features(frozenset(), correlated, cause)
+    assert GRADER_SMALL_MEMO.grade(subject, features) == engine_grade(subject, features)
+
+
+@pytest.mark.parametrize("amount", [5e-324, 1e-7, 123456.789012345678, 1e13])
+def test_numbers_the_engine_cannot_parse_are_graded_by_their_band(amount):
+    # durable-rules refuses some valid JSON numbers (5e-324); grading must not fail the batch on them.
+    assert grade(amount_cny=amount).level == (2 if amount >= 100_000 else 1)

@@ -1,15 +1,13 @@
 """Triage as a real process on the real broker: nothing lost, nothing doubled, crash-safe, hot reload."""
 
+import asyncio
 import json
-import shutil
-import uuid
 
 import pytest
 
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REPORTED, DISPUTES_TRIAGED, DisputeTriaged
 from schemas.rules import RULES_TRIAGE, RULES_TRIAGE_KEY
 from services.runtime.embedded import free_port
-from services.triage.ruleset import DEFAULT_RULES
 from tests.conftest import empty_postgres, report_payload, wait_for
 from tests.service_process import ServiceProcess, produce, read_all, wait_until_committed
 
@@ -33,22 +31,6 @@ async def store_url(request, tmp_path):
     return await empty_postgres()
 
 
-@pytest.fixture
-def triage_env(embedded_broker, kafka_settings, contract_topics_created, tmp_path):
-    rules = tmp_path / "rules.yaml"
-    shutil.copy(DEFAULT_RULES, rules)
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": embedded_broker.bootstrap_servers,
-        "KAFKA_TOPIC_PREFIX": kafka_settings.topic_prefix,
-        "TRIAGE_GROUP_ID": f"triage-{uuid.uuid4().hex[:8]}",
-        "TRIAGE_RULES_FILE": str(rules),
-        "TRIAGE_RULES_POLL_SECONDS": "0.2",
-        "TRIAGE_BATCH_SIZE": "100",
-        "TRIAGE_HMAC_KEY": "test-hmac-key-0123456789",
-        "TRIAGE_DATA_DIR": str(tmp_path / "var"),
-    }
-
-
 def start_triage(env, tmp_path, store_url=None) -> ServiceProcess:
     env = env | {"TRIAGE_HTTP_PORT": str(free_port())} | ({"DATABASE_URL": store_url} if store_url else {})
     return ServiceProcess("triage", env, int(env["TRIAGE_HTTP_PORT"]), tmp_path / "triage.log").start()
@@ -70,6 +52,18 @@ async def outputs(bootstrap, settings):
     triaged = await read_all(bootstrap, [settings.topic(DISPUTES_TRIAGED)])
     dead = await read_all(bootstrap, [settings.topic(DISPUTES_INVALID)])
     return [DisputeTriaged.model_validate_json(r.value) for r in triaged], dead
+
+
+async def restart_and_drain(triage_env, tmp_path, bootstrap, settings, store_url=None) -> tuple[list[DisputeTriaged], float]:
+    """Start triage again, let it commit every report, and return all triaged events and its count of repeats skipped."""
+    restarted = start_triage(triage_env, tmp_path, store_url)
+    try:
+        await restarted.wait_ready()
+        await wait_until_committed(bootstrap, triage_env["TRIAGE_GROUP_ID"], [settings.topic(DISPUTES_REPORTED)], timeout=90)
+        triaged, _ = await outputs(bootstrap, settings)
+        return triaged, await restarted.metric("fengqiao_triage_duplicates_total")
+    finally:
+        assert await asyncio.to_thread(restarted.stop) == 0, restarted.log_tail()
 
 
 async def test_mixed_reports_none_lost_none_doubled_and_resent_ids_ignored(embedded_broker, kafka_settings, triage_env, tmp_path, store_url):
@@ -112,13 +106,7 @@ async def test_killed_mid_stream_loses_nothing(embedded_broker, kafka_settings, 
     before, _ = await outputs(bootstrap, kafka_settings)
     assert 0 < len(before) < 3000, "the kill must land mid-stream"
 
-    restarted = start_triage(triage_env, tmp_path, store_url)
-    try:
-        await restarted.wait_ready()
-        await wait_until_committed(bootstrap, triage_env["TRIAGE_GROUP_ID"], inputs, timeout=90)
-        triaged, _ = await outputs(bootstrap, kafka_settings)
-    finally:
-        assert restarted.stop() == 0, restarted.log_tail()
+    triaged, _ = await restart_and_drain(triage_env, tmp_path, bootstrap, kafka_settings, store_url)
     assert {t.source_event_id for t in triaged} == {f"evt-{n}" for n in range(3000)}
     # A batch published but not recorded before the kill is published again with the same ids:
     # at-least-once with recognisable repeats, at most one batch per partition.

@@ -1,0 +1,48 @@
+"""The batch publisher on the real broker: keyed records land where the producer's own partitioner puts them, in order."""
+
+from aiokafka import AIOKafkaProducer
+
+from services.runtime.kafka import BatchPublisher, Outgoing
+from services.runtime.topics import TopicSpec, ensure_topics
+from tests.service_process import read_all
+
+
+async def test_records_land_on_the_default_partitioner_s_partition_in_order(embedded_broker, kafka_settings):
+    bootstrap = embedded_broker.bootstrap_servers
+    ours, theirs = kafka_settings.topic("ours"), kafka_settings.topic("theirs")
+    await ensure_topics(kafka_settings, bootstrap, [TopicSpec("ours", 4), TopicSpec("theirs", 4)])
+    keys = [f"D-{n % 37}".encode() for n in range(600)]
+    publisher = BatchPublisher(kafka_settings, bootstrap)
+    await publisher.start()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await publisher([Outgoing(ours, key, str(n).encode(), {"ce_id": str(n)}) for n, key in enumerate(keys)])
+        for n, key in enumerate(keys):
+            await producer.send(theirs, str(n).encode(), key=key)
+        await producer.flush()
+    finally:
+        await publisher.stop()
+        await producer.stop()
+    records = await read_all(bootstrap, [ours, theirs])
+    placed = {(r.topic, r.value): r.partition for r in records}
+    assert len(records) == 1200
+    assert all(placed[ours, str(n).encode()] == placed[theirs, str(n).encode()] for n in range(600))
+    for partition in range(4):
+        values = [int(r.value) for r in sorted(records, key=lambda r: r.offset) if r.topic == ours and r.partition == partition]
+        assert values == sorted(values)  # the order of the call, per partition
+    assert {r.headers for r in records if r.topic == ours and r.value == b"5"} == {(("ce_id", b"5"),)}
+
+
+async def test_a_batch_larger_than_one_record_batch_is_split_not_lost(embedded_broker, kafka_settings):
+    bootstrap = embedded_broker.bootstrap_servers
+    topic = kafka_settings.topic("big")
+    await ensure_topics(kafka_settings, bootstrap, [TopicSpec("big", 1)])
+    publisher = BatchPublisher(kafka_settings, bootstrap)
+    await publisher.start()
+    try:
+        await publisher([Outgoing(topic, b"k", bytes([65 + n % 26]) * 300_000) for n in range(10)])  # 3 MB
+    finally:
+        await publisher.stop()
+    records = await read_all(bootstrap, [topic])
+    assert [r.value[:1] for r in records] == [bytes([65 + n % 26]) for n in range(10)]
