@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from services.simulator.run import group_stable
 from tests.conftest import wait_for
 
 
@@ -58,6 +59,13 @@ class ServiceProcess:
             return (await self.get("/health/ready"))[0] == 200
 
         await wait_for(ready, timeout)
+
+    async def wait_for(self, condition, timeout: float) -> None:
+        """Wait for `condition`, showing the service's log when it does not come."""
+        try:
+            await wait_for(condition, timeout)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; {self.service} log:\n{self.log_tail()}") from None
 
     async def metric(self, line_prefix: str) -> float:
         """Return the value of the first /metrics line starting with `line_prefix` (0 when absent)."""
@@ -148,3 +156,12 @@ async def wait_until_committed(bootstrap: str, group_id: str, topics: list[str],
         await wait_for(committed, timeout, every=0.2)
     finally:
         await consumer.stop()
+
+
+async def wait_until_rejoined(settings, bootstrap: str, group_id: str, timeout: float = 60) -> None:
+    """Wait until the group has joined a restarted broker.
+
+    The embedded broker comes back empty: input produced before the service rejoins lands below the
+    positions it still holds from the old broker and would be skipped, which real Kafka, keeping its
+    logs, never does."""
+    await wait_for(lambda: group_stable(settings, bootstrap, group_id), timeout, every=0.5)

@@ -25,7 +25,7 @@ from services.triage.grading import Features, Grader, detect_keywords
 from services.triage.handlers import Accepted, triaged_event
 from services.triage.ruleset import DEFAULT_RULES, load_ruleset
 from tests.conftest import report_payload, wait_for
-from tests.service_process import ServiceProcess, produce, read_all, start_service, wait_until_committed
+from tests.service_process import ServiceProcess, produce, read_all, start_service, wait_until_committed, wait_until_rejoined
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -230,13 +230,15 @@ async def test_a_restarted_broker_is_rejoined_without_restarting_the_service(ser
         await service.wait_ready()
         await produce(broker.bootstrap_servers, subject.input_topic, subject.inputs(range(0, 50)))
         await wait_for(lambda: done(range(0, 50)), 60)
+        await wait_until_committed(broker.bootstrap_servers, subject.groups[0], [subject.input_topic])
 
         broker.stop()
         broker = EmbeddedBroker(port=port)
         broker.start()
         await ensure_topics(kafka_settings, broker.bootstrap_servers, contract_topics(2))
+        await wait_until_rejoined(kafka_settings, broker.bootstrap_servers, subject.groups[0])
         await produce(broker.bootstrap_servers, subject.input_topic, subject.inputs(range(50, 100)))
-        await wait_for(lambda: done(range(50, 100)), 120)
+        await service.wait_for(lambda: done(range(50, 100)), 120)
         assert service.process.poll() is None, "the same process carried on"
     finally:
         if service is not None:

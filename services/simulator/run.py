@@ -152,7 +152,7 @@ class Stack:
         groups = [f"{self.env[name.upper() + '_GROUP_ID']}{suffix}" for name in self.names for suffix in suffixes[name]]
         deadline = time.monotonic() + timeout
         for group in groups:
-            while not await _stable(kafka, bootstrap, group, members):
+            while not await group_stable(kafka, bootstrap, group, members):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"consumer group {group} did not settle")
                 await asyncio.sleep(0.5)
@@ -182,7 +182,8 @@ class Stack:
                 process.wait()
 
 
-async def _stable(kafka: KafkaSettings, bootstrap: str, group: str, members: int = 1) -> bool:
+async def group_stable(kafka: KafkaSettings, bootstrap: str, group: str, members: int = 1) -> bool:
+    """Tell whether a consumer group has settled with at least `members` members."""
     # One group per request, on a fresh client: the embedded broker drops the connection on some
     # multi-group or unknown-group requests.
     admin = AIOKafkaAdminClient(**client_options(kafka, bootstrap))

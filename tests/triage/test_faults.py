@@ -14,7 +14,7 @@ from services.runtime.embedded import EmbeddedBroker, free_port
 from services.runtime.topics import contract_topics, ensure_topics
 from tests.conftest import empty_postgres, wait_for
 from tests.db_proxy import TcpProxy
-from tests.service_process import produce, wait_until_committed
+from tests.service_process import produce, wait_until_committed, wait_until_rejoined
 from tests.triage.test_service import outputs, reports, restart_and_drain, start_triage
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -165,13 +165,15 @@ async def test_a_restarted_broker_is_rejoined_without_restarting_the_service(kaf
         await service.wait_ready()
         await produce(broker.bootstrap_servers, kafka_settings.topic(DISPUTES_REPORTED), reports(0, 100))
         await wait_for(lambda: _triaged(broker.bootstrap_servers, kafka_settings, range(0, 100)), 60)
+        await wait_until_committed(broker.bootstrap_servers, env["TRIAGE_GROUP_ID"], [kafka_settings.topic(DISPUTES_REPORTED)])
 
         broker.stop()
         broker = EmbeddedBroker(port=port)
         broker.start()
         await ensure_topics(kafka_settings, broker.bootstrap_servers, contract_topics(2))
+        await wait_until_rejoined(kafka_settings, broker.bootstrap_servers, env["TRIAGE_GROUP_ID"])
         await produce(broker.bootstrap_servers, kafka_settings.topic(DISPUTES_REPORTED), reports(100, 100))
-        await wait_for(lambda: _triaged(broker.bootstrap_servers, kafka_settings, range(100, 200)), 120)
+        await service.wait_for(lambda: _triaged(broker.bootstrap_servers, kafka_settings, range(100, 200)), 120)
         assert service.process.poll() is None, "the same process carried on"
     finally:
         if service is not None:
