@@ -124,12 +124,35 @@ async def read_all(bootstrap: str, topics: list[str]) -> list:
         partitions = [TopicPartition(t, p) for t in topics for p in await _partitions(consumer, t)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
         records = []
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+        while not await _at_end(consumer, partitions):
             for batch in (await consumer.getmany(timeout_ms=500)).values():
                 records.extend(batch)
         return records
+    finally:
+        await consumer.stop()
+
+
+async def _at_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> bool:
+    # The end is the high watermark of the fetch responses: the embedded broker's ListOffsets
+    # (`end_offsets`) answers the base offset of the last record batch, short of the end.
+    for tp in partitions:
+        if consumer.highwater(tp) is None or await consumer.position(tp) < consumer.highwater(tp):
+            return False
+    return True
+
+
+async def end_offsets(bootstrap: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """Return where each partition ends now, read from fetch responses rather than ListOffsets."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        async with asyncio.timeout(30):
+            while any(consumer.highwater(tp) is None for tp in partitions):
+                await consumer.getmany(timeout_ms=200, max_records=1)
+        return {tp: consumer.highwater(tp) for tp in partitions}
     finally:
         await consumer.stop()
 
@@ -145,7 +168,7 @@ async def wait_until_committed(bootstrap: str, group_id: str, topics: list[str],
     await consumer.start()
     try:
         partitions = [TopicPartition(t, p) for t in topics for p in await _partitions(consumer, t)]
-        ends = await consumer.end_offsets(partitions)
+        ends = await end_offsets(bootstrap, partitions)
 
         async def committed() -> bool:
             for tp in partitions:

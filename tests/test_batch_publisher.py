@@ -1,10 +1,10 @@
 """The batch publisher on the real broker: keyed records land where the producer's own partitioner puts them, in order."""
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from services.runtime.kafka import BatchPublisher, Outgoing
 from services.runtime.topics import TopicSpec, ensure_topics
-from tests.service_process import read_all
+from tests.service_process import end_offsets, read_all
 
 
 async def test_records_land_on_the_default_partitioner_s_partition_in_order(embedded_broker, kafka_settings):
@@ -46,3 +46,20 @@ async def test_a_batch_larger_than_one_record_batch_is_split_not_lost(embedded_b
         await publisher.stop()
     records = await read_all(bootstrap, [topic])
     assert [r.value[:1] for r in records] == [bytes([65 + n % 26]) for n in range(10)]
+
+
+async def test_the_test_readers_find_the_end_of_a_topic_written_in_large_batches(embedded_broker, kafka_settings):
+    # The embedded broker's ListOffsets answers the base offset of the last record batch: a reader
+    # trusting it stops one batch short and a commit check passes before the work is done.
+    bootstrap = embedded_broker.bootstrap_servers
+    topic = kafka_settings.topic("batched")
+    await ensure_topics(kafka_settings, bootstrap, [TopicSpec("batched", 1)])
+    publisher = BatchPublisher(kafka_settings, bootstrap)
+    await publisher.start()
+    try:
+        for call in range(4):
+            await publisher([Outgoing(topic, b"k", str(n).encode()) for n in range(call * 50, call * 50 + 50)])
+    finally:
+        await publisher.stop()
+    assert [int(r.value) for r in await read_all(bootstrap, [topic])] == list(range(200))
+    assert await end_offsets(bootstrap, [TopicPartition(topic, 0)]) == {TopicPartition(topic, 0): 200}
