@@ -15,7 +15,7 @@ from schemas.workorders import WORK_ORDER_EVENT, WORKORDERS_EVENTS_INVALID
 from services.followup.metrics import FollowupMetrics
 from services.followup.settings import FollowupSettings
 from services.followup.store import FollowupStore, disputes, orders, resolutions, results, timers
-from services.followup.timers import breach_reassessment, due_message, rebound_reassessment, revisit_timers, sla_timers
+from services.followup.timers import Timer, breach_reassessment, due_message, rebound_reassessment, revisit_timers, sla_timers
 from services.runtime.clock import Clock
 from services.runtime.deadletter import dead_letter, validated
 from services.runtime.kafka import Outgoing, encode_event
@@ -50,6 +50,8 @@ class FollowupProcessor:
         self.metrics = metrics
         self.readiness = readiness
         self.wake = asyncio.Event()
+        # When the timer loop will look next; None while it decides or when nothing is pending.
+        self.planned: datetime | None = None
 
     async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[Any]]) -> Any:
         return await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc)
@@ -65,22 +67,25 @@ class FollowupProcessor:
         )
         valid = [event for _, event in parsed]
 
-        async def work(connection: AsyncConnection) -> None:
+        async def work(connection: AsyncConnection) -> list[Timer]:
             seen = await self.store.processed_ids(connection, [f"event:{e.event_id}" for e in valid])
             fresh: dict[str, Any] = {}
             for event in valid:
                 if f"event:{event.event_id}" not in seen:
                     fresh.setdefault(event.event_id, event)
-            await self._apply(connection, list(fresh.values()))
+            added = await self._apply(connection, list(fresh.values()))
             await self.store.mark_processed(connection, [f"event:{e}" for e in fresh], self.clock.now())
             if dead:
                 await self.publish(dead)
+            return added
 
-        await self._transaction(work)
-        self.wake.set()
+        added = await self._transaction(work)
+        # Waking the loop costs two transactions: only a timer due before its next look needs it.
+        if added and (self.planned is None or min(t.due_at for t in added) < self.planned):
+            self.wake.set()
 
-    async def _apply(self, connection: AsyncConnection, events: list[Any]) -> None:
-        """Apply a batch of events with a handful of bulk statements, in the order that keeps their meaning."""
+    async def _apply(self, connection: AsyncConnection, events: list[Any]) -> list[Timer]:
+        """Apply a batch of events with a handful of bulk statements, in the order that keeps their meaning; return the timers set."""
         issued = [e for e in events if e.kind == "issued"]
         closing = [e for e in events if e.kind == "status_changed" and e.status in CLOSING]
         resolved = [e for e in events if e.kind == "dispute_resolved"]
@@ -88,7 +93,8 @@ class FollowupProcessor:
             "work_order_id": e.work_order_id, "dispute_id": e.dispute_id, "department": e.department,
             "role": e.role, "attempt": e.attempt, "status": "open", "due_at": utc(e.due_at),
         } for e in issued])
-        await self.store.add_timers(connection, [t for e in issued for t in sla_timers(e, self.settings.warning_fraction)])
+        added = [t for e in issued for t in sla_timers(e, self.settings.warning_fraction)]
+        await self.store.add_timers(connection, added)
         await self._remember_disputes(connection, issued)
         if closing:
             await connection.execute(
@@ -101,10 +107,12 @@ class FollowupProcessor:
                 "event_id": e.event_id, "dispute_id": e.dispute_id, "attempt": e.attempt,
                 "department": e.resolving_department, "failed_mediations": e.report.history.failed_mediations,
             } for e in resolved])
-            await self.store.add_timers(connection, [
+            revisits = [
                 t for e in resolved
                 for t in revisit_timers(e.dispute_id, e.attempt, e.resolving_department, e.at, self.settings.revisit_days)
-            ])
+            ]
+            await self.store.add_timers(connection, revisits)
+            added += revisits
         # A new attempt means the dispute was reported or reassessed again: earlier revisits are moot.
         newest: dict[str, int] = {}
         for event in issued:
@@ -112,6 +120,7 @@ class FollowupProcessor:
         for dispute_id, attempt in newest.items():
             if attempt > 1:
                 await self.store.cancel(connection, timers.c.dispute_id == dispute_id, timers.c.kind == "revisit", timers.c.attempt < attempt)
+        return added
 
     async def _remember_disputes(self, connection: AsyncConnection, issued: list[Any]) -> None:
         """Keep each dispute's newest attempt, level and report, for reassessments and revisits."""
@@ -186,6 +195,7 @@ class FollowupProcessor:
         """Fire due timers forever: at start (catch-up), when the next one is due, or when new ones arrive."""
         while True:
             self.wake.clear()
+            self.planned = None
             try:
                 while await self.fire_due() >= self.settings.fire_batch:
                     pass  # a full round: more may be due already
@@ -193,6 +203,7 @@ class FollowupProcessor:
             except TRANSIENT as error:
                 log.warning("timer round failed (%s); trying again", type(error).__name__)
                 upcoming = None
+            self.planned = upcoming
             waits = [asyncio.ensure_future(self.wake.wait())]
             if upcoming is not None:
                 waits.append(asyncio.ensure_future(self.clock.sleep_until(upcoming)))

@@ -17,7 +17,7 @@ from services.runtime.clock import ManualClock
 from services.runtime.retry import Readiness
 from services.runtime.settings import KafkaSettings
 from services.runtime.store import create_engine
-from tests.conftest import at
+from tests.conftest import at, wait_for
 from tests.samples import WAGE_REPORT
 from tests.triage.test_processor import Published, Record
 
@@ -221,3 +221,33 @@ async def test_a_support_order_overdue_after_resolution_does_not_regrade(followu
     await processor.fire_due()
     assert [(d.kind, d.work_order_id) for d in dues(published) if d.kind == "sla_breached"] == [("sla_breached", "wo-2")]
     assert reassessments(published) == []
+
+
+async def test_the_timer_loop_is_woken_only_by_a_timer_due_before_it_would_look(followup):
+    processor, clock, published = followup
+    loop = asyncio.create_task(processor.run_timers())
+    try:
+        await processor.on_events(records(issued("wo-1")))
+        first_warning = ISSUED + (DUE - ISSUED) * 0.8
+        await wait_for(lambda: _planned(processor, first_warning), 10)
+
+        await processor.on_events(records(issued("wo-2")))  # due at the same times: the plan stands
+        assert not processor.wake.is_set() and processor.planned == first_warning
+
+        sooner = issued("wo-3").model_copy(update={"due_at": ISSUED + timedelta(days=5)})
+        await processor.on_events(records(sooner))
+        await wait_for(lambda: _planned(processor, ISSUED + timedelta(days=4)), 10)
+        clock.advance(timedelta(days=4))
+        await wait_for(lambda: _fired(published, 1), 10)
+        assert [d.work_order_id for d in dues(published)] == ["wo-3"]
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+async def _planned(processor, moment) -> bool:
+    return processor.planned == moment
+
+
+async def _fired(published, count) -> bool:
+    return len(dues(published)) >= count
