@@ -1,9 +1,11 @@
 """Storage engines: SQLite by default, PostgreSQL where it runs (CI has it)."""
 
-import pytest
-from sqlalchemy import text
+from datetime import datetime, timedelta, timezone
 
-from services.runtime.store import create_engine, is_sqlite, ping
+import pytest
+from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, select, text
+
+from services.runtime.store import aware, create_engine, insert_ignoring_duplicates, is_sqlite, ping
 
 
 async def test_sqlite_file_is_created_in_wal_mode(tmp_path):
@@ -34,5 +36,31 @@ async def test_unreachable_database_is_not_ready():
     engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/none")
     try:
         assert not await ping(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_rows_inserted_as_driver_text_read_back_as_written_and_repeats_are_ignored(database_url):
+    metadata = MetaData()
+    table = Table(
+        "store_probe", metadata,
+        Column("key", String(16), primary_key=True), Column("at", DateTime(timezone=True)), Column("flag", Boolean), Column("n", Integer),
+    )
+    engine = create_engine(database_url)
+    moment = datetime(2026, 3, 2, 2, 0, 0, 123456, tzinfo=timezone.utc)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda sync: metadata.drop_all(sync, checkfirst=True))
+            await connection.run_sync(metadata.create_all)
+            await insert_ignoring_duplicates(connection, table, [{"key": "a", "at": moment, "flag": True, "n": 7}])
+            await insert_ignoring_duplicates(connection, table, [
+                {"key": "a", "at": moment + timedelta(days=1), "flag": False, "n": 8}, {"key": "b", "at": moment, "flag": False, "n": 9},
+            ])
+            rows = (await connection.execute(select(table).order_by(table.c.key))).all()
+            # SQLAlchemy's own comparison still works on what the driver text wrote.
+            later = (await connection.execute(select(table.c.key).where(table.c.at > moment - timedelta(microseconds=1)))).scalars().all()
+            await connection.run_sync(metadata.drop_all)
+        assert [(r.key, aware(r.at), r.flag, r.n) for r in rows] == [("a", moment, True, 7), ("b", moment, False, 9)]
+        assert sorted(later) == ["a", "b"]
     finally:
         await engine.dispose()
