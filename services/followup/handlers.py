@@ -52,9 +52,11 @@ class FollowupProcessor:
         self.wake = asyncio.Event()
         # When the timer loop will look next; None while it decides or when nothing is pending.
         self.planned: datetime | None = None
+        # One transaction at a time in a process: on SQLite a second writer would only fail and retry.
+        self._lock = asyncio.Lock()
 
     async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[Any]]) -> Any:
-        return await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc)
+        return await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc, self._lock)
 
     def _encode(self, topic: str, event: Any, event_id: str, now: datetime) -> Outgoing:
         return encode_event(self.kafka.topic(topic), event, event_id, CE_SOURCE, now)

@@ -2,12 +2,15 @@
 
 from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, Table, event, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from services.runtime import inline_sqlite
 
 
 def is_sqlite(url: str) -> bool:
@@ -16,12 +19,13 @@ def is_sqlite(url: str) -> bool:
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers (health checks, metrics) run beside the writer; the timeout turns a
-    # briefly locked file into a wait instead of an error.
+    # WAL lets readers (health checks, metrics) run beside the writer. Calls run on the event loop,
+    # so a locked file must not be waited for here: it fails fast and the caller's retry waits
+    # with the loop free (heartbeats, /health/ready).
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA busy_timeout=100")
     cursor.close()
 
 
@@ -31,7 +35,7 @@ def create_engine(url: str) -> AsyncEngine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url)
+        engine = create_async_engine(url, async_creator=partial(inline_sqlite.connect, path or ":memory:"))
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return engine
     return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
