@@ -34,16 +34,24 @@ async def test_records_land_on_the_default_partitioner_s_partition_in_order(embe
     assert {r.headers for r in records if r.topic == ours and r.value == b"5"} == {(("ce_id", b"5"),)}
 
 
-async def test_a_batch_larger_than_one_record_batch_is_split_not_lost(embedded_broker, kafka_settings):
-    bootstrap = embedded_broker.bootstrap_servers
-    topic = kafka_settings.topic("big")
-    await ensure_topics(kafka_settings, bootstrap, [TopicSpec("big", 1)])
+async def _publish_to_one_partition(kafka_settings, bootstrap: str, name: str, calls: list[list[tuple[bytes, bytes]]]) -> str:
+    """Publish each call's (key, value) pairs with one publisher to a fresh one-partition topic; return it."""
+    topic = kafka_settings.topic(name)
+    await ensure_topics(kafka_settings, bootstrap, [TopicSpec(name, 1)])
     publisher = BatchPublisher(kafka_settings, bootstrap)
     await publisher.start()
     try:
-        await publisher([Outgoing(topic, b"k", bytes([65 + n % 26]) * 300_000) for n in range(10)])  # 3 MB
+        for pairs in calls:
+            await publisher([Outgoing(topic, key, value) for key, value in pairs])
     finally:
         await publisher.stop()
+    return topic
+
+
+async def test_a_batch_larger_than_one_record_batch_is_split_not_lost(embedded_broker, kafka_settings):
+    bootstrap = embedded_broker.bootstrap_servers
+    big = [(b"k", bytes([65 + n % 26]) * 300_000) for n in range(10)]  # 3 MB in one call
+    topic = await _publish_to_one_partition(kafka_settings, bootstrap, "big", [big])
     records = await read_all(bootstrap, [topic])
     assert [r.value[:1] for r in records] == [bytes([65 + n % 26]) for n in range(10)]
 
@@ -52,14 +60,7 @@ async def test_the_test_readers_find_the_end_of_a_topic_written_in_large_batches
     # The embedded broker's ListOffsets answers the base offset of the last record batch: a reader
     # trusting it stops one batch short and a commit check passes before the work is done.
     bootstrap = embedded_broker.bootstrap_servers
-    topic = kafka_settings.topic("batched")
-    await ensure_topics(kafka_settings, bootstrap, [TopicSpec("batched", 1)])
-    publisher = BatchPublisher(kafka_settings, bootstrap)
-    await publisher.start()
-    try:
-        for call in range(4):
-            await publisher([Outgoing(topic, b"k", str(n).encode()) for n in range(call * 50, call * 50 + 50)])
-    finally:
-        await publisher.stop()
+    calls = [[(b"k", str(n).encode()) for n in range(call * 50, call * 50 + 50)] for call in range(4)]
+    topic = await _publish_to_one_partition(kafka_settings, bootstrap, "batched", calls)
     assert [int(r.value) for r in await read_all(bootstrap, [topic])] == list(range(200))
     assert await end_offsets(bootstrap, [TopicPartition(topic, 0)]) == {TopicPartition(topic, 0): 200}
