@@ -199,7 +199,7 @@ class FollowupProcessor:
             self.wake.clear()
             self.planned = None
             try:
-                while await self.fire_due() >= self.settings.fire_batch:
+                while await _to_the_end(self.fire_due()) >= self.settings.fire_batch:
                     pass  # a full round: more may be due already
                 upcoming = await self.next_due()
             except TRANSIENT as error:
@@ -249,6 +249,18 @@ class FollowupProcessor:
             await self.store.mark_processed(connection, done, now)
 
         await self._transaction(work)
+
+
+async def _to_the_end(work: Awaitable[int]) -> int:
+    """Await `work`; if the caller is cancelled meanwhile (shutdown), let it finish first.
+
+    A round of fires cancelled between publishing and recording would fire again after a restart."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
 
 
 _REFUSALS = {

@@ -251,3 +251,28 @@ async def _planned(processor, moment) -> bool:
 
 async def _fired(published, count) -> bool:
     return len(dues(published)) >= count
+
+
+async def test_a_shutdown_during_a_round_of_fires_lets_the_round_finish_and_record_them(followup):
+    processor, clock, published = followup
+    await processor.on_events(records(issued("wo-1"), issued("wo-2")))
+    clock.advance(timedelta(days=30))  # every timer is due
+    sending, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_publish(outgoing):
+        sending.set()
+        await release.wait()
+        await published(outgoing)
+
+    processor.publish = slow_publish
+    loop = asyncio.create_task(processor.run_timers())
+    await asyncio.wait_for(sending.wait(), 10)
+    loop.cancel()  # SIGTERM while the fires are being published
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await loop
+    fired = len(dues(published))
+    assert fired == 4
+    processor.publish = published
+    assert await processor.fire_due() == 0, "recorded as fired: nothing fires again after a restart"
+    assert len(dues(published)) == fired
