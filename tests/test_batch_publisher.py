@@ -64,3 +64,26 @@ async def test_the_test_readers_find_the_end_of_a_topic_written_in_large_batches
     topic = await _publish_to_one_partition(kafka_settings, bootstrap, "batched", calls)
     assert [int(r.value) for r in await read_all(bootstrap, [topic])] == list(range(200))
     assert await end_offsets(bootstrap, [TopicPartition(topic, 0)]) == {TopicPartition(topic, 0): 200}
+
+
+async def test_every_record_batch_is_sent_closed_so_none_waits_out_the_linger(embedded_broker, kafka_settings):
+    # An open batch sits in the producer for linger_ms waiting for records that never come; each hop paid it.
+    bootstrap = embedded_broker.bootstrap_servers
+    topic = kafka_settings.topic("closed")
+    await ensure_topics(kafka_settings, bootstrap, [TopicSpec("closed", 4)])
+    publisher = BatchPublisher(kafka_settings, bootstrap)
+    await publisher.start()
+    sent_closed = []
+    send_batch = publisher._producer.send_batch
+
+    async def recording(batch, *args, **kwargs):
+        sent_closed.append(batch.closed())
+        return await send_batch(batch, *args, **kwargs)
+
+    publisher._producer.send_batch = recording
+    try:
+        await publisher([Outgoing(topic, f"D-{n}".encode(), b"x" * 400_000) for n in range(12)])
+    finally:
+        await publisher.stop()
+    assert len(sent_closed) > 4 and all(sent_closed)  # some partition needed two batches; every one closed
+    assert len(await read_all(bootstrap, [topic])) == 12

@@ -1,11 +1,12 @@
 """Storage engines: SQLite by default, PostgreSQL where it runs (CI has it)."""
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, select, text
 
-from services.runtime.store import aware, create_engine, insert_ignoring_duplicates, is_sqlite, ping
+from services.runtime.store import aware, create_engine, create_reader, insert_ignoring_duplicates, is_sqlite, ping
 
 
 async def test_sqlite_file_is_created_in_wal_mode(tmp_path):
@@ -64,3 +65,44 @@ async def test_rows_inserted_as_driver_text_read_back_as_written_and_repeats_are
         assert sorted(later) == ["a", "b"]
     finally:
         await engine.dispose()
+
+
+async def _ticks_during(engine, query: str) -> int:
+    """Count how often the event loop ran another task while `query` was in flight."""
+    ticks, in_flight = 0, True
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while in_flight:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    ticks = 0
+    async with engine.connect() as connection:
+        await connection.execute(text(query))
+    in_flight = False
+    await task
+    return ticks
+
+
+async def test_whole_table_counts_on_sqlite_leave_the_event_loop_free(tmp_path):
+    # Gauges count every open order; on the loop's own SQLite connection that stalls every batch meanwhile.
+    url = f"sqlite+aiosqlite:///{tmp_path / 'dispatch.db'}"
+    engine = create_engine(url)
+    reader = create_reader(url, engine)
+    slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000000) SELECT count(*) FROM n"
+    try:
+        assert reader is not engine
+        assert await _ticks_during(engine, slow) < 10  # only the awaits around the query itself
+        assert await _ticks_during(reader, slow) > 1000
+    finally:
+        await reader.dispose()
+        await engine.dispose()
+
+
+def test_other_databases_count_on_their_own_engine():
+    for url in ("postgresql+asyncpg://postgres@127.0.0.1:5432/test", "sqlite+aiosqlite:///:memory:"):
+        engine = create_engine(url)
+        assert create_reader(url, engine) is engine

@@ -41,18 +41,22 @@ def create_app(
     registry = registry or CollectorRegistry()
     metrics = DispatchMetrics(registry)
     parts = build_parts("dispatch", settings, kafka, registry)
-    store = DispatchStore(parts.engine)
+    store = DispatchStore(parts.engine, parts.reader)
     routing = routing_holder(settings.routing_file.read_text(encoding="utf-8"), metrics)
     calendar = WorkingCalendar(load_overrides(settings.calendar_overrides))
     processor = DispatchProcessor(kafka, routing, calendar, store, parts.publisher, clock, metrics, parts.readiness, settings.max_message_bytes)
-    batching = batch_options(settings)
-
-    @parts.broker.subscriber(kafka.topic(DISPUTES_TRIAGED), group_id=f"{settings.group_id}.triaged", title="dispatch:triaged", **batching)
+    @parts.broker.subscriber(
+        kafka.topic(DISPUTES_TRIAGED), group_id=f"{settings.group_id}.triaged", title="dispatch:triaged", **batch_options(settings)
+    )
     async def on_triaged(records: Any) -> None:
         """Issue work orders for a batch of graded disputes."""
         await processor.on_triaged(records)
 
-    @parts.broker.subscriber(kafka.topic(WORKORDERS_UPDATES), group_id=f"{settings.group_id}.updates", title="dispatch:updates", **batching)
+    # Departments report progress over hours and days: their updates need no eager polling.
+    @parts.broker.subscriber(
+        kafka.topic(WORKORDERS_UPDATES), group_id=f"{settings.group_id}.updates", title="dispatch:updates",
+        **batch_options(settings, latency_critical=False),
+    )
     async def on_updates(records: Any) -> None:
         """Apply a batch of department updates."""
         await processor.on_updates(records)

@@ -70,8 +70,9 @@ def _order(row) -> Order:
 class DispatchStore:
     """Loads the state a batch needs in a few queries and writes its effects in the same transaction."""
 
-    def __init__(self, engine: AsyncEngine):
+    def __init__(self, engine: AsyncEngine, reader: AsyncEngine | None = None):
         self.engine = engine
+        self.reader = reader or engine  # whole-table counts: off the event loop where the engine is on it
 
     async def migrate(self) -> None:
         """Create or upgrade the schema to the newest migration."""
@@ -141,6 +142,6 @@ class DispatchStore:
 
     async def open_orders_by_department(self) -> dict[str, int]:
         """Count open orders per department, for the gauge."""
-        async with self.engine.connect() as connection:
+        async with self.reader.connect() as connection:
             query = select(orders.c.department, func.count()).where(orders.c.status.in_(("issued", "accepted", "in_progress")))
             return {row[0]: row[1] for row in await connection.execute(query.group_by(orders.c.department))}

@@ -33,9 +33,10 @@ def create_app(
     registry = registry or CollectorRegistry()
     metrics = FollowupMetrics(registry)
     parts = build_parts("followup", settings, kafka, registry)
-    store = FollowupStore(parts.engine)
+    store = FollowupStore(parts.engine, parts.reader)
     processor = FollowupProcessor(settings, kafka, store, parts.publisher, clock, metrics, parts.readiness)
-    batching = batch_options(settings)
+    # Follow-up's timers run in hours and days: its inputs need no eager polling.
+    batching = batch_options(settings, latency_critical=False)
 
     @parts.broker.subscriber(kafka.topic(WORKORDERS_EVENTS), group_id=f"{settings.group_id}.events", title="followup:events", **batching)
     async def on_events(records: Any) -> None:

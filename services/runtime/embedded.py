@@ -50,6 +50,11 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     @property
+    def pid(self) -> int | None:
+        """Return the broker process id while it runs (for resource measurements)."""
+        return self._process.pid if self.running else None
+
+    @property
     def running(self) -> bool:
         """Tell whether the broker process is alive."""
         return self._process is not None and self._process.poll() is None

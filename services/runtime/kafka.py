@@ -155,9 +155,14 @@ class BatchPublisher:
         for record in records:
             fields = {"timestamp": None, "key": record.key, "value": record.value, "headers": record.kafka_headers()}
             if batch.append(**fields) is None:  # full: send it and start the next
-                sent.append(await self._producer.send_batch(batch, topic, partition=partition))
+                sent.append(await self._ready(batch, topic, partition))
                 batch = self._producer.create_batch()
                 if batch.append(**fields) is None:
                     raise ValueError(f"a record of {len(record.value)} bytes exceeds the producer's batch limit")
-        sent.append(await self._producer.send_batch(batch, topic, partition=partition))
+        sent.append(await self._ready(batch, topic, partition))
         return sent
+
+    async def _ready(self, batch: Any, topic: str, partition: int) -> asyncio.Future:
+        # An open batch waits out linger_ms for records that will never come: this one is complete.
+        batch.close()
+        return await self._producer.send_batch(batch, topic, partition=partition)

@@ -20,10 +20,12 @@ from services.runtime.http import service_routes
 from services.runtime.kafka import BatchPublisher, make_broker
 from services.runtime.retry import TRANSIENT, Readiness
 from services.runtime.settings import KafkaSettings, ServiceSettings
-from services.runtime.store import create_engine, ping
+from services.runtime.store import create_engine, create_reader, ping
 from services.runtime.topics import contract_topics, ensure_topics
 
 log = logging.getLogger(__name__)
+
+_RELAXED_FETCH_MIN_BYTES = 1024 * 1024
 
 
 async def raw_records(message: Any) -> Any:
@@ -44,6 +46,7 @@ class ServiceParts:
     bootstrap: str
     embedded: EmbeddedBroker | None
     publisher: BatchPublisher
+    reader: AsyncEngine
     readiness: Readiness = field(default_factory=Readiness)
 
 
@@ -56,8 +59,9 @@ def build_parts(name: str, settings: ServiceSettings, kafka: KafkaSettings, regi
         middlewares=[KafkaPrometheusMiddleware(registry=registry, app_name=name)],
         log_level=logging.DEBUG,  # FastStream logs every batch at its level; keep that out of INFO
     )
-    engine = create_engine(settings.database_url or settings.sqlite_default(name))
-    return ServiceParts(name, kafka, registry, broker, engine, bootstrap, embedded, BatchPublisher(kafka, bootstrap))
+    url = settings.database_url or settings.sqlite_default(name)
+    engine = create_engine(url)
+    return ServiceParts(name, kafka, registry, broker, engine, bootstrap, embedded, BatchPublisher(kafka, bootstrap), create_reader(url, engine))
 
 
 def service_app(
@@ -95,6 +99,7 @@ def service_app(
         await asyncio.gather(*tasks, return_exceptions=True)
         await parts.publisher.stop()
         await parts.engine.dispose()
+        await parts.reader.dispose()
         if parts.embedded is not None:
             parts.embedded.stop()
 
@@ -118,13 +123,20 @@ async def every(seconds: float, work: Callable[[], Awaitable[None]], what: str) 
         await asyncio.sleep(seconds)
 
 
-def batch_options(settings: ServiceSettings) -> dict[str, Any]:
-    """Subscriber options of every batch consumer: raw records, commit only after the handler returns."""
+def batch_options(settings: ServiceSettings, latency_critical: bool = True) -> dict[str, Any]:
+    """Subscriber options of every batch consumer: raw records, commit only after the handler returns.
+
+    Only the report -> work order path polls the broker eagerly; other inputs wait longer per fetch.
+    """
+    fetch_wait = settings.fetch_max_wait_ms if latency_critical else settings.relaxed_fetch_max_wait_ms
     return {
         "batch": True,
         "max_records": settings.batch_size,
-        "batch_timeout_ms": settings.batch_timeout_ms,
-        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
+        # FastStream sleeps as long again after an empty wait: half the fetch wait keeps an idle loop near one fetch.
+        "batch_timeout_ms": settings.batch_timeout_ms if latency_critical else max(1, fetch_wait // 2),
+        "fetch_max_wait_ms": fetch_wait,
+        # A relaxed input lets the broker gather up to the wait's worth of records: fewer, larger batches.
+        "fetch_min_bytes": 1 if latency_critical else _RELAXED_FETCH_MIN_BYTES,
         "auto_offset_reset": "earliest",
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "decoder": raw_records,

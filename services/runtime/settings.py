@@ -82,6 +82,11 @@ class ServiceSettings(BaseSettings):
     fetch_max_wait_ms: int = Field(
         10, ge=0, le=60_000, description="How long the broker may hold a fetch for data: an upper bound on each hop's idle latency"
     )
+    relaxed_fetch_max_wait_ms: int = Field(
+        200, ge=0, le=60_000,
+        description="The same bound for inputs no one waits on in real time (department updates, follow-up's inputs): "
+        "each idle poll costs the broker and the service CPU that the report path needs",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def sqlite_default(self, service: str) -> str:

@@ -41,6 +41,20 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
 
 
+def create_reader(url: str, engine: AsyncEngine) -> AsyncEngine:
+    """Return the engine for whole-table counts (gauges): for a SQLite file, aiosqlite's own thread.
+
+    The main engine runs SQLite on the event loop; a count over every order would stall the
+    loop's batches for tens of milliseconds as the tables grow. WAL lets this reader run beside the writer.
+    """
+    path = url.split("///", 1)[-1] if is_sqlite(url) else ""
+    if not path or path == ":memory:":
+        return engine  # PostgreSQL answers off the loop already; a memory database exists only in its one connection
+    reader = create_async_engine(url)
+    event.listen(reader.sync_engine, "connect", _tune_sqlite)
+    return reader
+
+
 async def ping(engine: AsyncEngine) -> bool:
     """Tell whether the database answers a trivial query (readiness)."""
     try:
