@@ -49,9 +49,13 @@ def _chunks(items: list[str]) -> Iterable[list[str]]:
 def _probes_statement(count: int) -> TextClause:
     # Written once per size as text: building an expression tree per probe costs more than the query.
     # The limit stops each index scan early, so a much-named key costs no more than a rare one.
+    # The window is a row comparison on key and time together, which the time index cannot serve: no
+    # cached plan can scan that index across every key (PostgreSQL's generic plan, fixed while the table
+    # was empty, did, and two triage instances crawled at 129 reports/s). The key's index serves it.
     arms = [
         f"SELECT {n} AS probe, dispute_id FROM (SELECT dispute_id FROM triage_sightings WHERE kind = :k{n} AND key_hash = :h{n}"
-        f" AND reported_at BETWEEN :a{n} AND :b{n} AND dispute_id != :d{n} LIMIT :l{n}) AS w{n}"
+        f" AND (kind, key_hash, reported_at) BETWEEN (:k{n}, :h{n}, :a{n}) AND (:k{n}, :h{n}, :b{n})"
+        f" AND dispute_id != :d{n} LIMIT :l{n}) AS w{n}"
         for n in range(count)
     ]
     times = [bindparam(f"{side}{n}", type_=sightings.c.reported_at.type) for n in range(count) for side in "ab"]
