@@ -2,6 +2,7 @@
 
 import asyncpg
 import pytest
+from sqlalchemy import inspect, text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
 from services.runtime.store import create_engine
@@ -33,3 +34,17 @@ async def test_probes_use_the_key_index_even_in_a_generic_plan_made_on_an_empty_
     assert "ix_triage_sightings_reported_at" not in plan, plan
     assert plan.count("Index Scan using triage_sightings_pkey") == 8, plan  # each probe starts from its key
 
+
+
+async def test_a_store_made_with_the_time_index_loses_it_on_start(tmp_path):
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'triage.db'}")
+    try:
+        await TriageStore(engine).create()
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE INDEX ix_triage_sightings_reported_at ON triage_sightings (reported_at)"))
+        await TriageStore(engine).create()
+        async with engine.connect() as connection:
+            indexes = await connection.run_sync(lambda sync: inspect(sync).get_indexes("triage_sightings"))
+        assert "ix_triage_sightings_reported_at" not in {index["name"] for index in indexes}
+    finally:
+        await engine.dispose()
