@@ -42,7 +42,7 @@ def create_engine(url: str) -> AsyncEngine:
 
 
 def create_reader(url: str, engine: AsyncEngine) -> AsyncEngine:
-    """Return the engine for whole-table counts (gauges): for a SQLite file, aiosqlite's own thread.
+    """Return the engine for whole-table counts on the report path (dispatch's gauge): for a SQLite file, aiosqlite's own thread.
 
     The main engine runs SQLite on the event loop; a count over every order would stall the
     loop's batches for tens of milliseconds as the tables grow. WAL lets this reader run beside the writer.
