@@ -61,7 +61,8 @@ def build_parts(name: str, settings: ServiceSettings, kafka: KafkaSettings, regi
     )
     url = settings.database_url or settings.sqlite_default(name)
     engine = create_engine(url)
-    return ServiceParts(name, kafka, registry, broker, engine, bootstrap, embedded, BatchPublisher(kafka, bootstrap), create_reader(url, engine))
+    publisher = BatchPublisher(kafka, bootstrap)
+    return ServiceParts(name, kafka, registry, broker, engine, bootstrap, embedded, publisher, create_reader(url, engine))
 
 
 def service_app(
