@@ -29,11 +29,17 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_file(url: str) -> str | None:
+    """Return the file of a SQLite URL; None for other databases and SQLite in memory."""
+    path = url.split("///", 1)[-1] if is_sqlite(url) else ""
+    return path if path and path != ":memory:" else None
+
+
 def create_engine(url: str) -> AsyncEngine:
     """Create an async engine; for SQLite make the parent folder and tune the connection."""
     if is_sqlite(url):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
+        path = _sqlite_file(url)
+        if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, async_creator=partial(inline_sqlite.connect, path or ":memory:"))
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
@@ -47,8 +53,7 @@ def create_reader(url: str, engine: AsyncEngine) -> AsyncEngine:
     The main engine runs SQLite on the event loop; a count over every order would stall the
     loop's batches for tens of milliseconds as the tables grow. WAL lets this reader run beside the writer.
     """
-    path = url.split("///", 1)[-1] if is_sqlite(url) else ""
-    if not path or path == ":memory:":
+    if _sqlite_file(url) is None:
         return engine  # PostgreSQL answers off the loop already; a memory database exists only in its one connection
     reader = create_async_engine(url)
     event.listen(reader.sync_engine, "connect", _tune_sqlite)
