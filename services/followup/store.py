@@ -2,7 +2,8 @@
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, Text, func, select, update
+from sqlalchemy import Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text, func, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.disputes import DisputeReported
@@ -40,10 +41,15 @@ timers = Table(
     Column("work_order_id", String(64), nullable=True, index=True),
     Column("revisit_number", Integer, nullable=True),
     Column("regrades", Boolean, nullable=False, default=True),
-    Column("due_at", DateTime(timezone=True), nullable=False, index=True),
-    Column("state", String(16), nullable=False, index=True),  # pending, fired, cancelled
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False),  # pending, fired, cancelled
     Column("fired_at", DateTime(timezone=True), nullable=True),
 )
+# The timer loop asks for the earliest pending timers at every look: with separate indexes on state and
+# due_at, SQLite read every pending timer and sorted them, a cost growing with the backlog.
+pending_by_due = Index("ix_followup_timers_state_due_at", timers.c.state, timers.c.due_at)
+# Indexes of the first schema, replaced by the one above.
+_SUPERSEDED_INDEXES = ("ix_followup_timers_state", "ix_followup_timers_due_at")
 resolutions = Table(
     "followup_resolutions",
     metadata,
@@ -93,7 +99,7 @@ class FollowupStore:
 
     async def create(self) -> None:
         """Create the tables if they do not exist."""
-        await create_schema(self.engine, metadata.create_all)
+        await create_schema(self.engine, _create)
 
     @staticmethod
     async def processed_ids(connection: AsyncConnection, keys: list[str]) -> set[str]:
@@ -180,3 +186,11 @@ class FollowupStore:
             "results": satisfaction[0], "satisfaction": float(satisfaction[1] or 0), "flared_up": satisfaction[2] or 0,
             "overdue": overdue, "fired": fired,
         }
+
+
+def _create(connection: Connection) -> None:
+    """Create the tables, and bring a store created before the pending-timer index up to date."""
+    metadata.create_all(connection)
+    pending_by_due.create(connection, checkfirst=True)
+    for name in _SUPERSEDED_INDEXES:
+        connection.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")

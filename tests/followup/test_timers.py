@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy import inspect
 
 from schemas.disputes import ReassessmentRequested
 from schemas.followups import FollowupDue, FollowupResult
@@ -182,6 +183,27 @@ async def test_closure_figures_are_exact(followup):
     assert (figures["resolved"], figures["resolved_without_failure"], figures["overdue"]) == (1, 0, 1)
     processor.metrics.show(figures)
     assert processor.metrics.closure_rate.labels("mediation_room")._value.get() == 0.5
+
+
+async def test_a_store_from_before_the_pending_timer_index_gets_it_on_start(followup):
+    processor, _, _ = followup
+    engine = processor.store.engine
+    async with engine.begin() as connection:  # the first schema: one index on state, one on due_at
+        await connection.exec_driver_sql("DROP INDEX ix_followup_timers_state_due_at")
+        await connection.exec_driver_sql("CREATE INDEX ix_followup_timers_state ON followup_timers (state)")
+        await connection.exec_driver_sql("CREATE INDEX ix_followup_timers_due_at ON followup_timers (due_at)")
+    await processor.on_events(records(issued("wo-1")))
+    await FollowupStore(engine).create()
+    async with engine.connect() as connection:
+        names = await connection.run_sync(lambda sync: {i["name"] for i in inspect(sync).get_indexes("followup_timers")})
+        if connection.dialect.name == "sqlite":
+            claim = (await connection.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT * FROM followup_timers WHERE state = 'pending' AND due_at <= '2026-04-01' ORDER BY due_at LIMIT 500"
+            )).all()
+            assert [row[-1] for row in claim] == ["SEARCH followup_timers USING INDEX ix_followup_timers_state_due_at (state=? AND due_at<?)"]
+    assert "ix_followup_timers_state_due_at" in names
+    assert not names & {"ix_followup_timers_state", "ix_followup_timers_due_at"}
+    assert await processor.next_due() == DUE - timedelta(days=2)  # the timers set before the upgrade are still there
 
 
 @pytest.mark.postgres
