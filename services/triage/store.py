@@ -1,17 +1,16 @@
 """Triage's own store: processed event ids (dedupe) and hashed sightings (correlation), batched per call."""
 
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, TextClause, bindparam, delete, func, select, text
+from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.runtime.store import aware, create_schema, insert_ignoring_duplicates, utc
+from services.runtime.store import aware, create_schema, driver_values, insert_ignoring_duplicates, present, utc
 from services.triage.correlation import Answers, Probe, Sighting
 
 metadata = MetaData()
@@ -37,10 +36,9 @@ sightings = Table(
 # reports/s). The primary key serves the probes; the hourly purge reads the table through.
 _RETIRED_INDEX = "ix_triage_sightings_reported_at"
 
-# SQLite's IN lists and compound selects are limited; PostgreSQL is fine either way.
-_CHUNK = 500
+# SQLite's compound selects are limited; PostgreSQL is fine either way.
 _PROBES_PER_QUERY = 200
-# Statements are padded to these sizes: every distinct statement stays compiled in SQLAlchemy's cache.
+# Statements are padded to these sizes: each driver keeps a few prepared statements instead of one per batch size.
 _STATEMENT_SIZES = (8, 32, 64, 128, _PROBES_PER_QUERY)
 
 
@@ -49,32 +47,30 @@ def _create(connection: Connection) -> None:
     connection.execute(text(f"DROP INDEX IF EXISTS {_RETIRED_INDEX}"))  # stores made before it was retired
 
 
-def _chunks(items: list[str]) -> Iterable[list[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
+@lru_cache(maxsize=2 * len(_STATEMENT_SIZES))
+def _probes_sql(count: int, numbered: bool) -> str:
+    # Written once per size and sent to the driver as text: SQLAlchemy's processing of six parameters
+    # per probe cost more than the query. The limit stops each index scan early, so a much-named key
+    # costs no more than a rare one. PostgreSQL's driver numbers its parameters; SQLite's does not.
+    def mark(n: int) -> str:
+        return f"${n + 1}" if numbered else "?"
+
+    arms = []
+    for n in range(count):
+        kind, key, since, until, dispute, limit = (mark(6 * n + field) for field in range(6))
+        arms.append(
+            f"SELECT {n} AS probe, dispute_id FROM (SELECT dispute_id FROM triage_sightings WHERE kind = {kind} AND key_hash = {key}"
+            f" AND reported_at BETWEEN {since} AND {until} AND dispute_id != {dispute} LIMIT {limit}) AS w{n}"
+        )
+    return " UNION ALL ".join(arms)
 
 
-@lru_cache(maxsize=len(_STATEMENT_SIZES))
-def _probes_statement(count: int) -> TextClause:
-    # Written once per size as text: building an expression tree per probe costs more than the query.
-    # The limit stops each index scan early, so a much-named key costs no more than a rare one.
-    arms = [
-        f"SELECT {n} AS probe, dispute_id FROM (SELECT dispute_id FROM triage_sightings WHERE kind = :k{n} AND key_hash = :h{n}"
-        f" AND reported_at BETWEEN :a{n} AND :b{n} AND dispute_id != :d{n} LIMIT :l{n}) AS w{n}"
-        for n in range(count)
-    ]
-    times = [bindparam(f"{side}{n}", type_=sightings.c.reported_at.type) for n in range(count) for side in "ab"]
-    return text(" UNION ALL ".join(arms)).bindparams(*times)
-
-
-def _probe_values(chunk: list[Probe], size: int) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for n, p in enumerate(chunk):
-        values |= {f"k{n}": p.kind, f"h{n}": p.key, f"a{n}": utc(p.since), f"b{n}": utc(p.until), f"d{n}": p.dispute_id, f"l{n}": p.limit}
-    if chunk:
-        # Padding repeats the last probe with a limit of 0: it matches nothing, and the statement stays one of a few sizes.
-        values |= {f"{name}{n}": values[f"{name}{len(chunk) - 1}"] for n in range(len(chunk), size) for name in "khabd"}
-        values |= {f"l{n}": 0 for n in range(len(chunk), size)}
+def _probe_values(chunk: list[Probe], size: int) -> list[Any]:
+    values: list[Any] = []
+    for p in chunk:
+        values += [p.kind, p.key, utc(p.since), utc(p.until), p.dispute_id, p.limit]
+    # Padding repeats the last probe with a limit of 0: it matches nothing, and the statement stays one of a few sizes.
+    values += (values[-6:-1] + [0]) * (size - len(chunk))
     return values
 
 
@@ -99,12 +95,8 @@ class TriageStore:
 
     async def already_processed(self, event_ids: list[str]) -> set[str]:
         """Return which of these event ids were processed before."""
-        found: set[str] = set()
         async with self.engine.connect() as connection:
-            for chunk in _chunks(event_ids):
-                rows = await connection.execute(select(processed.c.event_id).where(processed.c.event_id.in_(chunk)))
-                found.update(row.event_id for row in rows)
-        return found
+            return await present(connection, processed.c.event_id, event_ids)
 
     async def other_disputes(self, asked: list[Probe]) -> Answers:
         """Answer probes: per probe, up to its limit of other disputes that named its key in its window."""
@@ -113,9 +105,11 @@ class TriageStore:
             for start in range(0, len(asked), _PROBES_PER_QUERY):
                 chunk = asked[start : start + _PROBES_PER_QUERY]
                 size = next(size for size in _STATEMENT_SIZES if size >= len(chunk))
-                for row in await connection.execute(_probes_statement(size), _probe_values(chunk, size)):
-                    probe = chunk[row.probe]
-                    found[probe.event_id, probe.kind, probe.key].add(row.dispute_id)
+                sql = _probes_sql(size, connection.dialect.name == "postgresql")
+                values = driver_values(connection, _probe_values(chunk, size))
+                for number, dispute_id in await connection.exec_driver_sql(sql, values):
+                    probe = chunk[number]
+                    found[probe.event_id, probe.kind, probe.key].add(dispute_id)
         return {key: frozenset(ids) for key, ids in found.items()}
 
     async def record(self, done: list[Processed], seen: list[Sighting]) -> None:

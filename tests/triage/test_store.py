@@ -3,10 +3,9 @@
 import asyncpg
 import pytest
 from sqlalchemy import inspect, text
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
 from services.runtime.store import create_engine
-from services.triage.store import TriageStore, _probes_statement
+from services.triage.store import TriageStore, _probes_sql
 from tests.conftest import empty_postgres
 
 
@@ -20,7 +19,7 @@ async def test_probes_use_the_key_index_even_in_a_generic_plan_made_on_an_empty_
         await TriageStore(engine).create()
     finally:
         await engine.dispose()
-    probes = str(_probes_statement(8).compile(dialect=asyncpg_dialect()))
+    probes = _probes_sql(8, numbered=True)
     arguments = ", ".join(
         f"'employer', 'h{n}', now() - interval '30 days', now(), 'D-{n}', 5" for n in range(8)
     )
