@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, select, text
 
-from services.runtime.store import aware, create_engine, create_reader, insert_ignoring_duplicates, is_sqlite, ping
+from services.runtime.store import aware, checkpoint, create_engine, create_reader, insert_ignoring_duplicates, is_sqlite, ping
 
 
 async def test_sqlite_file_is_created_in_wal_mode(tmp_path):
@@ -24,6 +24,25 @@ async def test_sqlite_file_is_created_in_wal_mode(tmp_path):
 
 
 @pytest.mark.postgres
+async def test_a_service_store_leaves_its_checkpoints_to_the_reader_thread(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'service.db'}"
+    engine = create_engine(url, checkpoints_elsewhere=True)
+    reader = create_reader(url, engine)
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("CREATE TABLE pages (body BLOB)")
+            await connection.exec_driver_sql("INSERT INTO pages VALUES (?)", [(bytes(4000),)] * 1500)
+        database, log = tmp_path / "service.db", tmp_path / "service.db-wal"
+        # Past the 1,000 pages at which SQLite would checkpoint in the committing (event loop's) connection.
+        assert log.stat().st_size > 1000 * 4096
+        assert database.stat().st_size < 1000 * 4096
+        await checkpoint(reader)
+        assert database.stat().st_size > 1500 * 4000
+    finally:
+        await reader.dispose()
+        await engine.dispose()
+
+
 async def test_postgres_answers(postgres_url):
     engine = create_engine(postgres_url)
     try:

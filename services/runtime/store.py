@@ -33,20 +33,31 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _defer_checkpoints(dbapi_connection: Any, _record: Any) -> None:
+    # A checkpoint syncs the file to disk; on the loop's own connection it stalled every batch of the
+    # service behind the disk. `checkpoint` runs them on the reader's thread instead.
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+
+
 def _sqlite_file(url: str) -> str | None:
     """Return the file of a SQLite URL; None for other databases and SQLite in memory."""
     path = url.split("///", 1)[-1] if is_sqlite(url) else ""
     return path if path and path != ":memory:" else None
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """Create an async engine; for SQLite make the parent folder and tune the connection."""
+def create_engine(url: str, checkpoints_elsewhere: bool = False) -> AsyncEngine:
+    """Create an async engine; for SQLite make the parent folder and tune the connection.
+
+    `checkpoints_elsewhere`: the caller runs `checkpoint` on a reader, so this engine never does.
+    """
     if is_sqlite(url):
         path = _sqlite_file(url)
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, async_creator=partial(inline_sqlite.connect, path or ":memory:"))
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
+        if path and checkpoints_elsewhere:
+            event.listen(engine.sync_engine, "connect", _defer_checkpoints)
         return engine
     return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
 
@@ -62,6 +73,13 @@ def create_reader(url: str, engine: AsyncEngine) -> AsyncEngine:
     reader = create_async_engine(url)
     event.listen(reader.sync_engine, "connect", _tune_sqlite)
     return reader
+
+
+async def checkpoint(reader: AsyncEngine) -> None:
+    """Copy a SQLite file's write-ahead log into the database, off the event loop; other databases need nothing."""
+    if reader.dialect.name == "sqlite":
+        async with reader.connect() as connection:
+            await connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 async def ping(engine: AsyncEngine) -> bool:
