@@ -5,8 +5,18 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, select, text
+from sqlalchemy.exc import IntegrityError
 
-from services.runtime.store import aware, checkpoint, create_engine, create_reader, insert_ignoring_duplicates, is_sqlite, ping
+from services.runtime.store import (
+    aware,
+    checkpoint,
+    create_engine,
+    create_reader,
+    insert_ignoring_duplicates,
+    insert_rows,
+    is_sqlite,
+    ping,
+)
 
 
 async def test_sqlite_file_is_created_in_wal_mode(tmp_path):
@@ -82,6 +92,28 @@ async def test_rows_inserted_as_driver_text_read_back_as_written_and_repeats_are
             await connection.run_sync(metadata.drop_all)
         assert [(r.key, aware(r.at), r.flag, r.n) for r in rows] == [("a", moment, True, 7), ("b", moment, False, 9)]
         assert sorted(later) == ["a", "b"]
+    finally:
+        await engine.dispose()
+
+
+async def test_plain_inserts_refuse_a_key_that_exists(database_url):
+    # Dispatch inserts rows it has just found missing: a row that appeared meanwhile is a conflict to retry, not to skip.
+    metadata = MetaData()
+    table = Table("store_plain", metadata, Column("key", String(16), primary_key=True), Column("at", DateTime(timezone=True)))
+    engine = create_engine(database_url)
+    moment = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda sync: metadata.drop_all(sync, checkfirst=True))
+            await connection.run_sync(metadata.create_all)
+            await insert_rows(connection, table, [{"key": "a", "at": moment}, {"key": "b", "at": moment}])
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as connection:
+                await insert_rows(connection, table, [{"key": "c", "at": moment}, {"key": "a", "at": moment}])
+        async with engine.begin() as connection:
+            keys = (await connection.execute(select(table.c.key).order_by(table.c.key))).scalars().all()
+            await connection.run_sync(metadata.drop_all)
+        assert keys == ["a", "b"]  # the failed statement's transaction left nothing behind
     finally:
         await engine.dispose()
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.disputes import DisputeReported, History
 from services.dispatch.lifecycle import Dispute, Effects, Order
-from services.runtime.store import aware, create_schema, insert_ignoring_duplicates, present, utc
+from services.runtime.store import aware, create_schema, insert_ignoring_duplicates, insert_rows, present, utc
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -120,8 +120,7 @@ class DispatchStore:
                 known,
             )
         fresh = [{**{k: v for k, v in r.items() if k != "key"}, "dispute_id": r["key"]} for r in dispute_rows if r["key"] not in known_disputes]
-        if fresh:
-            await connection.execute(disputes.insert(), fresh)
+        await insert_rows(connection, disputes, fresh)
         changed = [{"key": o.work_order_id, "status": o.status, "role": o.role} for o in effects.orders.values() if o.work_order_id in known_orders]
         if changed:
             await connection.execute(
@@ -136,8 +135,7 @@ class DispatchStore:
             for o in effects.orders.values()
             if o.work_order_id not in known_orders
         ]
-        if new:
-            await connection.execute(orders.insert(), new)
+        await insert_rows(connection, orders, new)
         await insert_ignoring_duplicates(connection, processed, [{"event_id": e, "processed_at": utc(now)} for e in done])
 
     async def open_orders_by_department(self) -> dict[str, int]:

@@ -10,7 +10,16 @@ from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, func, 
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.runtime.store import aware, create_schema, driver_values, insert_ignoring_duplicates, present, utc
+from services.runtime.store import (
+    aware,
+    create_schema,
+    driver_values,
+    insert_ignoring_duplicates,
+    numbered_parameters,
+    parameter_marks,
+    present,
+    utc,
+)
 from services.triage.correlation import Answers, Probe, Sighting
 
 metadata = MetaData()
@@ -51,13 +60,11 @@ def _create(connection: Connection) -> None:
 def _probes_sql(count: int, numbered: bool) -> str:
     # Written once per size and sent to the driver as text: SQLAlchemy's processing of six parameters
     # per probe cost more than the query. The limit stops each index scan early, so a much-named key
-    # costs no more than a rare one. PostgreSQL's driver numbers its parameters; SQLite's does not.
-    def mark(n: int) -> str:
-        return f"${n + 1}" if numbered else "?"
-
+    # costs no more than a rare one.
+    marks = parameter_marks(numbered, 6 * count)
     arms = []
     for n in range(count):
-        kind, key, since, until, dispute, limit = (mark(6 * n + field) for field in range(6))
+        kind, key, since, until, dispute, limit = marks[6 * n : 6 * n + 6]
         arms.append(
             f"SELECT {n} AS probe, dispute_id FROM (SELECT dispute_id FROM triage_sightings WHERE kind = {kind} AND key_hash = {key}"
             f" AND reported_at BETWEEN {since} AND {until} AND dispute_id != {dispute} LIMIT {limit}) AS w{n}"
@@ -105,8 +112,8 @@ class TriageStore:
             for start in range(0, len(asked), _PROBES_PER_QUERY):
                 chunk = asked[start : start + _PROBES_PER_QUERY]
                 size = next(size for size in _STATEMENT_SIZES if size >= len(chunk))
-                sql = _probes_sql(size, connection.dialect.name == "postgresql")
-                values = driver_values(connection, _probe_values(chunk, size))
+                sql = _probes_sql(size, numbered_parameters(connection))
+                values = driver_values(connection)(_probe_values(chunk, size))
                 for number, dispute_id in await connection.exec_driver_sql(sql, values):
                     probe = chunk[number]
                     found[probe.event_id, probe.kind, probe.key].add(dispute_id)
