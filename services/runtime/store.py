@@ -1,8 +1,10 @@
 """Database engines for the services' own stores: SQLite file by default, PostgreSQL by URL."""
 
-from collections.abc import Callable, Iterable
+import sqlite3
+from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import partial
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,6 @@ from services.runtime import inline_sqlite
 def is_sqlite(url: str) -> bool:
     """Tell whether a database URL points at SQLite."""
     return url.startswith("sqlite")
-
-
-# SQLite limits the parameters of one statement.
-_IN_CHUNK = 500
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -45,12 +43,27 @@ def _sqlite_file(url: str) -> str | None:
     return path if path and path != ":memory:" else None
 
 
+def _sqlite_time(moment: datetime) -> str:
+    # SQLAlchemy's own storage format for SQLite DATETIME ("2026-03-10 02:00:00.000000", no offset), so its
+    # reads parse what text statements write and text comparisons order times; isoformat is twice as fast as strftime.
+    return moment.isoformat(" ", "microseconds")[:26]
+
+
+def _store_times_as_sqlalchemy_does() -> None:
+    """Make the SQLite driver write times bound to text statements in SQLAlchemy's format.
+
+    The driver calls the adapter for times only: converting every parameter in Python first
+    (strftime, then a check of each value) was a tenth of a triage batch."""
+    sqlite3.register_adapter(datetime, _sqlite_time)
+
+
 def create_engine(url: str, checkpoints_elsewhere: bool = False) -> AsyncEngine:
     """Create an async engine; for SQLite make the parent folder and tune the connection.
 
     `checkpoints_elsewhere`: the caller runs `checkpoint` on a reader, so this engine never does.
     """
     if is_sqlite(url):
+        _store_times_as_sqlalchemy_does()
         path = _sqlite_file(url)
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -128,12 +141,13 @@ async def insert_rows(connection: AsyncConnection, table: Table, rows: list[dict
     names = list(rows[0])
     marks = ", ".join(parameter_marks(numbered_parameters(connection), len(names)))
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks}){on_conflict}"
-    convert = driver_values(connection)
-    await connection.exec_driver_sql(sql, [convert(row[name] for name in names) for row in rows])
+    values = itemgetter(*names)
+    await connection.exec_driver_sql(sql, [values(row) if len(names) > 1 else (values(row),) for row in rows])
 
 
 # Statements sent to the driver as text (inserts, dedupe lookups, triage's probes): SQLAlchemy's
-# compilation and per-parameter processing cost several times what these statements do.
+# compilation and per-parameter processing cost several times what these statements do. Times are
+# bound as they are: asyncpg takes them, and SQLite's driver formats them (`_store_times_as_sqlalchemy_does`).
 def numbered_parameters(connection: AsyncConnection) -> bool:
     """Tell whether the connection's driver numbers its parameters ($1, asyncpg) rather than marking them (?, SQLite)."""
     return connection.dialect.name == "postgresql"
@@ -142,18 +156,6 @@ def numbered_parameters(connection: AsyncConnection) -> bool:
 def parameter_marks(numbered: bool, count: int) -> list[str]:
     """Return the marks of a text statement's parameters, in order."""
     return [f"${n}" for n in range(1, count + 1)] if numbered else ["?"] * count
-
-
-def driver_values(connection: AsyncConnection) -> Callable[[Iterable[Any]], tuple[Any, ...]]:
-    """Return the converter of a text statement's parameters into what the connection's driver takes."""
-    return tuple if numbered_parameters(connection) else _sqlite_values
-
-
-def _sqlite_values(values: Iterable[Any]) -> tuple[Any, ...]:
-    # SQLAlchemy's own storage format for SQLite DATETIME ("2026-03-10 02:00:00.000000", no offset), so
-    # its reads parse what this writes and text comparisons order times. isoformat is twice as fast as
-    # strftime, which was a tenth of a triage batch.
-    return tuple(value.isoformat(" ", "microseconds")[:26] if isinstance(value, datetime) else value for value in values)
 
 
 # SQLite limits the parameters of one statement.

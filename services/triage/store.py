@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.runtime.store import (
     aware,
     create_schema,
-    driver_values,
     insert_ignoring_duplicates,
     numbered_parameters,
     parameter_marks,
@@ -113,8 +112,7 @@ class TriageStore:
                 chunk = asked[start : start + _PROBES_PER_QUERY]
                 size = next(size for size in _STATEMENT_SIZES if size >= len(chunk))
                 sql = _probes_sql(size, numbered_parameters(connection))
-                values = driver_values(connection)(_probe_values(chunk, size))
-                for number, dispute_id in await connection.exec_driver_sql(sql, values):
+                for number, dispute_id in await connection.exec_driver_sql(sql, tuple(_probe_values(chunk, size))):
                     probe = chunk[number]
                     found[probe.event_id, probe.kind, probe.key].add(dispute_id)
         return {key: frozenset(ids) for key, ids in found.items()}
