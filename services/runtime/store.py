@@ -126,28 +126,26 @@ async def create_schema(engine: AsyncEngine, build: Callable[[Connection], None]
         await connection.run_sync(build)
 
 
+# Statements sent to the driver as text (inserts, dedupe lookups, triage's probes): SQLAlchemy's
+# compilation and per-parameter processing cost several times what these statements do. Times are
+# bound as they are: asyncpg takes them, and SQLite's driver formats them (`_store_times_as_sqlalchemy_does`).
 async def insert_ignoring_duplicates(connection: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert rows, skipping those whose primary key exists: reprocessing a batch changes nothing."""
     await insert_rows(connection, table, rows, " ON CONFLICT DO NOTHING")
 
 
 async def insert_rows(connection: AsyncConnection, table: Table, rows: list[dict[str, Any]], on_conflict: str = "") -> None:
-    """Insert rows that all name the same columns; a duplicate key fails the statement unless `on_conflict` says otherwise.
-
-    The statement goes to the driver as text: SQLAlchemy's per-row parameter processing cost more
-    than everything else a batch does in the store."""
+    """Insert rows that all name the same columns; a duplicate key fails the statement unless `on_conflict` says otherwise."""
     if not rows:
         return
     names = list(rows[0])
     marks = ", ".join(parameter_marks(numbered_parameters(connection), len(names)))
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks}){on_conflict}"
-    values = itemgetter(*names)
-    await connection.exec_driver_sql(sql, [values(row) if len(names) > 1 else (values(row),) for row in rows])
+    pick = itemgetter(*names)  # a tuple of the values, made in C, unless there is one name
+    parameters = [pick(row) for row in rows] if len(names) > 1 else [(pick(row),) for row in rows]
+    await connection.exec_driver_sql(sql, parameters)
 
 
-# Statements sent to the driver as text (inserts, dedupe lookups, triage's probes): SQLAlchemy's
-# compilation and per-parameter processing cost several times what these statements do. Times are
-# bound as they are: asyncpg takes them, and SQLite's driver formats them (`_store_times_as_sqlalchemy_does`).
 def numbered_parameters(connection: AsyncConnection) -> bool:
     """Tell whether the connection's driver numbers its parameters ($1, asyncpg) rather than marking them (?, SQLite)."""
     return connection.dialect.name == "postgresql"
