@@ -313,7 +313,7 @@ async def end_to_end(broker: EmbeddedBroker, workdir: Path, per_second: int, sec
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
         await producer.start()
         pids = {name: process.pid for name, process in stack.processes.items()} | {"broker": broker.pid, "generator": os.getpid()}
-        cpu, started = {name: cpu_seconds(pid) for name, pid in pids.items()}, time.perf_counter()
+        cpu_at_start, started = {name: cpu_seconds(pid) for name, pid in pids.items()}, time.perf_counter()
         acknowledged: dict[str, asyncio.Future] = {}
         for n, (key, value) in enumerate(wire):
             await asyncio.sleep(max(0.0, started + n / per_second - time.perf_counter()))
@@ -321,7 +321,7 @@ async def end_to_end(broker: EmbeddedBroker, workdir: Path, per_second: int, sec
             acknowledged[key.decode()] = await producer.send(kafka.topic(DISPUTES_REPORTED), value, key=key)
         sent = {dispute: (await future).timestamp for dispute, future in acknowledged.items()}
         elapsed = time.perf_counter() - started
-        cpu = {name: round(100 * (cpu_seconds(pid) - cpu[name]) / elapsed) for name, pid in pids.items()}
+        cpu_percent = {name: round(100 * (cpu_seconds(pid) - cpu_at_start[name]) / elapsed) for name, pid in pids.items()}
         await producer.stop()
         first_order = await first_orders(bootstrap, kafka.topic(WORKORDERS_EVENTS), len(sample))
         latencies = [first_order[d] - sent[d] for d in sent if d in first_order]  # in the order offered
@@ -329,7 +329,7 @@ async def end_to_end(broker: EmbeddedBroker, workdir: Path, per_second: int, sec
         return {"offered_per_second": per_second, "seconds": seconds, "partitions": partitions, "measured": len(latencies),
                 "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95), "p99_ms": percentile(latencies, 99),
                 "p99_ms_per_10_s": [round(percentile(latencies[i:i + window], 99)) for i in range(0, len(latencies) - window + 1, window)],
-                "cpu_percent": cpu, "peak_rss_mb": stack.peak_rss_mb()}
+                "cpu_percent": cpu_percent, "peak_rss_mb": stack.peak_rss_mb()}
     finally:
         stack.stop()
 
