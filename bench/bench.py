@@ -14,6 +14,7 @@ import statistics
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -290,6 +291,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_reading(pids: dict[str, int]) -> tuple[float, dict[str, float]]:
+    """Return the time now and the CPU seconds each named process has used."""
+    return time.perf_counter(), {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
+def cpu_share(before: tuple[float, dict[str, float]], after: tuple[float, dict[str, float]]) -> dict[str, int]:
+    """Return each process's share of one core between two readings, in per cent."""
+    elapsed = after[0] - before[0]
+    return {name: round(100 * (after[1][name] - used) / elapsed) for name, used in before[1].items()}
+
+
 def percentile(values: list[float], cut: int) -> float:
     """Return the `cut`th percentile of the values."""
     return statistics.quantiles(values, n=100, method="inclusive")[cut - 1]
@@ -313,23 +325,26 @@ async def end_to_end(broker: EmbeddedBroker, workdir: Path, per_second: int, sec
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
         await producer.start()
         pids = {name: process.pid for name, process in stack.processes.items()} | {"broker": broker.pid, "generator": os.getpid()}
-        cpu_at_start, started = {name: cpu_seconds(pid) for name, pid in pids.items()}, time.perf_counter()
+        window = per_second * 10
+        readings, started = [], time.perf_counter()  # (time, CPU seconds of each process) every 10 s of load
         acknowledged: dict[str, asyncio.Future] = {}
         for n, (key, value) in enumerate(wire):
+            if n % window == 0:
+                readings.append(cpu_reading(pids))
             await asyncio.sleep(max(0.0, started + n / per_second - time.perf_counter()))
             # Not awaited one by one: the offered rate must not depend on the broker's round trip.
             acknowledged[key.decode()] = await producer.send(kafka.topic(DISPUTES_REPORTED), value, key=key)
         sent = {dispute: (await future).timestamp for dispute, future in acknowledged.items()}
-        elapsed = time.perf_counter() - started
-        cpu_percent = {name: round(100 * (cpu_seconds(pid) - cpu_at_start[name]) / elapsed) for name, pid in pids.items()}
+        readings.append(cpu_reading(pids))
         await producer.stop()
         first_order = await first_orders(bootstrap, kafka.topic(WORKORDERS_EVENTS), len(sample))
         latencies = [first_order[d] - sent[d] for d in sent if d in first_order]  # in the order offered
-        window = per_second * 10
         return {"offered_per_second": per_second, "seconds": seconds, "partitions": partitions, "measured": len(latencies),
                 "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95), "p99_ms": percentile(latencies, 99),
                 "p99_ms_per_10_s": [round(percentile(latencies[i:i + window], 99)) for i in range(0, len(latencies) - window + 1, window)],
-                "cpu_percent": cpu_percent, "peak_rss_mb": stack.peak_rss_mb()}
+                "cpu_percent": cpu_share(readings[0], readings[-1]),
+                "cpu_percent_per_10_s": [cpu_share(before, after) for before, after in pairwise(readings)],
+                "peak_rss_mb": stack.peak_rss_mb()}
     finally:
         stack.stop()
 
@@ -362,7 +377,8 @@ def table(results: dict) -> str:
         lines += ["", f"end to end at {e['offered_per_second']} reports/s for {e['seconds']} s on {e['partitions']}-partition topics (report → first order, {e['measured']} disputes): "
                   f"p50 {e['p50_ms']:.0f} ms, p95 {e['p95_ms']:.0f} ms, p99 {e['p99_ms']:.0f} ms; peak RSS MB {e['peak_rss_mb']}",
                   f"p99 of each 10 s of reports offered: {', '.join(f'{p} ms' for p in e['p99_ms_per_10_s'])}",
-                  f"% of a core used while the load was offered: {', '.join(f'{name} {share}' for name, share in e['cpu_percent'].items())}"]
+                  f"% of a core used while the load was offered: {', '.join(f'{name} {share}' for name, share in e['cpu_percent'].items())}",
+                  "the same for each 10 s: " + ", ".join(f"{name} {'/'.join(str(w[name]) for w in e['cpu_percent_per_10_s'])}" for name in e["cpu_percent"])]
     if "soak" in results:
         s = results["soak"]
         lines += ["", f"triage memory over {s['drained']:,} of {s['events']:,} reports: RSS {s['rss_mb_at_10_percent']} MB at 10 %, "

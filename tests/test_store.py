@@ -3,10 +3,12 @@
 import asyncio
 from datetime import datetime, timedelta, timezone
 
+import asyncpg
 import pytest
 from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, select, text
 from sqlalchemy.exc import IntegrityError
 
+from services.runtime.retry import Readiness, retry_transient
 from services.runtime.store import (
     aware,
     checkpoint,
@@ -58,6 +60,31 @@ async def test_postgres_answers(postgres_url):
     try:
         assert not is_sqlite(postgres_url)
         assert await ping(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_postgres_connection_dropped_in_the_pool_costs_one_retry(postgres_url):
+    # The pool does not ping on every checkout (a round trip per store call): a connection the server
+    # dropped fails its next statement, and the store retry must take a fresh one.
+    engine, readiness, retries = create_engine(postgres_url), Readiness(), []
+
+    async def backend_and_answer() -> tuple[int, int]:
+        async with engine.connect() as connection:
+            return tuple((await connection.execute(text("SELECT pg_backend_pid(), 1"))).one())
+
+    try:
+        dropped, _ = await backend_and_answer()
+        server = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+        try:
+            assert await server.fetchval("SELECT pg_terminate_backend($1)", dropped)
+        finally:
+            await server.close()
+        backend, answer = await retry_transient(
+            backend_and_answer, "store", readiness, first_delay=0.01, on_retry=lambda: retries.append(1)
+        )
+        assert (answer, backend != dropped, len(retries)) == (1, True, 1)
+        assert not readiness.failing
     finally:
         await engine.dispose()
 

@@ -72,7 +72,7 @@ def create_engine(url: str, checkpoints_elsewhere: bool = False) -> AsyncEngine:
         if path and checkpoints_elsewhere:
             event.listen(engine.sync_engine, "connect", _defer_checkpoints)
         return engine
-    return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=5, max_overflow=5)
 
 
 def create_reader(url: str, engine: AsyncEngine) -> AsyncEngine:
