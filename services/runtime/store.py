@@ -88,11 +88,24 @@ def create_reader(url: str, engine: AsyncEngine) -> AsyncEngine:
     return reader
 
 
-async def checkpoint(reader: AsyncEngine) -> None:
-    """Copy a SQLite file's write-ahead log into the database, off the event loop; other databases need nothing."""
+# About 64 MB of log (4 kB pages). SQLite starts its log over only after a checkpoint that copied every
+# frame, and a passive one never does while the writer keeps appending: under a steady load triage's log
+# reached 12 GB, and its mapped index 22 MB of resident memory, over 1,000,000 reports.
+_LOG_FRAMES_BEFORE_TRUNCATE = 16_384
+
+
+async def checkpoint(reader: AsyncEngine, frames_before_truncate: int = _LOG_FRAMES_BEFORE_TRUNCATE) -> None:
+    """Copy a SQLite file's write-ahead log into the database, off the event loop; other databases need nothing.
+
+    A passive checkpoint never waits for the writer. Once the log is long, a truncating one follows: it
+    waits for the writer's current transaction and holds new ones back only while it copies what the
+    passive pass left, then empties the log.
+    """
     if reader.dialect.name == "sqlite":
         async with reader.connect() as connection:
-            await connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            _, log_frames, _ = (await connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")).one()
+            if log_frames > frames_before_truncate:
+                await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 async def ping(engine: AsyncEngine) -> bool:
