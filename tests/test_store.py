@@ -35,45 +35,43 @@ async def test_sqlite_file_is_created_in_wal_mode(tmp_path):
         await engine.dispose()
 
 
+@pytest.fixture
+async def written_store(tmp_path):
+    """Return a service's engine and reader on a SQLite file just given 1,500 pages, none checkpointed."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'service.db'}"
+    engine = create_engine(url, checkpoints_elsewhere=True)
+    reader = create_reader(url, engine)
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("CREATE TABLE pages (body BLOB)")
+            await connection.exec_driver_sql("INSERT INTO pages VALUES (?)", [(bytes(4000),)] * 1500)
+        yield engine, reader
+    finally:
+        await reader.dispose()
+        await engine.dispose()
+
+
 @pytest.mark.postgres
-async def test_a_service_store_leaves_its_checkpoints_to_the_reader_thread(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'service.db'}"
-    engine = create_engine(url, checkpoints_elsewhere=True)
-    reader = create_reader(url, engine)
-    try:
-        async with engine.begin() as connection:
-            await connection.exec_driver_sql("CREATE TABLE pages (body BLOB)")
-            await connection.exec_driver_sql("INSERT INTO pages VALUES (?)", [(bytes(4000),)] * 1500)
-        database, log = tmp_path / "service.db", tmp_path / "service.db-wal"
-        # Past the 1,000 pages at which SQLite would checkpoint in the committing (event loop's) connection.
-        assert log.stat().st_size > 1000 * 4096
-        assert database.stat().st_size < 1000 * 4096
-        await checkpoint(reader)
-        assert database.stat().st_size > 1500 * 4000
-    finally:
-        await reader.dispose()
-        await engine.dispose()
+async def test_a_service_store_leaves_its_checkpoints_to_the_reader_thread(tmp_path, written_store):
+    _, reader = written_store
+    database, log = tmp_path / "service.db", tmp_path / "service.db-wal"
+    # Past the 1,000 pages at which SQLite would checkpoint in the committing (event loop's) connection.
+    assert log.stat().st_size > 1000 * 4096
+    assert database.stat().st_size < 1000 * 4096
+    await checkpoint(reader)
+    assert database.stat().st_size > 1500 * 4000
 
 
-async def test_a_long_write_ahead_log_is_emptied_by_the_reader(tmp_path):
+async def test_a_long_write_ahead_log_is_emptied_by_the_reader(tmp_path, written_store):
     # A passive checkpoint leaves the log at its length; under steady writes SQLite never starts it over.
-    url = f"sqlite+aiosqlite:///{tmp_path / 'service.db'}"
-    engine = create_engine(url, checkpoints_elsewhere=True)
-    reader = create_reader(url, engine)
-    try:
-        async with engine.begin() as connection:
-            await connection.exec_driver_sql("CREATE TABLE pages (body BLOB)")
-            await connection.exec_driver_sql("INSERT INTO pages VALUES (?)", [(bytes(4000),)] * 1500)
-        log = tmp_path / "service.db-wal"
-        await checkpoint(reader)
-        assert log.stat().st_size > 1500 * 4000  # below the default bound: left for the writer to reuse
-        await checkpoint(reader, frames_before_truncate=1000)
-        assert log.stat().st_size == 0
-        async with engine.connect() as connection:
-            assert (await connection.exec_driver_sql("SELECT count(*) FROM pages")).scalar() == 1500
-    finally:
-        await reader.dispose()
-        await engine.dispose()
+    engine, reader = written_store
+    log = tmp_path / "service.db-wal"
+    await checkpoint(reader)
+    assert log.stat().st_size > 1500 * 4000  # below the default bound: left for the writer to reuse
+    await checkpoint(reader, frames_before_truncate=1000)
+    assert log.stat().st_size == 0
+    async with engine.connect() as connection:
+        assert (await connection.exec_driver_sql("SELECT count(*) FROM pages")).scalar() == 1500
 
 
 async def test_postgres_answers(postgres_url):
