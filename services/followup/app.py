@@ -33,7 +33,7 @@ def create_app(
     registry = registry or CollectorRegistry()
     metrics = FollowupMetrics(registry)
     parts = build_parts("followup", settings, kafka, registry)
-    store = FollowupStore(parts.engine)
+    store = FollowupStore(parts.engine, parts.reader)
     processor = FollowupProcessor(settings, kafka, store, parts.publisher, clock, metrics, parts.readiness)
     # Follow-up's timers run in hours and days: its inputs need no eager polling.
     batching = batch_options(settings, latency_critical=False)

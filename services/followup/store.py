@@ -94,8 +94,9 @@ def timer_row(timer: Timer) -> dict:
 class FollowupStore:
     """Batched reads and writes of follow-up state; callers own the transaction."""
 
-    def __init__(self, engine: AsyncEngine):
+    def __init__(self, engine: AsyncEngine, reader: AsyncEngine | None = None):
         self.engine = engine
+        self.reader = reader or engine  # whole-table counts: off the event loop where the engine is on it
 
     async def create(self) -> None:
         """Create the tables if they do not exist."""
@@ -172,7 +173,7 @@ class FollowupStore:
 
     async def figures(self, now: datetime) -> dict:
         """Count what the closure metrics report, straight from the store so they are exact across restarts."""
-        async with self.engine.connect() as connection:
+        async with self.reader.connect() as connection:
             by_department = await connection.execute(
                 select(orders.c.department, func.count(), func.sum((orders.c.status == "resolved").cast(Integer))).group_by(orders.c.department)
             )

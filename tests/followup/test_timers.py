@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
 
 from schemas.disputes import ReassessmentRequested
 from schemas.followups import FollowupDue, FollowupResult
@@ -17,7 +17,7 @@ from services.followup.store import FollowupStore
 from services.runtime.clock import ManualClock
 from services.runtime.retry import Readiness
 from services.runtime.settings import KafkaSettings
-from services.runtime.store import create_engine
+from services.runtime.store import create_engine, create_reader
 from tests.conftest import at, wait_for
 from tests.samples import WAGE_REPORT
 from tests.triage.test_processor import Published, Record
@@ -298,3 +298,24 @@ async def test_a_shutdown_during_a_round_of_fires_lets_the_round_finish_and_reco
     processor.publish = published
     assert await processor.fire_due() == 0, "recorded as fired: nothing fires again after a restart"
     assert len(dues(published)) == fired
+
+
+async def test_closure_figures_are_counted_on_the_reader(tmp_path):
+    # They scan every order, timer and result every two seconds: on the loop's SQLite connection the
+    # stall grows with the tables and holds up follow-up's inputs and timers.
+    url = f"sqlite+aiosqlite:///{tmp_path / 'followup.db'}"
+    engine = create_engine(url)
+    reader = create_reader(url, engine)
+    statements = {"engine": 0, "reader": 0}
+    for name, counted in (("engine", engine), ("reader", reader)):
+        event.listen(counted.sync_engine, "before_cursor_execute", lambda *_, name=name: statements.__setitem__(name, statements[name] + 1))
+    try:
+        store = FollowupStore(engine, reader)
+        await store.create()
+        before = dict(statements)
+        figures = await store.figures(ISSUED)
+        assert (figures["resolved"], figures["overdue"], figures["fired"]) == (0, 0, {})
+        assert (statements["engine"] - before["engine"], statements["reader"] - before["reader"]) == (0, 5)
+    finally:
+        await reader.dispose()
+        await engine.dispose()
