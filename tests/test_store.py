@@ -51,7 +51,6 @@ async def written_store(tmp_path):
         await engine.dispose()
 
 
-@pytest.mark.postgres
 async def test_a_service_store_leaves_its_checkpoints_to_the_reader_thread(tmp_path, written_store):
     _, reader = written_store
     database, log = tmp_path / "service.db", tmp_path / "service.db-wal"
