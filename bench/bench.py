@@ -334,7 +334,8 @@ async def end_to_end(broker: EmbeddedBroker, workdir: Path, per_second: int, sec
             await asyncio.sleep(max(0.0, started + n / per_second - time.perf_counter()))
             # Not awaited one by one: the offered rate must not depend on the broker's round trip.
             acknowledged[key.decode()] = await producer.send(kafka.topic(DISPUTES_REPORTED), value, key=key)
-        sent = {dispute: (await future).timestamp for dispute, future in acknowledged.items()}
+        appended = {dispute: await future for dispute, future in acknowledged.items()}
+        sent = {dispute: metadata.timestamp for dispute, metadata in appended.items()}
         readings.append(cpu_reading(pids))
         await producer.stop()
         first_order = await first_orders(bootstrap, kafka.topic(WORKORDERS_EVENTS), len(sample))
@@ -342,11 +343,21 @@ async def end_to_end(broker: EmbeddedBroker, workdir: Path, per_second: int, sec
         return {"offered_per_second": per_second, "seconds": seconds, "partitions": partitions, "measured": len(latencies),
                 "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95), "p99_ms": percentile(latencies, 99),
                 "p99_ms_per_10_s": [round(percentile(latencies[i:i + window], 99)) for i in range(0, len(latencies) - window + 1, window)],
+                "p99_ms_per_partition": p99_by_partition(first_order, sent, {d: m.partition for d, m in appended.items()}),
                 "cpu_percent": cpu_share(readings[0], readings[-1]),
                 "cpu_percent_per_10_s": [cpu_share(before, after) for before, after in pairwise(readings)],
                 "peak_rss_mb": stack.peak_rss_mb()}
     finally:
         stack.stop()
+
+
+def p99_by_partition(first_order: dict[str, int], sent: dict[str, int], partition: dict[str, int]) -> dict[int, int]:
+    """Return the p99 latency of the reports appended to each partition."""
+    latencies: dict[int, list[int]] = {}
+    for dispute, at in sent.items():
+        if dispute in first_order:
+            latencies.setdefault(partition[dispute], []).append(first_order[dispute] - at)
+    return {p: round(percentile(values, 99)) for p, values in sorted(latencies.items())}
 
 
 async def first_orders(bootstrap: str, topic: str, disputes: int) -> dict[str, int]:
@@ -377,6 +388,7 @@ def table(results: dict) -> str:
         lines += ["", f"end to end at {e['offered_per_second']} reports/s for {e['seconds']} s on {e['partitions']}-partition topics (report → first order, {e['measured']} disputes): "
                   f"p50 {e['p50_ms']:.0f} ms, p95 {e['p95_ms']:.0f} ms, p99 {e['p99_ms']:.0f} ms; peak RSS MB {e['peak_rss_mb']}",
                   f"p99 of each 10 s of reports offered: {', '.join(f'{p} ms' for p in e['p99_ms_per_10_s'])}",
+                  f"p99 by the report's partition: {', '.join(f'{p}: {ms} ms' for p, ms in e['p99_ms_per_partition'].items())}",
                   f"% of a core used while the load was offered: {', '.join(f'{name} {share}' for name, share in e['cpu_percent'].items())}",
                   "the same for each 10 s: " + ", ".join(f"{name} {'/'.join(str(w[name]) for w in e['cpu_percent_per_10_s'])}" for name in e["cpu_percent"])]
     if "soak" in results:

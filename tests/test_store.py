@@ -18,7 +18,10 @@ from services.runtime.store import (
     insert_rows,
     is_sqlite,
     ping,
+    present,
+    present_sql,
 )
+from tests.conftest import empty_postgres
 
 
 async def test_sqlite_file_is_created_in_wal_mode(tmp_path):
@@ -164,6 +167,49 @@ async def test_plain_inserts_refuse_a_key_that_exists(database_url):
         assert keys == ["a", "b"]  # the failed statement's transaction left nothing behind
     finally:
         await engine.dispose()
+
+
+def _keyed_table() -> Table:
+    return Table("store_keys", MetaData(), Column("key", String(64), primary_key=True), Column("at", DateTime(timezone=True)))
+
+
+async def test_present_names_the_values_a_key_column_already_holds(database_url):
+    table = _keyed_table()
+    engine = create_engine(database_url)
+    moment = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda sync: table.metadata.drop_all(sync, checkfirst=True))
+            await connection.run_sync(table.metadata.create_all)
+            await insert_rows(connection, table, [{"key": f"e-{n}", "at": moment} for n in range(0, 1200, 3)])
+            asked = [f"e-{n}" for n in range(1200)] + ["e-3", "e-4"]  # more than one chunk of 500, and repeats
+            found = await present(connection, table.c.key, asked)
+            await connection.run_sync(table.metadata.drop_all)
+        assert found == {f"e-{n}" for n in range(0, 1200, 3)}
+    finally:
+        await engine.dispose()
+
+
+async def test_key_lookups_use_the_key_even_in_a_generic_plan_made_on_an_empty_table():
+    # PostgreSQL may fix a generic plan after five executions; made while the table is empty, the plan for
+    # `key = ANY($1)` scanned the whole table on every batch, and one triage instance slowed as it grew.
+    url = await empty_postgres()
+    table = _keyed_table()
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(table.metadata.create_all)
+    finally:
+        await engine.dispose()
+    connection = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        await connection.execute("SET plan_cache_mode = force_generic_plan")
+        await connection.execute(f"PREPARE lookup AS {present_sql(table.c.key, 500, numbered=True)}")
+        plan = "\n".join(row[0] for row in await connection.fetch("EXPLAIN EXECUTE lookup(ARRAY['e-1', 'e-2'])"))
+    finally:
+        await connection.close()
+    assert "Seq Scan on store_keys" not in plan, plan
+    assert "Index Only Scan using store_keys_pkey" in plan, plan
 
 
 async def _ticks_during(engine, query: str) -> int:

@@ -179,12 +179,25 @@ async def present(connection: AsyncConnection, column: Column, values: list[str]
     Sent to the driver as text, like the inserts: compiling an expanding IN list on every batch
     cost SQLAlchemy several times what the lookup did."""
     found: set[str] = set()
+    numbered = numbered_parameters(connection)
     for start in range(0, len(values), _IN_CHUNK):
         chunk = values[start : start + _IN_CHUNK]
-        if numbered_parameters(connection):  # one array parameter: one prepared statement whatever the chunk's length
-            sql, parameters = f"SELECT {column.name} FROM {column.table.name} WHERE {column.name} = ANY($1)", (chunk,)
-        else:
-            marks = ", ".join(parameter_marks(False, len(chunk)))
-            sql, parameters = f"SELECT {column.name} FROM {column.table.name} WHERE {column.name} IN ({marks})", tuple(chunk)
-        found.update(row[0] for row in await connection.exec_driver_sql(sql, parameters))
+        # PostgreSQL gets one array parameter: one prepared statement whatever the chunk's length.
+        parameters = (chunk,) if numbered else tuple(chunk)
+        found.update(row[0] for row in await connection.exec_driver_sql(present_sql(column, len(chunk), numbered), parameters))
     return found
+
+
+def present_sql(column: Column, count: int, numbered: bool) -> str:
+    """Return the text of `present`'s lookup of `count` values.
+
+    On PostgreSQL each value is looked up on its own through the key: a generic plan that PostgreSQL
+    caches while the table is empty scans the whole table for `= ANY($1)`, and keeps doing so as it grows
+    (one triage instance's lookups took 95 -> 260 ms a batch over 20,000 reports)."""
+    name, table = column.name, column.table.name
+    if numbered:
+        return (
+            f"SELECT found.{name} FROM unnest($1::text[]) AS wanted(value) "
+            f"CROSS JOIN LATERAL (SELECT {name} FROM {table} WHERE {name} = wanted.value LIMIT 1) AS found"
+        )
+    return f"SELECT {name} FROM {table} WHERE {name} IN ({', '.join(parameter_marks(False, count))})"
