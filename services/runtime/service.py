@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.runtime.embedded import EmbeddedBroker, planned_embedded
+from services.runtime.heap import return_freed_heap
 from services.runtime.http import service_routes
 from services.runtime.kafka import BatchPublisher, make_broker
 from services.runtime.retry import TRANSIENT, Readiness
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 _RELAXED_FETCH_MIN_BYTES = 1024 * 1024
 # SQLite's own checkpoint would run once the log reached 1,000 pages: about every second at 500 reports/s.
 _CHECKPOINT_SECONDS = 1.0
+_HEAP_TRIM_SECONDS = 10.0
 
 
 async def raw_records(message: Any) -> Any:
@@ -93,7 +95,8 @@ def service_app(
         if stopping.is_set():
             return
         checkpoints = partial(every, _CHECKPOINT_SECONDS, partial(checkpoint, parts.reader), "checkpoint")
-        tasks.extend(asyncio.create_task(loop()) for loop in [*background, checkpoints])
+        heap_trims = partial(every, _HEAP_TRIM_SECONDS, return_freed_heap, "heap trim")
+        tasks.extend(asyncio.create_task(loop()) for loop in [*background, checkpoints, heap_trims])
         log.info("%s started", parts.name)
 
     async def stop() -> None:
