@@ -47,6 +47,17 @@ async def empty_postgres() -> str:
     return url
 
 
+async def generic_plan(url: str, statement: str, arguments: str) -> str:
+    """Return the plan PostgreSQL runs a prepared statement with once it settles on a generic one."""
+    connection = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        await connection.execute("SET plan_cache_mode = force_generic_plan")
+        await connection.execute(f"PREPARE statement AS {statement}")
+        return "\n".join(row[0] for row in await connection.fetch(f"EXPLAIN EXECUTE statement({arguments})"))
+    finally:
+        await connection.close()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 async def database_url(request, tmp_path) -> str:
     """Run a store test on a fresh SQLite file and on an emptied PostgreSQL."""

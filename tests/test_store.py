@@ -21,7 +21,7 @@ from services.runtime.store import (
     present,
     present_sql,
 )
-from tests.conftest import empty_postgres
+from tests.conftest import empty_postgres, generic_plan
 
 
 async def test_sqlite_file_is_created_in_wal_mode(tmp_path):
@@ -201,13 +201,7 @@ async def test_key_lookups_use_the_key_even_in_a_generic_plan_made_on_an_empty_t
             await connection.run_sync(table.metadata.create_all)
     finally:
         await engine.dispose()
-    connection = await asyncpg.connect(url.replace("+asyncpg", ""))
-    try:
-        await connection.execute("SET plan_cache_mode = force_generic_plan")
-        await connection.execute(f"PREPARE lookup AS {present_sql(table.c.key, 500, numbered=True)}")
-        plan = "\n".join(row[0] for row in await connection.fetch("EXPLAIN EXECUTE lookup(ARRAY['e-1', 'e-2'])"))
-    finally:
-        await connection.close()
+    plan = await generic_plan(url, present_sql(table.c.key, 500, numbered=True), "ARRAY['e-1', 'e-2']")
     assert "Seq Scan on store_keys" not in plan, plan
     assert "Index Only Scan using store_keys_pkey" in plan, plan
 

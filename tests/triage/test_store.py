@@ -1,12 +1,11 @@
 """Triage's store keeps its correlation probes on the key's index, whatever plan the database caches."""
 
-import asyncpg
 import pytest
 from sqlalchemy import inspect, text
 
 from services.runtime.store import create_engine
 from services.triage.store import TriageStore, _probes_sql
-from tests.conftest import empty_postgres
+from tests.conftest import empty_postgres, generic_plan
 
 
 @pytest.mark.postgres
@@ -23,13 +22,7 @@ async def test_probes_use_the_key_index_even_in_a_generic_plan_made_on_an_empty_
     arguments = ", ".join(
         f"'employer', 'h{n}', now() - interval '30 days', now(), 'D-{n}', 5" for n in range(8)
     )
-    connection = await asyncpg.connect(url.replace("+asyncpg", ""))
-    try:
-        await connection.execute("SET plan_cache_mode = force_generic_plan")
-        await connection.execute(f"PREPARE probes AS {probes}")
-        plan = "\n".join(row[0] for row in await connection.fetch(f"EXPLAIN EXECUTE probes({arguments})"))
-    finally:
-        await connection.close()
+    plan = await generic_plan(url, probes, arguments)
     assert "ix_triage_sightings_reported_at" not in plan, plan
     assert plan.count("Index Scan using triage_sightings_pkey") == 8, plan  # each probe starts from its key
 
