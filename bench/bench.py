@@ -18,6 +18,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.disputes import DISPUTES_REPORTED, DISPUTES_TRIAGED
 from schemas.followups import FOLLOWUPS_DUE
@@ -170,34 +171,91 @@ async def triage_instances(instances: int, bootstrap: str, workdir: Path, wire: 
 
 
 async def soak(bootstrap: str, workdir: Path, sample: list, events: int) -> dict:
-    """Feed `events` distinct reports to triage and sample its memory as they drain: it must stay flat."""
+    """Feed `events` distinct reports through the whole stack and sample each service's memory as it works
+    through them: each must stay flat over its own 1,000,000 events."""
     prefix = f"b{uuid.uuid4().hex[:6]}."
     kafka = KafkaSettings(topic_prefix=prefix)
     await ensure_topics(kafka, bootstrap, contract_topics(4))
-    for start in range(0, events, len(sample)):
-        copies = [r.model_copy(update={"event_id": f"{r.event_id}-s{start}", "dispute_id": f"{r.dispute_id}-s{start}"}) for r in sample[: events - start]]
-        await preload(bootstrap, kafka.topic(DISPUTES_REPORTED), [(r.dispute_id.encode(), r.to_bytes()) for r in copies])
-    stack = Stack(service_env(bootstrap, prefix, workdir), workdir, ("triage",))
+    stack = Stack(service_env(bootstrap, prefix, workdir), workdir)
     stack.start()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
+    env = stack.env
+    progress = Progress(bootstrap, {"triage": (env["TRIAGE_GROUP_ID"], kafka.topic(DISPUTES_REPORTED)),
+                                    "dispatch": (f"{env['DISPATCH_GROUP_ID']}.triaged", kafka.topic(DISPUTES_TRIAGED)),
+                                    "followup": (f"{env['FOLLOWUP_GROUP_ID']}.events", kafka.topic(WORKORDERS_EVENTS))})
+    await progress.start()
     try:
-        await consumer._client.force_metadata_update()
-        consumer.assign([TopicPartition(kafka.topic(DISPUTES_TRIAGED), p) for p in range(4)])
-        done, samples, next_sample, deadline = 0, [], 0, time.monotonic() + 3600
-        while done < events and time.monotonic() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=500, max_records=20000)).values():
-                done += len(batch)
-            if done >= next_sample:
-                samples.append((done, stack.memory_mb("triage")))
-                next_sample = done + events // 20
-        samples.append((done, stack.memory_mb("triage")))
-        first = next(rss for seen, rss in samples if seen >= events // 10)
-        return {"events": events, "drained": done, "rss_mb_at_10_percent": first, "rss_mb_at_end": samples[-1][1],
-                "peak_rss_mb": stack.peak_rss_mb().get("triage", 0.0), "samples": samples}
+        await stack.wait_ready()
+        await stack.wait_consuming(kafka, bootstrap)
+        started, samples = time.monotonic(), []
+
+        async def take_sample() -> dict[str, int]:
+            consumed = await progress.consumed()
+            samples.append({"seconds": round(time.monotonic() - started), "consumed": consumed,
+                            "rss_mb": {name: stack.memory_mb(name) for name in SOAK_SERVICES}})
+            return consumed
+
+        for start in range(0, events, len(sample)):
+            # A bounded backlog ahead of the slowest service: the broker keeps every record in memory.
+            while start - (await take_sample())["dispatch"] > 2 * len(sample):
+                await asyncio.sleep(5)
+            copies = [r.model_copy(update={"event_id": f"{r.event_id}-s{start}", "dispute_id": f"{r.dispute_id}-s{start}"}) for r in sample[: events - start]]
+            await preload(bootstrap, kafka.topic(DISPUTES_REPORTED), [(r.dispute_id.encode(), r.to_bytes()) for r in copies])
+        deadline = time.monotonic() + 3600
+        while not await progress.drained() and time.monotonic() < deadline:
+            await take_sample()
+            await asyncio.sleep(5)
+        await take_sample()
+        peaks = stack.peak_rss_mb()
+        return {"events": events, "seconds": samples[-1]["seconds"], "samples": samples,
+                "services": {name: memory_over(samples, name) | {"peak_rss_mb": peaks.get(name, 0.0)} for name in SOAK_SERVICES}}
     finally:
-        await consumer.stop()
+        await progress.stop()
         stack.stop()
+
+
+SOAK_SERVICES = ("triage", "dispatch", "followup")
+
+
+def memory_over(samples: list[dict], name: str) -> dict:
+    """Return a service's RSS once it had consumed a tenth of its input, and at the end."""
+    total = samples[-1]["consumed"][name]
+    first = next(s for s in samples if s["consumed"][name] >= total / 10)
+    return {"consumed": total, "rss_mb_at_10_percent": first["rss_mb"][name], "rss_mb_at_end": samples[-1]["rss_mb"][name]}
+
+
+class Progress:
+    """Read how far each service's consumer group has committed through its input topic."""
+
+    def __init__(self, bootstrap: str, groups: dict[str, tuple[str, str]]):
+        self.groups = groups  # service -> (its consumer group, the topic it consumes)
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+
+    async def start(self) -> None:
+        await self.admin.start()
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+        await self.admin.close()
+
+    async def consumed(self) -> dict[str, int]:
+        """Return the records each service has committed."""
+        found = {}
+        for name, (group, topic) in self.groups.items():
+            # Partitions named: the embedded broker drops the connection when asked for all of a group's.
+            offsets = await self.admin.list_consumer_group_offsets(group, partitions=[TopicPartition(topic, p) for p in range(4)])
+            found[name] = sum(max(0, meta.offset) for meta in offsets.values())
+        return found
+
+    async def drained(self) -> bool:
+        """Tell whether every service has committed to the end of its input."""
+        consumed = await self.consumed()
+        for name, (_, topic) in self.groups.items():
+            ends = await self.consumer.end_offsets([TopicPartition(topic, p) for p in range(4)])
+            if consumed[name] < sum(ends.values()):
+                return False
+        return True
 
 
 STAGES = ("triage", "scaleout", "dispatch_sqlite", "dispatch_postgres", "followup", "end_to_end", "soak")
@@ -393,8 +451,9 @@ def table(results: dict) -> str:
                   "the same for each 10 s: " + ", ".join(f"{name} {'/'.join(str(w[name]) for w in e['cpu_percent_per_10_s'])}" for name in e["cpu_percent"])]
     if "soak" in results:
         s = results["soak"]
-        lines += ["", f"triage memory over {s['drained']:,} of {s['events']:,} reports: RSS {s['rss_mb_at_10_percent']} MB at 10 %, "
-                  f"{s['rss_mb_at_end']} MB at the end, peak {s['peak_rss_mb']} MB"]
+        lines += ["", f"memory over {s['events']:,} reports through the whole stack ({s['seconds']} s):"]
+        for name, m in s["services"].items():
+            lines.append(f"- {name}, {m['consumed']:,} records consumed: RSS {m['rss_mb_at_10_percent']} MB at 10 %, {m['rss_mb_at_end']} MB at the end, peak {m['peak_rss_mb']} MB")
     return "\n".join(lines)
 
 

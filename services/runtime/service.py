@@ -144,6 +144,7 @@ def batch_options(settings: ServiceSettings, latency_critical: bool = True) -> d
         "fetch_max_wait_ms": fetch_wait,
         # A relaxed input lets the broker gather up to the wait's worth of records: fewer, larger batches.
         "fetch_min_bytes": 1 if latency_critical else _RELAXED_FETCH_MIN_BYTES,
+        "fetch_max_bytes": settings.fetch_max_bytes,
         "auto_offset_reset": "earliest",
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "decoder": raw_records,

@@ -87,6 +87,11 @@ class ServiceSettings(BaseSettings):
         description="The same bound for inputs no one waits on in real time (department updates, follow-up's inputs): "
         "each idle poll costs the broker and the service CPU that the report path needs",
     )
+    fetch_max_bytes: int = Field(
+        1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024,
+        description="The most one fetch brings: what a consumer catching up holds undecoded. A batch of 500 records "
+        "is under 1 MiB; with Kafka's 50 MiB default the embedded broker sent about 5 MB per partition per fetch",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def sqlite_default(self, service: str) -> str:
