@@ -70,10 +70,34 @@ async def test_a_long_write_ahead_log_is_emptied_by_the_reader(tmp_path, written
     log = tmp_path / "service.db-wal"
     await checkpoint(reader)
     assert log.stat().st_size > 1500 * 4000  # below the default bound: left for the writer to reuse
-    await checkpoint(reader, frames_before_truncate=1000)
+    await checkpoint(reader, asyncio.Lock(), frames_before_truncate=1000)
     assert log.stat().st_size == 0
     async with engine.connect() as connection:
         assert (await connection.exec_driver_sql("SELECT count(*) FROM pages")).scalar() == 1500
+
+
+class WatchedLock(asyncio.Lock):
+    """A lock that tells when someone has asked for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = asyncio.Event()
+
+    async def acquire(self) -> bool:
+        self.asked.set()
+        return await super().acquire()
+
+
+async def test_emptying_the_log_waits_for_the_writer_lock_instead_of_locking_writers_out(tmp_path, written_store):
+    _, reader = written_store
+    log, writing = tmp_path / "service.db-wal", WatchedLock()
+    async with writing:  # a store transaction in progress
+        writing.asked.clear()
+        emptying = asyncio.create_task(checkpoint(reader, writing, frames_before_truncate=1000))
+        await asyncio.wait_for(writing.asked.wait(), timeout=20)
+        assert log.stat().st_size > 1500 * 4000 and not emptying.done()
+    await emptying
+    assert log.stat().st_size == 0
 
 
 async def test_postgres_answers(postgres_url):

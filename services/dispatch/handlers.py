@@ -64,6 +64,7 @@ class DispatchProcessor:
         metrics: DispatchMetrics,
         readiness: Readiness,
         max_message_bytes: int = 256 * 1024,
+        writing: asyncio.Lock | None = None,
     ):
         self.kafka = kafka
         self.routing = routing
@@ -74,7 +75,7 @@ class DispatchProcessor:
         self.metrics = metrics
         self.readiness = readiness
         self.max_message_bytes = max_message_bytes
-        self._lock = asyncio.Lock()
+        self._lock = writing or asyncio.Lock()
 
     async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[None]]) -> None:
         await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc, self._lock)

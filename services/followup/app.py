@@ -34,7 +34,7 @@ def create_app(
     metrics = FollowupMetrics(registry)
     parts = build_parts("followup", settings, kafka, registry)
     store = FollowupStore(parts.engine, parts.reader)
-    processor = FollowupProcessor(settings, kafka, store, parts.publisher, clock, metrics, parts.readiness)
+    processor = FollowupProcessor(settings, kafka, store, parts.publisher, clock, metrics, parts.readiness, parts.writing)
     # Follow-up's timers run in hours and days: its inputs need no eager polling.
     batching = batch_options(settings, latency_critical=False)
 

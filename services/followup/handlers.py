@@ -41,6 +41,7 @@ class FollowupProcessor:
         clock: Clock,
         metrics: FollowupMetrics,
         readiness: Readiness,
+        writing: asyncio.Lock | None = None,
     ):
         self.settings = settings
         self.kafka = kafka
@@ -53,7 +54,7 @@ class FollowupProcessor:
         # When the timer loop will look next; None while it decides or when nothing is pending.
         self.planned: datetime | None = None
         # One transaction at a time in a process: on SQLite a second writer would only fail and retry.
-        self._lock = asyncio.Lock()
+        self._lock = writing or asyncio.Lock()
 
     async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[Any]]) -> Any:
         return await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc, self._lock)

@@ -52,6 +52,8 @@ class ServiceParts:
     publisher: BatchPublisher
     reader: AsyncEngine
     readiness: Readiness = field(default_factory=Readiness)
+    # Held by each store transaction and by the checkpoint that empties SQLite's log, which locks writers out.
+    writing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 def build_parts(name: str, settings: ServiceSettings, kafka: KafkaSettings, registry: CollectorRegistry) -> ServiceParts:
@@ -94,7 +96,7 @@ def service_app(
         # a database connection after the engine is disposed, and its thread would keep the process alive.
         if stopping.is_set():
             return
-        checkpoints = partial(every, _CHECKPOINT_SECONDS, partial(checkpoint, parts.reader), "checkpoint")
+        checkpoints = partial(every, _CHECKPOINT_SECONDS, partial(checkpoint, parts.reader, parts.writing), "checkpoint")
         heap_trims = partial(every, _HEAP_TRIM_SECONDS, return_freed_heap, "heap trim")
         tasks.extend(asyncio.create_task(loop()) for loop in [*background, checkpoints, heap_trims])
         log.info("%s started", parts.name)

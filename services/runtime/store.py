@@ -1,5 +1,7 @@
 """Database engines for the services' own stores: SQLite file by default, PostgreSQL by URL."""
 
+import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -94,18 +96,23 @@ def create_reader(url: str, engine: AsyncEngine) -> AsyncEngine:
 _LOG_FRAMES_BEFORE_TRUNCATE = 16_384
 
 
-async def checkpoint(reader: AsyncEngine, frames_before_truncate: int = _LOG_FRAMES_BEFORE_TRUNCATE) -> None:
+async def checkpoint(
+    reader: AsyncEngine, writing: asyncio.Lock | None = None, frames_before_truncate: int = _LOG_FRAMES_BEFORE_TRUNCATE
+) -> None:
     """Copy a SQLite file's write-ahead log into the database, off the event loop; other databases need nothing.
 
     A passive checkpoint never waits for the writer. Once the log is long, a truncating one follows: it
-    waits for the writer's current transaction and holds new ones back only while it copies what the
-    passive pass left, then empties the log.
+    holds new write transactions back while it copies what the passive pass left, then empties the log.
+    It takes the service's `writing` lock for that, so writers wait their turn instead of finding the file
+    locked: on a 3.6 GB follow-up store each truncation outlasted the writer's busy timeout, 818 store
+    retries in 24 minutes of steady load, each marking the store not ready.
     """
     if reader.dialect.name == "sqlite":
         async with reader.connect() as connection:
             _, log_frames, _ = (await connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")).one()
             if log_frames > frames_before_truncate:
-                await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                async with writing or contextlib.nullcontext():
+                    await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 async def ping(engine: AsyncEngine) -> bool:

@@ -47,7 +47,7 @@ def create_app(
     parts = build_parts("triage", settings, kafka, registry)
     store = TriageStore(parts.engine)
     holder = rules_holder(settings.rules_file.read_text(encoding="utf-8"), metrics)
-    processor = TriageProcessor(settings, kafka, holder, store, parts.publisher, clock, metrics, parts.readiness)
+    processor = TriageProcessor(settings, kafka, holder, store, parts.publisher, clock, metrics, parts.readiness, parts.writing)
 
     @parts.broker.subscriber(
         kafka.topic(DISPUTES_REPORTED),
@@ -69,7 +69,8 @@ def create_app(
     async def purge() -> None:
         windows = holder.current.ruleset.spec.correlation
         widest = max(windows.repeat_parties.window_days, windows.group_wage_risk.window_days)
-        await store.purge(clock.now(), settings.dedupe_days, widest)
+        async with parts.writing:
+            await store.purge(clock.now(), settings.dedupe_days, widest)
 
     return service_app(
         parts,

@@ -1,5 +1,6 @@
 """Triage's batch pipeline: decode, drop repeats, enrich, grade, publish, record. Offsets are committed by the caller after it returns."""
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -130,6 +131,7 @@ class TriageProcessor:
         clock: Clock,
         metrics: TriageMetrics,
         readiness: Readiness,
+        writing: asyncio.Lock | None = None,
     ):
         self.settings = settings
         self.rules = rules
@@ -138,13 +140,18 @@ class TriageProcessor:
         self.clock = clock
         self.metrics = metrics
         self.readiness = readiness
+        self.writing = writing or asyncio.Lock()
         self.hasher = Hasher(settings.hmac_key_bytes())
         self.reassess_topic = kafka.topic(DISPUTES_REASSESS)
         self.triaged_topic = kafka.topic(DISPUTES_TRIAGED)
         self.invalid_topic = kafka.topic(DISPUTES_INVALID)
 
     async def _store(self, what: str, operation: Callable[[], Awaitable[Any]]) -> Any:
-        return await retry_transient(operation, what, self.readiness, on_retry=self.metrics.store_retries.inc)
+        async def locked() -> Any:
+            async with self.writing:
+                return await operation()
+
+        return await retry_transient(locked, what, self.readiness, on_retry=self.metrics.store_retries.inc)
 
     async def process(self, records: Sequence[Any]) -> None:
         """Grade a batch and publish its outputs and dead letters; record what was done once all are acknowledged."""
