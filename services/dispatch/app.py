@@ -44,7 +44,7 @@ def create_app(
     store = DispatchStore(parts.engine, parts.reader)
     routing = routing_holder(settings.routing_file.read_text(encoding="utf-8"), metrics)
     calendar = WorkingCalendar(load_overrides(settings.calendar_overrides))
-    processor = DispatchProcessor(kafka, routing, calendar, store, parts.publisher, clock, metrics, parts.readiness, settings.max_message_bytes, parts.writing)
+    processor = DispatchProcessor(kafka, routing, calendar, store, parts.publisher, clock, metrics, parts.readiness, parts.writing, settings.max_message_bytes)
     @parts.broker.subscriber(
         kafka.topic(DISPUTES_TRIAGED), group_id=f"{settings.group_id}.triaged", title="dispatch:triaged", **batch_options(settings)
     )

@@ -63,8 +63,8 @@ class DispatchProcessor:
         clock: Clock,
         metrics: DispatchMetrics,
         readiness: Readiness,
+        writing: asyncio.Lock,
         max_message_bytes: int = 256 * 1024,
-        writing: asyncio.Lock | None = None,
     ):
         self.kafka = kafka
         self.routing = routing
@@ -75,7 +75,8 @@ class DispatchProcessor:
         self.metrics = metrics
         self.readiness = readiness
         self.max_message_bytes = max_message_bytes
-        self._lock = writing or asyncio.Lock()
+        # The service's one writing lock: one transaction at a time, and none while SQLite's log is emptied.
+        self._lock = writing
 
     async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[None]]) -> None:
         await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc, self._lock)

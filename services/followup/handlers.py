@@ -41,7 +41,7 @@ class FollowupProcessor:
         clock: Clock,
         metrics: FollowupMetrics,
         readiness: Readiness,
-        writing: asyncio.Lock | None = None,
+        writing: asyncio.Lock,
     ):
         self.settings = settings
         self.kafka = kafka
@@ -53,8 +53,9 @@ class FollowupProcessor:
         self.wake = asyncio.Event()
         # When the timer loop will look next; None while it decides or when nothing is pending.
         self.planned: datetime | None = None
-        # One transaction at a time in a process: on SQLite a second writer would only fail and retry.
-        self._lock = writing or asyncio.Lock()
+        # One transaction at a time in a process (on SQLite a second writer would only fail and retry), and
+        # none while SQLite's log is emptied: the service's one writing lock.
+        self._lock = writing
 
     async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[Any]]) -> Any:
         return await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc, self._lock)

@@ -131,7 +131,7 @@ class TriageProcessor:
         clock: Clock,
         metrics: TriageMetrics,
         readiness: Readiness,
-        writing: asyncio.Lock | None = None,
+        writing: asyncio.Lock,
     ):
         self.settings = settings
         self.rules = rules
@@ -140,7 +140,7 @@ class TriageProcessor:
         self.clock = clock
         self.metrics = metrics
         self.readiness = readiness
-        self.writing = writing or asyncio.Lock()
+        self.writing = writing  # the service's one writing lock, also taken to empty SQLite's log
         self.hasher = Hasher(settings.hmac_key_bytes())
         self.reassess_topic = kafka.topic(DISPUTES_REASSESS)
         self.triaged_topic = kafka.topic(DISPUTES_TRIAGED)

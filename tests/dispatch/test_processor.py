@@ -1,5 +1,6 @@
 """The dispatch pipelines with a real store (SQLite and PostgreSQL, migrated by Alembic) and a recording publisher."""
 
+import asyncio
 import json
 
 import pytest
@@ -34,7 +35,7 @@ async def dispatch_pipeline(database_url):
     published = Published()
     processor = DispatchProcessor(
         KafkaSettings(), routing_holder(DEFAULT_ROUTING.read_text(encoding="utf-8"), metrics), WorkingCalendar(),
-        store, published, ManualClock(NOW), metrics, Readiness(),
+        store, published, ManualClock(NOW), metrics, Readiness(), asyncio.Lock(),
     )
     return processor, published, engine
 

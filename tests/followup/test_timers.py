@@ -29,7 +29,8 @@ DUE = ISSUED + timedelta(days=10)
 
 def processor_on(engine, clock, published):
     return FollowupProcessor(
-        FollowupSettings(), KafkaSettings(), FollowupStore(engine), published, clock, FollowupMetrics(CollectorRegistry()), Readiness()
+        FollowupSettings(), KafkaSettings(), FollowupStore(engine), published, clock, FollowupMetrics(CollectorRegistry()), Readiness(),
+        asyncio.Lock(),
     )
 
 

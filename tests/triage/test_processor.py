@@ -1,5 +1,6 @@
 """The triage batch pipeline with a real store (SQLite and PostgreSQL) and a recording publisher."""
 
+import asyncio
 import json
 from dataclasses import dataclass
 from datetime import timedelta
@@ -64,6 +65,7 @@ async def triage_pipeline(database_url, max_message_bytes=64 * 1024):
         ManualClock(NOW),
         metrics,
         Readiness(),
+        asyncio.Lock(),
     )
     return processor, published, engine
 
