@@ -60,7 +60,7 @@ async def test_a_service_store_leaves_its_checkpoints_to_the_reader_thread(tmp_p
     # Past the 1,000 pages at which SQLite would checkpoint in the committing (event loop's) connection.
     assert log.stat().st_size > 1000 * 4096
     assert database.stat().st_size < 1000 * 4096
-    await checkpoint(reader)
+    await checkpoint(reader, asyncio.Lock())
     assert database.stat().st_size > 1500 * 4000
 
 
@@ -68,7 +68,7 @@ async def test_a_long_write_ahead_log_is_emptied_by_the_reader(tmp_path, written
     # A passive checkpoint leaves the log at its length; under steady writes SQLite never starts it over.
     engine, reader = written_store
     log = tmp_path / "service.db-wal"
-    await checkpoint(reader)
+    await checkpoint(reader, asyncio.Lock())
     assert log.stat().st_size > 1500 * 4000  # below the default bound: left for the writer to reuse
     await checkpoint(reader, asyncio.Lock(), frames_before_truncate=1000)
     assert log.stat().st_size == 0

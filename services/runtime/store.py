@@ -1,7 +1,6 @@
 """Database engines for the services' own stores: SQLite file by default, PostgreSQL by URL."""
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -97,7 +96,7 @@ _LOG_FRAMES_BEFORE_TRUNCATE = 16_384
 
 
 async def checkpoint(
-    reader: AsyncEngine, writing: asyncio.Lock | None = None, frames_before_truncate: int = _LOG_FRAMES_BEFORE_TRUNCATE
+    reader: AsyncEngine, writing: asyncio.Lock, frames_before_truncate: int = _LOG_FRAMES_BEFORE_TRUNCATE
 ) -> None:
     """Copy a SQLite file's write-ahead log into the database, off the event loop; other databases need nothing.
 
@@ -111,7 +110,7 @@ async def checkpoint(
         async with reader.connect() as connection:
             _, log_frames, _ = (await connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")).one()
             if log_frames > frames_before_truncate:
-                async with writing or contextlib.nullcontext():
+                async with writing:
                     await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
