@@ -192,7 +192,7 @@ async def soak(bootstrap: str, workdir: Path, sample: list, events: int) -> dict
         async def take_sample() -> dict[str, int]:
             consumed = await committed(admin, groups)
             samples.append({"seconds": round(time.monotonic() - started), "consumed": consumed,
-                            "rss_mb": {name: stack.memory_mb(name) for name in SOAK_SERVICES}})
+                            "rss_mb": {name: stack.memory_mb(name) for name in groups}})
             return consumed
 
         for start in range(0, events, len(sample)):
@@ -207,13 +207,10 @@ async def soak(bootstrap: str, workdir: Path, sample: list, events: int) -> dict
             await asyncio.sleep(5)
         peaks = stack.peak_rss_mb()
         return {"events": events, "seconds": samples[-1]["seconds"], "samples": samples,
-                "services": {name: memory_over(samples, name) | {"peak_rss_mb": peaks.get(name, 0.0)} for name in SOAK_SERVICES}}
+                "services": {name: memory_over(samples, name) | {"peak_rss_mb": peaks.get(name, 0.0)} for name in groups}}
     finally:
         await admin.close()
         stack.stop()
-
-
-SOAK_SERVICES = ("triage", "dispatch", "followup")
 
 
 def memory_over(samples: list[dict], name: str) -> dict:
