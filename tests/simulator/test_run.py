@@ -12,8 +12,26 @@ from services.simulator.population import SURNAMES
 
 pytestmark = pytest.mark.broker
 
-# Phones, ID numbers and the simulated parties' names (a surname and 某), wherever they might leak.
-PERSONAL = re.compile(rf"(?<!\d)1[3-9]\d{{9}}(?!\d)|(?<![0-9A-Za-z])\d{{17}}[0-9Xx](?![0-9A-Za-z])|[{SURNAMES}]某")
+# Phones, ID numbers and the simulated parties' names (a surname and 某), wherever they might leak. Digits
+# right after a decimal point are a fraction (a histogram's sum of 59475.14720000002 once matched as a phone).
+PERSONAL = re.compile(
+    rf"(?<![\d.])1[3-9]\d{{9}}(?!\d)|(?<![0-9A-Za-z.])\d{{17}}[0-9Xx](?![0-9A-Za-z])|[{SURNAMES}]某"
+)
+
+
+@pytest.mark.parametrize(("text", "personal"), [
+    ("phone=13812345678", True),
+    ('"phone": "13812345678"', True),
+    ("id 110101199003071234 refused", True),
+    ("id 11010119900307123X", True),
+    ("张某 and 李某", True),
+    ("fengqiao_followup_timer_lag_seconds_sum 59475.14720000002", False),
+    ("duration_sum 0.012345678901234567", False),
+    ("created 1.7959453874194415e+09", False),
+    ("report r-000123 triaged level 2", False),
+])
+def test_the_personal_data_pattern_tells_numbers_from_phones_and_ids(text, personal):
+    assert bool(PERSONAL.search(text)) is personal
 
 
 def test_a_short_run_closes_the_loop_and_its_report_agrees_with_the_metrics(tmp_path):
