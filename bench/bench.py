@@ -1,6 +1,6 @@
 """`make bench`: throughput of each service against a raw aiokafka loop on the same broker, end-to-end latency, memory.
 
-One run, one machine, one embedded broker, the same message sizes. Prints a table and writes
+One run, one machine, one broker (embedded unless --bootstrap names one), the same message sizes. Prints a table and writes
 bench/results/latest.json. A benchmark, not a test: it asserts nothing, it measures.
 """
 
@@ -13,6 +13,7 @@ import random
 import statistics
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from itertools import pairwise
 from pathlib import Path
@@ -84,7 +85,7 @@ async def baseline(bootstrap: str, count: int, values: list[tuple[bytes, bytes]]
     await ensure_topics(KafkaSettings(), bootstrap, [TopicSpec(source, 4), TopicSpec(sink, 4)])
     await preload(bootstrap, source, values)
     consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"{source}-g", enable_auto_commit=False, auto_offset_reset="earliest")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=int(os.environ.get("XLINGER", "5")))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await consumer.start()
     await producer.start()
     try:
@@ -233,6 +234,16 @@ async def committed(admin: AIOKafkaAdminClient, groups: dict[str, tuple[str, str
 STAGES = ("triage", "scaleout", "dispatch_sqlite", "dispatch_postgres", "followup", "end_to_end", "soak")
 
 
+@contextmanager
+def broker_at(bootstrap: str | None):
+    """Yield the broker's address and process id: the one named (pid None), or an embedded one for the run."""
+    if bootstrap:
+        yield bootstrap, None
+        return
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap_servers, broker.pid
+
+
 async def run(args: argparse.Namespace) -> dict:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -241,8 +252,7 @@ async def run(args: argparse.Namespace) -> dict:
     sample = reports(args.events)
     wire = [(r.dispute_id.encode(), r.to_bytes()) for r in sample]
     results["message_bytes"] = round(statistics.mean(len(v) for _, v in wire))
-    with EmbeddedBroker() as broker:
-        bootstrap = broker.bootstrap_servers
+    with broker_at(args.bootstrap) as (bootstrap, broker_pid):
         results["baseline"] = await baseline(bootstrap, args.events, wire)
 
         async def load_reports(bootstrap, kafka):
@@ -296,7 +306,7 @@ async def run(args: argparse.Namespace) -> dict:
             results["followup_timers"] = await one_service("followup", bootstrap, workdir, load_orders, FOLLOWUPS_DUE, lambda n: n)
         if "end_to_end" in args.only:
             # The first linger is the headline; the others show how much of it is the broker's cost per stored batch.
-            results["end_to_end"] = [await end_to_end(broker, workdir, args.rate, args.seconds, args.e2e_partitions, linger)
+            results["end_to_end"] = [await end_to_end(bootstrap, broker_pid, workdir, args.rate, args.seconds, args.e2e_partitions, linger)
                                      for linger in args.upstream_linger_ms]
         if "soak" in args.only:
             results["soak"] = await soak(bootstrap, workdir, sample, args.soak_events)
@@ -339,9 +349,8 @@ def percentile(values: list[float], cut: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[cut - 1]
 
 
-async def end_to_end(broker: EmbeddedBroker, workdir: Path, per_second: int, seconds: int, partitions: int, linger_ms: int) -> dict:
+async def end_to_end(bootstrap: str, broker_pid: int | None, workdir: Path, per_second: int, seconds: int, partitions: int, linger_ms: int) -> dict:
     """Offer a fixed load to the whole stack; latency is report handed to the producer -> first order appended."""
-    bootstrap = broker.bootstrap_servers
     prefix = f"b{uuid.uuid4().hex[:6]}."
     kafka = KafkaSettings(topic_prefix=prefix)
     await ensure_topics(kafka, bootstrap, contract_topics(partitions))
@@ -356,7 +365,9 @@ async def end_to_end(broker: EmbeddedBroker, workdir: Path, per_second: int, sec
         # Each report's time is taken when it is handed to the producer, so the linger counts in the latency.
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=linger_ms)
         await producer.start()
-        pids = {name: process.pid for name, process in stack.processes.items()} | {"broker": broker.pid, "generator": os.getpid()}
+        pids = {name: process.pid for name, process in stack.processes.items()} | {"generator": os.getpid()}
+        if broker_pid:  # a broker named by --bootstrap may not even run on this machine
+            pids["broker"] = broker_pid
         window = per_second * 10
         readings, started = [], time.perf_counter()  # (time, CPU seconds of each process) every 10 s of load
         acknowledged: dict[str, asyncio.Future] = {}
@@ -444,6 +455,8 @@ def main() -> None:
                         help="The report producer's linger in the end-to-end stage, one run each; the first (Kafka 4's default) is the headline")
     parser.add_argument("--soak-events", type=int, default=1_000_000)
     parser.add_argument("--workdir", default="var/bench")
+    parser.add_argument("--bootstrap", help="host:port of a running Kafka-protocol broker to measure on "
+                        "(e.g. Apache Kafka) instead of the embedded one")
     parser.add_argument("--only", nargs="*", choices=STAGES, default=list(STAGES), help="Measure only these (the baseline always runs)")
     args = parser.parse_args()
     results = asyncio.run(run(args))
