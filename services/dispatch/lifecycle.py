@@ -78,10 +78,10 @@ class Effects:
 
 
 class Rejection(Exception):
-    """An update that must not be applied; `reason` is the dead-letter reason."""
+    """An update that must not be applied; `reason` labels the metric, the message names the field for the dead letter."""
 
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
+    def __init__(self, field: str, reason: str, detail: str):
+        super().__init__(f"{field}: {reason}: {detail}")
         self.reason = reason
 
 
@@ -151,15 +151,15 @@ def dispatch(
 def check_update(update: WorkOrderUpdate, order: Order | None, table: RoutingTable) -> Order:
     """Authorise and validate an update against its order; raise Rejection with the reason otherwise."""
     if order is None:
-        raise Rejection("unknown_work_order")
+        raise Rejection("work_order_id", "unknown_work_order", "no order has this id")
     if update.department != order.department:
-        raise Rejection("department_mismatch")
+        raise Rejection("department", "department_mismatch", "not the department of this order")
     if update.dispute_id != order.dispute_id:
-        raise Rejection("dispute_mismatch")
+        raise Rejection("dispute_id", "dispute_mismatch", "not the dispute of this order")
     if update.status not in TRANSITIONS.get(order.status, ()):
-        raise Rejection("illegal_transition", f"{order.status} -> {update.status}")
+        raise Rejection("status", "illegal_transition", f"{order.status} -> {update.status}")
     if update.status == "returned" and order.department == table.returned_to:
-        raise Rejection("illegal_transition", f"{table.returned_to} cannot return an order to itself")
+        raise Rejection("status", "illegal_transition", f"{table.returned_to} cannot return an order to itself")
     return order
 
 

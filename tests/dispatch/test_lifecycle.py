@@ -53,22 +53,23 @@ def test_a_second_grading_opens_the_next_attempt_and_supersedes_open_orders():
     assert effects.issued[0].department == "joint_consultation"
 
 
-# (case, who sends the update and what, rejection reason)
+# (case, who sends the update and what, the field the dead letter names, rejection reason)
 REJECTIONS = [
-    ("unknown order", lambda o: update(o, "accepted").model_copy(update={"work_order_id": "wo-nope"}), "unknown_work_order"),
-    ("another department", lambda o: update(o, "resolved", department="court"), "department_mismatch"),
-    ("another dispute", lambda o: update(o, "resolved", dispute_id="D-other"), "dispute_mismatch"),
+    ("unknown order", lambda o: update(o, "accepted").model_copy(update={"work_order_id": "wo-nope"}), "work_order_id", "unknown_work_order"),
+    ("another department", lambda o: update(o, "resolved", department="court"), "department", "department_mismatch"),
+    ("another dispute", lambda o: update(o, "resolved", dispute_id="D-other"), "dispute_id", "dispute_mismatch"),
 ]
 
 
-@pytest.mark.parametrize("case, make, reason", REJECTIONS, ids=[r[0] for r in REJECTIONS])
-def test_unauthorised_or_unknown_updates_are_rejected(case, make, reason):
+@pytest.mark.parametrize("case, make, field, reason", REJECTIONS, ids=[r[0] for r in REJECTIONS])
+def test_unauthorised_or_unknown_updates_are_rejected_naming_the_field(case, make, field, reason):
     _, _, orders = first_dispatch(2)
     known = {o.work_order_id: o for o in orders}
     sent = make(orders[0])
     with pytest.raises(Rejection) as caught:
         check_update(sent, known.get(sent.work_order_id), TABLE)
     assert caught.value.reason == reason
+    assert str(caught.value).startswith(f"{field}: {reason}: ")
 
 
 # (case, current status, new status, allowed)
@@ -93,7 +94,7 @@ def test_status_transitions(case, current, new, allowed):
     if allowed:
         assert check_update(update(order, new), order, TABLE) is order
     else:
-        with pytest.raises(Rejection, match="illegal_transition"):
+        with pytest.raises(Rejection, match="^status: illegal_transition: "):
             check_update(update(order, new), order, TABLE)
 
 

@@ -107,7 +107,7 @@ async def test_three_failed_mediations_reach_joint_consultation_on_attempt_4(emb
 
     async def refused():
         dead = await read_all(bootstrap, [kafka_settings.topic(WORKORDERS_UPDATES_INVALID)])
-        return any(dict(r.headers)["dlq_reason"].startswith(b"department_mismatch") for r in dead)
+        return any(dict(r.headers)["dlq_reason"].startswith(b"department: department_mismatch") for r in dead)
 
     await wait_for(refused, 60)
     await wait_until_committed(bootstrap, f"{stack['env']['DISPATCH_GROUP_ID']}.updates", [kafka_settings.topic(WORKORDERS_UPDATES)])
