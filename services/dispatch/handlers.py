@@ -76,10 +76,10 @@ class DispatchProcessor:
         self.readiness = readiness
         self.max_message_bytes = max_message_bytes
         # The service's one writing lock: one transaction at a time, and none while SQLite's log is emptied.
-        self._lock = writing
+        self.writing = writing
 
     async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[None]]) -> None:
-        await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc, self._lock)
+        await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc, self.writing)
 
     def _outgoing(self, effects: Effects, now) -> list[Outgoing]:
         records = [encode_event(self.kafka.topic(work_order_topic(o.department)), o, o.work_order_id, CE_SOURCE, now) for o in effects.issued]

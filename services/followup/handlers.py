@@ -55,10 +55,10 @@ class FollowupProcessor:
         self.planned: datetime | None = None
         # One transaction at a time in a process (on SQLite a second writer would only fail and retry), and
         # none while SQLite's log is emptied: the service's one writing lock.
-        self._lock = writing
+        self.writing = writing
 
     async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[Any]]) -> Any:
-        return await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc, self._lock)
+        return await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc, self.writing)
 
     def _encode(self, topic: str, event: Any, event_id: str, now: datetime) -> Outgoing:
         return encode_event(self.kafka.topic(topic), event, event_id, CE_SOURCE, now)

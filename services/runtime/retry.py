@@ -1,7 +1,6 @@
 """Transient failures (database, broker) are retried with backoff, never dead-lettered."""
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -59,17 +58,29 @@ async def retry_transient(
             return result
 
 
+async def retry_holding(
+    lock: asyncio.Lock, operation: Callable[[], Awaitable[T]], what: str, readiness: Readiness, on_retry: Callable[[], None]
+) -> T:
+    """Run `operation` holding `lock`, retrying transient errors; the lock is let go while a retry waits."""
+
+    async def attempt() -> T:
+        async with lock:
+            return await operation()
+
+    return await retry_transient(attempt, what, readiness, on_retry=on_retry)
+
+
 async def in_transaction(
     engine: AsyncEngine,
     work: Callable[[AsyncConnection], Awaitable[T]],
     readiness: Readiness,
     on_retry: Callable[[], None],
-    lock: asyncio.Lock | None = None,
+    lock: asyncio.Lock,
 ) -> T:
-    """Run `work` in one database transaction, retrying the whole of it on transient failures."""
+    """Run `work` in one database transaction holding `lock`, retrying the whole of it on transient failures."""
 
-    async def attempt() -> T:
-        async with lock or contextlib.nullcontext(), engine.begin() as connection:
+    async def transaction() -> T:
+        async with engine.begin() as connection:
             return await work(connection)
 
-    return await retry_transient(attempt, "store", readiness, on_retry=on_retry)
+    return await retry_holding(lock, transaction, "store", readiness, on_retry)

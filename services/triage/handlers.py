@@ -25,7 +25,7 @@ from services.runtime.clock import Clock
 from services.runtime.deadletter import dead_letter, too_large
 from services.runtime.kafka import Outgoing, encode_event
 from services.runtime.reload import Reloadable
-from services.runtime.retry import Readiness, retry_transient
+from services.runtime.retry import Readiness, retry_holding
 from services.runtime.settings import KafkaSettings
 from services.triage.correlation import Hasher, Subject, correlate, probes, subject_of
 from services.triage.grading import Features, Grader, Triage, detect_keywords
@@ -147,11 +147,7 @@ class TriageProcessor:
         self.invalid_topic = kafka.topic(DISPUTES_INVALID)
 
     async def _store(self, what: str, operation: Callable[[], Awaitable[Any]]) -> Any:
-        async def locked() -> Any:
-            async with self.writing:
-                return await operation()
-
-        return await retry_transient(locked, what, self.readiness, on_retry=self.metrics.store_retries.inc)
+        return await retry_holding(self.writing, operation, what, self.readiness, self.metrics.store_retries.inc)
 
     async def process(self, records: Sequence[Any]) -> None:
         """Grade a batch and publish its outputs and dead letters; record what was done once all are acknowledged."""
