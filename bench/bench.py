@@ -174,9 +174,9 @@ async def triage_instances(instances: int, bootstrap: str, workdir: Path, wire: 
 async def soak(bootstrap: str, workdir: Path, sample: list, events: int) -> dict:
     """Feed distinct reports through the whole stack until each service has consumed `events` records,
     sampling each one's memory: it must stay flat."""
-    prefix = f"b{uuid.uuid4().hex[:6]}."
+    prefix, partitions = f"b{uuid.uuid4().hex[:6]}.", 4
     kafka = KafkaSettings(topic_prefix=prefix)
-    await ensure_topics(kafka, bootstrap, contract_topics(4))
+    await ensure_topics(kafka, bootstrap, contract_topics(partitions))
     stack = Stack(service_env(bootstrap, prefix, workdir), workdir)
     stack.start()
     env = stack.env
@@ -191,7 +191,7 @@ async def soak(bootstrap: str, workdir: Path, sample: list, events: int) -> dict
         started, samples = time.monotonic(), []
 
         async def take_sample() -> dict[str, int]:
-            consumed = await committed(admin, groups)
+            consumed = await committed(admin, groups, partitions)
             samples.append({"seconds": round(time.monotonic() - started), "consumed": consumed,
                             "rss_mb": {name: stack.memory_mb(name) for name in groups}})
             return consumed
@@ -221,12 +221,12 @@ def memory_over(samples: list[dict], name: str) -> dict:
     return {"consumed": total, "rss_mb_at_10_percent": first["rss_mb"][name], "rss_mb_at_end": samples[-1]["rss_mb"][name]}
 
 
-async def committed(admin: AIOKafkaAdminClient, groups: dict[str, tuple[str, str]]) -> dict[str, int]:
+async def committed(admin: AIOKafkaAdminClient, groups: dict[str, tuple[str, str]], partitions: int) -> dict[str, int]:
     """Return how many records each service's consumer group has committed in the topic it consumes."""
     found = {}
     for name, (group, topic) in groups.items():
         # Partitions named: the embedded broker drops the connection when asked for all of a group's.
-        offsets = await admin.list_consumer_group_offsets(group, partitions=[TopicPartition(topic, p) for p in range(4)])
+        offsets = await admin.list_consumer_group_offsets(group, partitions=[TopicPartition(topic, p) for p in range(partitions)])
         found[name] = sum(max(0, meta.offset) for meta in offsets.values())
     return found
 
