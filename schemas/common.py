@@ -21,6 +21,14 @@ class Contract(BaseModel):
         """Serialise the event as UTF-8 JSON, the wire format on every topic."""
         return self.model_dump_json().encode()
 
+    def to_bytes_with(self, last_field: str, encoded: bytes) -> bytes:
+        """Serialise as `to_bytes` does, taking the last field's value already encoded (a report several outputs carry)."""
+        if next(reversed(type(self).model_fields)) != last_field:
+            raise ValueError(f"{last_field} is not the last field of {type(self).__name__}")
+        head = self.model_dump_json(exclude={last_field})
+        separator = "," if len(head) > 2 else ""
+        return f'{head[:-1]}{separator}"{last_field}":'.encode() + encoded + b"}"
+
 
 Timestamp = Annotated[AwareDatetime, Field(description="RFC 3339 timestamp with an offset; naive times are rejected")]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=64), Field(description="Unique id of this event")]

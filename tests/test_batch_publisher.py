@@ -10,24 +10,33 @@ from tests.service_process import end_offsets, read_all
 async def test_records_land_on_the_default_partitioner_s_partition_in_order(embedded_broker, kafka_settings):
     bootstrap = embedded_broker.bootstrap_servers
     ours, theirs = kafka_settings.topic("ours"), kafka_settings.topic("theirs")
-    await ensure_topics(kafka_settings, bootstrap, [TopicSpec("ours", 4), TopicSpec("theirs", 4)])
+    # The same keys on a topic of another layout in the same call: a key's place depends on the layout.
+    ours_3, theirs_3 = kafka_settings.topic("ours3"), kafka_settings.topic("theirs3")
+    specs = [TopicSpec("ours", 4), TopicSpec("theirs", 4), TopicSpec("ours3", 3), TopicSpec("theirs3", 3)]
+    await ensure_topics(kafka_settings, bootstrap, specs)
     keys = [f"D-{n % 37}".encode() for n in range(600)]
     publisher = BatchPublisher(kafka_settings, bootstrap)
     await publisher.start()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
-        await publisher([Outgoing(ours, key, str(n).encode(), {"ce_id": str(n)}) for n, key in enumerate(keys)])
+        await publisher(
+            [Outgoing(ours, key, str(n).encode(), {"ce_id": str(n)}) for n, key in enumerate(keys)]
+            + [Outgoing(ours_3, key, str(n).encode()) for n, key in enumerate(keys)]
+        )
         for n, key in enumerate(keys):
             await producer.send(theirs, str(n).encode(), key=key)
+            await producer.send(theirs_3, str(n).encode(), key=key)
         await producer.flush()
     finally:
         await publisher.stop()
         await producer.stop()
-    records = await read_all(bootstrap, [ours, theirs])
+    records = await read_all(bootstrap, [ours, theirs, ours_3, theirs_3])
     placed = {(r.topic, r.value): r.partition for r in records}
-    assert len(records) == 1200
+    assert len(records) == 2400
     assert all(placed[ours, str(n).encode()] == placed[theirs, str(n).encode()] for n in range(600))
+    assert all(placed[ours_3, str(n).encode()] == placed[theirs_3, str(n).encode()] for n in range(600))
+    assert {placed[ours_3, str(n).encode()] for n in range(600)} == {0, 1, 2}
     for partition in range(4):
         values = [int(r.value) for r in sorted(records, key=lambda r: r.offset) if r.topic == ours and r.partition == partition]
         assert values == sorted(values)  # the order of the call, per partition

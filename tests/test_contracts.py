@@ -22,6 +22,16 @@ def test_work_order_events_are_told_apart_by_kind(event):
     assert WORK_ORDER_EVENT.validate_json(event.to_bytes()) == event
 
 
+@pytest.mark.parametrize("event", [e for e in ALL if "report" in type(e).model_fields], ids=lambda e: type(e).__name__)
+def test_an_event_serialised_with_its_report_already_encoded_is_the_same_bytes(event):
+    fields = list(type(event).model_fields)
+    if fields[-1] != "report":
+        with pytest.raises(ValueError, match="not the last field"):
+            event.to_bytes_with("report", event.report.to_bytes())
+        return
+    assert event.to_bytes_with("report", event.report.to_bytes()) == event.to_bytes()
+
+
 def test_reassessment_grades_the_original_report_with_the_updated_history():
     from tests.samples import REASSESS
 

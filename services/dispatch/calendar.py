@@ -43,6 +43,8 @@ class WorkingCalendar:
         self._warned: set[int] = set()
         # The library scans its whole table on every call; a deadline walks up to a few weeks of days.
         self._known: dict[date, bool] = {}
+        # Every order of a batch starts on the same day: the walk is done once per day and length.
+        self._after: dict[tuple[date, int], date] = {}
 
     def is_working_day(self, day: date) -> bool:
         """Tell whether government departments work on `day`."""
@@ -66,10 +68,16 @@ class WorkingCalendar:
     def add_working_days(self, start: datetime, days: int) -> datetime:
         """Return the same local time of day `days` working days after `start` (in China's time zone)."""
         local = start.astimezone(self.zone)
-        day = local.date()
-        remaining = days
-        while remaining:
+        walk = (local.date(), days)
+        if walk not in self._after:
+            if len(self._after) > _REMEMBERED_DAYS:
+                self._after.clear()
+            self._after[walk] = self._walk(*walk)
+        return datetime.combine(self._after[walk], time(local.hour, local.minute, local.second, local.microsecond), self.zone)
+
+    def _walk(self, day: date, days: int) -> date:
+        while days:
             day += timedelta(days=1)
             if self.is_working_day(day):
-                remaining -= 1
-        return datetime.combine(day, time(local.hour, local.minute, local.second, local.microsecond), self.zone)
+                days -= 1
+        return day

@@ -13,7 +13,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DisputeTriaged
+from schemas.common import Contract
+from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DisputeReported, DisputeTriaged
 from schemas.workorders import WORKORDERS_EVENTS, WORKORDERS_UPDATES_INVALID, WorkOrderUpdate, work_order_topic
 from services.dispatch.calendar import WorkingCalendar
 from services.dispatch.lifecycle import OPEN, Effects, Order, Rejection, apply_update, check_update, dispatch
@@ -31,6 +32,27 @@ log = logging.getLogger(__name__)
 
 CE_SOURCE = "/fengqiao/dispatch"
 Publish = Callable[[list[Outgoing]], Awaitable[None]]
+
+
+class EncodedReports:
+    """Encodes each report once per batch: a dispute's row and each of its issued events carry the same report."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[DisputeReported, bytes]] = {}
+
+    def __call__(self, report: DisputeReported) -> bytes:
+        """Return the report's JSON, encoding it on first sight."""
+        held = self._by_id.get(id(report))
+        if held is None:
+            # Holding the report keeps its id from being reused by another object while the cache lives.
+            held = self._by_id[id(report)] = (report, report.to_bytes())
+        return held[1]
+
+    def value(self, event: Contract) -> bytes:
+        """Serialise an event, splicing in its report's JSON when the report is its last field."""
+        if next(reversed(type(event).model_fields)) == "report":
+            return event.to_bytes_with("report", self(event.report))
+        return event.to_bytes()
 
 
 def _by_dispute(orders: Iterable[Order]) -> defaultdict[str, dict[str, Order]]:
@@ -81,9 +103,10 @@ class DispatchProcessor:
     async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[None]]) -> None:
         await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc, self.writing)
 
-    def _outgoing(self, effects: Effects, now) -> list[Outgoing]:
+    def _outgoing(self, effects: Effects, now, reports: EncodedReports) -> list[Outgoing]:
         records = [encode_event(self.kafka.topic(work_order_topic(o.department)), o, o.work_order_id, CE_SOURCE, now) for o in effects.issued]
-        records += [encode_event(self.kafka.topic(WORKORDERS_EVENTS), e, e.event_id, CE_SOURCE, now) for e in effects.events]
+        events = self.kafka.topic(WORKORDERS_EVENTS)
+        records += [encode_event(events, e, e.event_id, CE_SOURCE, now, reports.value(e)) for e in effects.events]
         records += [encode_event(self.kafka.topic(DISPUTES_REASSESS), r, r.event_id, CE_SOURCE, now) for r in effects.reassessments]
         return records
 
@@ -114,8 +137,10 @@ class DispatchProcessor:
                 open_orders = [o for o in by_dispute[triaged.dispute_id].values() if o.status in OPEN]
                 effects = dispatch(triaged, current, open_orders, now, table, self.calendar)
                 _take(effects, disputes, orders, by_dispute, batch)
-            await self.publish(self._outgoing(batch, now) + dead)
-            await self.store.write(connection, batch, known_disputes, known_orders, [f"triaged:{t.source_event_id}" for _, t in fresh], now)
+            reports = EncodedReports()
+            await self.publish(self._outgoing(batch, now, reports) + dead)
+            processed = [f"triaged:{t.source_event_id}" for _, t in fresh]
+            await self.store.write(connection, batch, known_disputes, known_orders, processed, now, reports)
             self._observe_issued(batch, [r for r, _ in fresh])
 
         await self._transaction(work)
@@ -152,8 +177,9 @@ class DispatchProcessor:
                 effects = apply_update(update, order, dispute, siblings, now, table, self.calendar)
                 _take(effects, disputes, orders, by_dispute, batch)
                 self.metrics.updates.labels(update.status).inc()
-            await self.publish(self._outgoing(batch, now) + dead)
-            await self.store.write(connection, batch, known_disputes, known_orders, list(done), now)
+            reports = EncodedReports()
+            await self.publish(self._outgoing(batch, now, reports) + dead)
+            await self.store.write(connection, batch, known_disputes, known_orders, list(done), now, reports)
             for event in batch.events:
                 if event.kind == "escalated":
                     self.metrics.escalations.labels(event.reason).inc()

@@ -1,5 +1,6 @@
 """Dispatch's own store: disputes, work orders and processed event ids, migrated with Alembic at start."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -99,16 +100,18 @@ class DispatchStore:
 
     @staticmethod
     async def write(
-        connection: AsyncConnection, effects: Effects, known_disputes: set[str], known_orders: set[str], done: list[str], now
+        connection: AsyncConnection, effects: Effects, known_disputes: set[str], known_orders: set[str], done: list[str], now,
+        encode_report: Callable[[DisputeReported], bytes] = DisputeReported.to_bytes,
     ) -> None:
         """Write a batch's effects and processed ids: bulk inserts for new rows, one bulk update each for known ones.
 
-        The known ids are the rows the batch loaded, so no row is probed before it is written.
+        The known ids are the rows the batch loaded, so no row is probed before it is written. `encode_report`
+        lets the batch reuse the JSON of reports it has already published.
         """
         dispute_rows = [
             {
                 "key": d.dispute_id, "attempt": d.attempt, "level": d.level, "urgency": d.urgency,
-                "report": d.report.model_dump_json(), "history": d.history.model_dump_json(),
+                "report": encode_report(d.report).decode(), "history": d.history.model_dump_json(),
             }
             for d in effects.disputes.values()
         ]

@@ -92,13 +92,13 @@ class Outgoing:
         return [(name, value.encode()) for name, value in self.headers.items()]
 
 
-def encode_event(topic: str, event: Contract, event_id: str, source: str, time: datetime) -> Outgoing:
-    """Encode an event keyed by its dispute, with CloudEvents binary-mode headers."""
+def encode_event(topic: str, event: Contract, event_id: str, source: str, time: datetime, value: bytes | None = None) -> Outgoing:
+    """Encode an event keyed by its dispute, with CloudEvents binary-mode headers; `value` is the event already serialised."""
     dispute_id = getattr(event, "dispute_id")
     return Outgoing(
         topic=topic,
         key=dispute_id.encode(),
-        value=event.to_bytes(),
+        value=event.to_bytes() if value is None else value,
         headers=cloudevent_headers(event_id, event.ce_type, source, time),
     )
 
@@ -141,13 +141,21 @@ class BatchPublisher:
         await asyncio.gather(*pending)
 
     async def _by_partition(self, outgoing: list[Outgoing]) -> dict[tuple[str, int], list[Outgoing]]:
-        partitions: dict[str, list[int]] = {}
+        partitions: dict[str, tuple[int, ...]] = {}
+        # A dispute's outputs share its key across several topics of the same layout: hash it once.
+        placed: dict[tuple[bytes, tuple[int, ...]], int] = {}
         groups: dict[tuple[str, int], list[Outgoing]] = defaultdict(list)
         for record in outgoing:
             if record.topic not in partitions:
-                partitions[record.topic] = sorted(await self._producer.partitions_for(record.topic))
+                partitions[record.topic] = tuple(sorted(await self._producer.partitions_for(record.topic)))
             every = partitions[record.topic]
-            groups[record.topic, self._partitioner(record.key, every, every)].append(record)
+            if record.key is None:  # spread at random, as the producer does
+                groups[record.topic, self._partitioner(None, list(every), list(every))].append(record)
+                continue
+            where = (record.key, every)
+            if where not in placed:
+                placed[where] = self._partitioner(record.key, every, every)
+            groups[record.topic, placed[where]].append(record)
         return groups
 
     async def _send(self, topic: str, partition: int, records: list[Outgoing]) -> list[asyncio.Future]:

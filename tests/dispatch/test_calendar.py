@@ -25,6 +25,9 @@ DEADLINES = [
     ("across National Day", "2026-09-30T15:00", 1, "2026-10-08T15:00"),
     ("National Day make-up Saturday", "2026-10-09T15:00", 1, "2026-10-10T15:00"),
     ("level 2 across National Day", "2026-09-29T15:00", 7, "2026-10-14T15:00"),
+    # The calendar remembers each day's walks: the same start day keeps its own time and length.
+    ("same day as the level 2 case, earlier", "2026-09-29T08:30", 7, "2026-10-14T08:30"),
+    ("same day as the level 2 case, shorter", "2026-09-29T15:00", 1, "2026-09-30T15:00"),
 ]
 
 

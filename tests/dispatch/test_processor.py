@@ -14,7 +14,7 @@ from services.dispatch.calendar import WorkingCalendar
 from services.dispatch.handlers import DispatchProcessor
 from services.dispatch.metrics import DispatchMetrics
 from services.dispatch.routing import DEFAULT_ROUTING
-from services.dispatch.store import DispatchStore, orders
+from services.dispatch.store import DispatchStore, disputes, orders
 from services.runtime.clock import ManualClock
 from services.runtime.retry import Readiness
 from services.runtime.settings import KafkaSettings
@@ -77,8 +77,14 @@ async def test_graded_dispute_becomes_orders_once(pipeline):
         f"workorders.{d}" for d in ("joint_consultation", "labor_arbitration", "governance_centre", "civil_affairs")
     }
     assert [e.kind for e in events(published)] == ["issued"] * 4
+    # The report is encoded once and spliced into each event and the row: the bytes must be what pydantic writes.
+    report = TRIAGED.report.model_dump_json()
+    event_values = [o.value for o in published if o.topic == "workorders.events"]
+    assert all(json.loads(v)["report"] == json.loads(report) for v in event_values)
+    assert event_values == [e.to_bytes() for e in events(published)]
     async with engine.connect() as connection:
         assert len((await connection.execute(select(orders))).all()) == 4
+        assert (await connection.execute(select(disputes.c.report))).scalar_one() == report
 
 
 async def test_updates_are_authorised_and_failed_mediation_is_escalated(pipeline):
