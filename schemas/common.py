@@ -19,15 +19,16 @@ class Contract(BaseModel):
 
     def to_bytes(self) -> bytes:
         """Serialise the event as UTF-8 JSON, the wire format on every topic."""
-        return self.model_dump_json().encode()
+        # model_dump_json() decodes the serializer's bytes into text, which the wire would encode again.
+        return self.__pydantic_serializer__.to_json(self)
 
     def to_bytes_with(self, last_field: str, encoded: bytes) -> bytes:
         """Serialise as `to_bytes` does, taking the last field's value already encoded (a report several outputs carry)."""
-        if next(reversed(type(self).model_fields)) != last_field:
+        if next(reversed(type(self).__pydantic_fields__)) != last_field:
             raise ValueError(f"{last_field} is not the last field of {type(self).__name__}")
-        head = self.model_dump_json(exclude={last_field})
-        separator = "," if len(head) > 2 else ""
-        return f'{head[:-1]}{separator}"{last_field}":'.encode() + encoded + b"}"
+        head = self.__pydantic_serializer__.to_json(self, exclude={last_field})
+        separator = b"," if len(head) > 2 else b""
+        return head[:-1] + separator + f'"{last_field}":'.encode() + encoded + b"}"
 
 
 Timestamp = Annotated[AwareDatetime, Field(description="RFC 3339 timestamp with an offset; naive times are rejected")]

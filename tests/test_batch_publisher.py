@@ -21,7 +21,7 @@ async def test_records_land_on_the_default_partitioner_s_partition_in_order(embe
     await producer.start()
     try:
         await publisher(
-            [Outgoing(ours, key, str(n).encode(), {"ce_id": str(n)}) for n, key in enumerate(keys)]
+            [Outgoing(ours, key, str(n).encode(), [("ce_id", str(n).encode())]) for n, key in enumerate(keys)]
             + [Outgoing(ours_3, key, str(n).encode()) for n, key in enumerate(keys)]
         )
         for n, key in enumerate(keys):

@@ -6,6 +6,8 @@ import signal
 import socket
 import subprocess
 import sys
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -48,6 +50,19 @@ def _decode(value: bytes, ce_type: str):
     return WORK_ORDER_EVENT.validate_json(value)
 
 
+def test_records_of_one_batch_share_headers_but_keep_their_own_id_and_written_time():
+    utc = datetime(2026, 3, 2, 2, tzinfo=timezone.utc)
+    beijing = utc.astimezone(ZoneInfo("Asia/Shanghai"))  # the same instant, written another way
+    first, second, third = (
+        encode_event("t", ALL[0], f"id-{n}", "/fengqiao/test", moment) for n, moment in enumerate((utc, beijing, utc))
+    )
+    assert [r.header("ce_id") for r in (first, second, third)] == ["id-0", "id-1", "id-2"]
+    assert [r.header("ce_time") for r in (first, second, third)] == [
+        "2026-03-02T02:00:00+00:00", "2026-03-02T10:00:00+08:00", "2026-03-02T02:00:00+00:00",
+    ]
+    assert first.header("ce_type") == ALL[0].ce_type and first.header("missing") is None
+
+
 async def test_every_contract_crosses_the_broker_with_cloudevents_headers(embedded_broker, kafka_settings):
     topic = kafka_settings.topic("contracts.roundtrip")
     options = client_options(kafka_settings, embedded_broker.bootstrap_servers)
@@ -59,7 +74,7 @@ async def test_every_contract_crosses_the_broker_with_cloudevents_headers(embedd
             for i, event in enumerate(ALL)
         ]
         # Send the whole batch, then await every acknowledgement together.
-        pending = [await producer.send(o.topic, o.value, key=o.key, headers=o.kafka_headers()) for o in outgoing]
+        pending = [await producer.send(o.topic, o.value, key=o.key, headers=o.headers) for o in outgoing]
         await asyncio.gather(*pending)
     finally:
         await producer.stop()

@@ -134,10 +134,10 @@ async def test_every_bad_message_is_dead_lettered_with_a_reason_and_the_good_one
         batch += [Record(topic, json.dumps(consumer.valid(1000 + n), ensure_ascii=False).encode(), offset=2 * n),
                   Record(topic, value, key=b"bad", offset=2 * n + 1)]
     await consumer.run(batch)
-    dead = {int(o.headers["dlq_source_offset"]): o for o in published if o.topic == consumer.invalid_topic}
+    dead = {int(o.header("dlq_source_offset")): o for o in published if o.topic == consumer.invalid_topic}
     for n, (case, value) in enumerate(cases, start=1):
         assert 2 * n + 1 in dead, f"{topic}: {case} was not dead-lettered"
-        assert_clean_reason(dead[2 * n + 1].headers["dlq_reason"])
+        assert_clean_reason(dead[2 * n + 1].header("dlq_reason"))
         assert dead[2 * n + 1].value == value[: len(dead[2 * n + 1].value)]
     assert await consumer.took_effect([1000 + n for n in range(1, len(cases) + 1)])
 
@@ -172,7 +172,7 @@ async def test_random_input_is_either_processed_or_dead_lettered_never_fatal(top
         field = data.draw(st.sampled_from(sorted(valid)), label="field")
         value = json.dumps(valid | {field: data.draw(JSON_VALUES, label="value")}, ensure_ascii=False, allow_nan=True).encode("utf-8", "surrogatepass")
     await consumer.run([Record(topic, value, key=b"x", offset=1), Record(topic, json.dumps(consumer.valid(8), ensure_ascii=False).encode(), offset=2)])
-    dead = [o for o in published if o.topic == consumer.invalid_topic and o.headers["dlq_source_offset"] == "1"]
+    dead = [o for o in published if o.topic == consumer.invalid_topic and o.header("dlq_source_offset") == "1"]
     for letter in dead:
-        assert_clean_reason(letter.headers["dlq_reason"])
+        assert_clean_reason(letter.header("dlq_reason"))
     assert await consumer.took_effect([8])

@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from schemas.deadletters import dead_letter_headers, rejection_reason
-from services.runtime.kafka import Outgoing
+from services.runtime.kafka import Outgoing, wire_headers
 
 # Beyond this a dead letter would not fit a default Kafka request; the header says what was cut.
 DEAD_LETTER_MAX_BYTES = 900 * 1024
@@ -19,7 +19,7 @@ def dead_letter(record: Any, reason: str, topic: str) -> Outgoing:
     if len(value) > DEAD_LETTER_MAX_BYTES:
         headers["dlq_truncated_from"] = str(len(value))
         value = value[:DEAD_LETTER_MAX_BYTES]
-    return Outgoing(topic, record.key or b"", value, headers)
+    return Outgoing(topic, record.key or b"", value, wire_headers(headers))
 
 
 Parsed = TypeVar("Parsed")

@@ -4,7 +4,8 @@ import asyncio
 import ssl
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -80,16 +81,28 @@ def make_broker(settings: KafkaSettings, bootstrap_servers: str, **options: Any)
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One record ready to produce: topic, key, JSON value and CloudEvents headers."""
+    """One record ready to produce: topic, key, JSON value and headers, all in wire form."""
 
     topic: str
     key: bytes
     value: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: list[tuple[str, bytes]] = field(default_factory=list)  # a list: aiokafka's record builder takes no other
 
-    def kafka_headers(self) -> list[tuple[str, bytes]]:
-        """Return the headers in aiokafka's wire form."""
-        return [(name, value.encode()) for name, value in self.headers.items()]
+    def header(self, name: str) -> str | None:
+        """Return one header's value as text, None when absent."""
+        return next((value.decode() for key, value in self.headers if key == name), None)
+
+
+def wire_headers(headers: dict[str, str]) -> list[tuple[str, bytes]]:
+    """Encode text headers for the producer."""
+    return [(name, value.encode()) for name, value in headers.items()]
+
+
+@lru_cache(maxsize=256)
+def _shared_headers(ce_type: str, source: str, time: datetime, offset: timedelta | None) -> tuple[tuple[str, bytes], ...]:
+    # A batch's outputs share type, source and time; only the id differs. The offset is part of the key
+    # because equal instants in two zones are equal datetimes yet are written differently.
+    return tuple(wire_headers({k: v for k, v in cloudevent_headers("", ce_type, source, time).items() if k != "ce_id"}))
 
 
 def encode_event(topic: str, event: Contract, event_id: str, source: str, time: datetime, value: bytes | None = None) -> Outgoing:
@@ -99,7 +112,7 @@ def encode_event(topic: str, event: Contract, event_id: str, source: str, time: 
         topic=topic,
         key=dispute_id.encode(),
         value=event.to_bytes() if value is None else value,
-        headers=cloudevent_headers(event_id, event.ce_type, source, time),
+        headers=[("ce_id", event_id.encode()), *_shared_headers(event.ce_type, source, time, time.utcoffset())],
     )
 
 
@@ -161,7 +174,7 @@ class BatchPublisher:
     async def _send(self, topic: str, partition: int, records: list[Outgoing]) -> list[asyncio.Future]:
         sent, batch = [], self._producer.create_batch()
         for record in records:
-            fields = {"timestamp": None, "key": record.key, "value": record.value, "headers": record.kafka_headers()}
+            fields = {"timestamp": None, "key": record.key, "value": record.value, "headers": record.headers}
             if batch.append(**fields) is None:  # full: send it and start the next
                 sent.append(await self._ready(batch, topic, partition))
                 batch = self._producer.create_batch()

@@ -100,8 +100,8 @@ async def test_updates_are_authorised_and_failed_mediation_is_escalated(pipeline
         send_update(lead, "mediation_failed", "u3"),  # repeated event id
     ])
     dead = [o for o in published if o.topic == "workorders.updates.invalid"]
-    assert sorted(o.headers["dlq_reason"].split(":")[0] for o in dead) == ["department", "event_id"]
-    assert any(o.headers["dlq_reason"].startswith("department: department_mismatch: ") for o in dead)
+    assert sorted(o.header("dlq_reason").split(":")[0] for o in dead) == ["department", "event_id"]
+    assert any(o.header("dlq_reason").startswith("department: department_mismatch: ") for o in dead)
     assert [(e.kind, getattr(e, "status", None)) for e in events(published)] == [
         ("status_changed", "accepted"), ("status_changed", "mediation_failed"), ("escalated", None),
     ]
@@ -118,4 +118,4 @@ async def test_invalid_triaged_events_are_dead_lettered(pipeline):
     processor, published, _ = pipeline
     await processor.on_triaged([Record("disputes.triaged", json.dumps({"level": 9}).encode())])
     [dead] = published
-    assert dead.topic == "disputes.invalid" and dead.headers["dlq_source_topic"] == "disputes.triaged"
+    assert dead.topic == "disputes.invalid" and dead.header("dlq_source_topic") == "disputes.triaged"

@@ -167,7 +167,7 @@ async def test_results_record_satisfaction_and_send_rebounds_back(followup):
     [request] = reassessments(published)
     assert (request.reason, request.history.rebounds, request.history.previous_level, request.caused_by) == ("rebound", 1, 2, "res-rebound")
     [dead] = [o for o in published if o.topic == "followups.results.invalid"]
-    assert dead.headers["dlq_reason"].startswith("followup_id: unknown_followup")
+    assert dead.header("dlq_reason").startswith("followup_id: unknown_followup")
     figures = await processor.store.figures(clock.now())
     assert (figures["results"], figures["satisfaction"], figures["flared_up"]) == (2, 3.5, 1)
 

@@ -88,7 +88,7 @@ async def test_a_report_is_graded_with_a_deterministic_id(pipeline):
     [event] = published.triaged()
     assert event.event_id == triaged_event_id("evt-1", "2026.11.1")
     assert (event.level, event.tier, event.source_event_id, event.triaged_at) == (2, "mediation_room", "evt-1", NOW)
-    assert [o.headers["ce_id"] for o in published] == [event.event_id]
+    assert [o.header("ce_id") for o in published] == [event.event_id]
 
 
 async def test_repeated_event_ids_have_no_second_effect(pipeline):
@@ -117,8 +117,8 @@ async def test_poison_goes_to_the_dead_letter_topic_and_good_neighbours_go_on(pi
     assert [e.source_event_id for e in published.triaged()] == ["evt-1", "evt-2"]
     [dead] = published.dead()
     assert dead.value == value and dead.key == b"bad"
-    assert dead.headers["dlq_reason"].startswith(reason), dead.headers["dlq_reason"]
-    assert (dead.headers["dlq_source_topic"], dead.headers["dlq_source_partition"], dead.headers["dlq_source_offset"]) == ("disputes.reported", "3", "42")
+    assert dead.header("dlq_reason").startswith(reason), dead.header("dlq_reason")
+    assert (dead.header("dlq_source_topic"), dead.header("dlq_source_partition"), dead.header("dlq_source_offset")) == ("disputes.reported", "3", "42")
 
 
 async def test_a_reassessment_is_graded_with_its_updated_history(pipeline):
