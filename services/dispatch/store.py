@@ -101,12 +101,12 @@ class DispatchStore:
     @staticmethod
     async def write(
         connection: AsyncConnection, effects: Effects, known_disputes: set[str], known_orders: set[str], done: list[str], now,
-        encode_report: Callable[[DisputeReported], bytes] = DisputeReported.to_bytes,
+        encode_report: Callable[[DisputeReported], bytes],
     ) -> None:
         """Write a batch's effects and processed ids: bulk inserts for new rows, one bulk update each for known ones.
 
         The known ids are the rows the batch loaded, so no row is probed before it is written. `encode_report`
-        lets the batch reuse the JSON of reports it has already published.
+        gives the JSON of reports the batch has already published.
         """
         dispute_rows = [
             {

@@ -162,13 +162,14 @@ class BatchPublisher:
             if record.topic not in partitions:
                 partitions[record.topic] = tuple(sorted(await self._producer.partitions_for(record.topic)))
             every = partitions[record.topic]
-            if record.key is None:  # spread at random, as the producer does
-                groups[record.topic, self._partitioner(None, list(every), list(every))].append(record)
-                continue
-            where = (record.key, every)
-            if where not in placed:
-                placed[where] = self._partitioner(record.key, every, every)
-            groups[record.topic, placed[where]].append(record)
+            if record.key is None:  # spread at random, as the producer does: never remembered
+                partition = self._partitioner(None, every, every)
+            else:
+                where = (record.key, every)
+                if where not in placed:
+                    placed[where] = self._partitioner(record.key, every, every)
+                partition = placed[where]
+            groups[record.topic, partition].append(record)
         return groups
 
     async def _send(self, topic: str, partition: int, records: list[Outgoing]) -> list[asyncio.Future]:
