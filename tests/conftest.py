@@ -1,61 +1,63 @@
-"""Fixtures: a real embedded broker for the whole session, fresh topic names per test, domain-like reports."""
+"""Markers from where a test lives and what it uses; the session's embedded broker, a topic prefix per test, stores."""
 
-import asyncio
-import os
+import socket
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
 
-import asyncpg
 import pytest
 
 from services.runtime.embedded import EmbeddedBroker
 from services.runtime.settings import KafkaSettings
 from services.runtime.topics import contract_topics, ensure_topics
+from tests.support.postgres import empty_postgres, postgres_or_skip
 
-BEIJING = timezone(timedelta(hours=8))
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+pytest_plugins = ["tests.support.triage"]
+
+LEVELS = ("unit", "integration", "e2e", "faults")
+_TESTS = Path(__file__).parent
 
 
-async def _postgres_or_skip() -> str:
-    try:
-        connection = await asyncpg.connect(POSTGRES_URL.replace("+asyncpg", ""), timeout=3)
-    except (OSError, asyncpg.PostgresError) as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL must run on CI: {type(error).__name__}")
-        pytest.skip("PostgreSQL is not running here")
-    await connection.close()
-    return POSTGRES_URL
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its directory's level, `broker` when it uses the broker, `postgres` when it uses PostgreSQL."""
+    for item in items:
+        level = Path(item.fspath).relative_to(_TESTS).parts[0]
+        if level not in LEVELS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/{{{','.join(LEVELS)}}}/")
+        item.add_marker(level)
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "embedded_broker" in fixtures or level in ("e2e", "faults"):
+            item.add_marker("broker")
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if fixtures & {"postgres_url", "empty_postgres_url"} or "postgres" in params.values():
+            item.add_marker("postgres")
+
+
+class _NoNetwork(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_stay_in_process(request, monkeypatch) -> None:
+    """Refuse connections in unit tests: they are pure, and one that reaches a server belongs in integration."""
+    if request.node.get_closest_marker("unit"):
+        def refuse(*_args, **_kwargs):
+            raise _NoNetwork(f"{request.node.nodeid}: a unit test opened a connection")
+
+        monkeypatch.setattr(socket.socket, "connect", refuse)
+        monkeypatch.setattr(socket.socket, "connect_ex", refuse)
 
 
 @pytest.fixture
 async def postgres_url() -> str:
-    """Give PostgreSQL's URL; skip only off CI when no server runs, fail on CI."""
-    return await _postgres_or_skip()
+    """Give this worker's PostgreSQL URL; skip only off CI when no server runs, fail on CI."""
+    return await postgres_or_skip()
 
 
-async def empty_postgres() -> str:
-    """Drop every table in PostgreSQL's test database, so each test starts from nothing."""
-    url = await _postgres_or_skip()
-    connection = await asyncpg.connect(url.replace("+asyncpg", ""))
-    try:
-        for table in await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"):
-            await connection.execute(f'DROP TABLE IF EXISTS "{table["tablename"]}" CASCADE')
-    finally:
-        await connection.close()
-    return url
-
-
-async def generic_plan(url: str, statement: str, arguments: str) -> str:
-    """Return the plan PostgreSQL runs a prepared statement with once it settles on a generic one."""
-    connection = await asyncpg.connect(url.replace("+asyncpg", ""))
-    try:
-        await connection.execute("SET plan_cache_mode = force_generic_plan")
-        await connection.execute(f"PREPARE statement AS {statement}")
-        return "\n".join(row[0] for row in await connection.fetch(f"EXPLAIN EXECUTE statement({arguments})"))
-    finally:
-        await connection.close()
+@pytest.fixture
+async def empty_postgres_url() -> str:
+    """Give this worker's PostgreSQL URL with every table dropped."""
+    return await empty_postgres()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -68,52 +70,23 @@ async def database_url(request, tmp_path) -> str:
 
 @pytest.fixture(scope="session")
 def embedded_broker() -> Iterator[EmbeddedBroker]:
-    """Start one embedded Tansu broker for the test session."""
+    """Start one embedded Tansu broker for the test session (one per worker)."""
     with EmbeddedBroker() as broker:
         yield broker
+
+
+def fresh_prefix() -> str:
+    """Return a topic prefix no other test uses."""
+    return f"t{uuid.uuid4().hex[:10]}."
 
 
 @pytest.fixture
 def kafka_settings() -> KafkaSettings:
     """Give each test its own topic prefix, so tests never see each other's messages."""
-    return KafkaSettings(bootstrap_servers=None, topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
+    return KafkaSettings(bootstrap_servers=None, topic_prefix=fresh_prefix())
 
 
 @pytest.fixture
 async def contract_topics_created(embedded_broker: EmbeddedBroker, kafka_settings: KafkaSettings) -> list[str]:
     """Create every contract topic under the test's prefix."""
     return await ensure_topics(kafka_settings, embedded_broker.bootstrap_servers, contract_topics(partitions=2))
-
-
-async def wait_for(condition: Callable[[], Awaitable[bool]], timeout: float = 20.0, every: float = 0.05) -> None:
-    """Poll `condition` until it holds, failing the test at the deadline instead of sleeping and hoping."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(every)
-
-
-def report_payload(**overrides: Any) -> dict[str, Any]:
-    """Return a plain family dispute as JSON-ready data, reported by a grid worker."""
-    payload: dict[str, Any] = {
-        "event_id": "evt-0001",
-        "dispute_id": "D-2026-0001",
-        "reported_at": "2026-03-02T09:30:00+08:00",
-        "source": "grid_app",
-        "region": {"county": "诸暨市", "town": "枫桥镇", "community": "枫源村", "grid_id": "G-07"},
-        "category": "family_marriage",
-        "description": "夫妻因家务琐事争吵，妻子请求调解。",
-        "parties": [
-            {"role": "complainant", "kind": "person", "name": "王某", "phone": "13800000001", "age": 34},
-            {"role": "respondent", "kind": "person", "name": "李某", "id_number": "33068119900101001X"},
-        ],
-        "party_count": 2,
-    }
-    payload.update(overrides)
-    return payload
-
-
-def at(text: str) -> datetime:
-    """Parse an RFC 3339 time, for fixtures that read like the domain."""
-    return datetime.fromisoformat(text)

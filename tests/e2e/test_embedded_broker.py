@@ -1,0 +1,141 @@
+"""The embedded broker and the contracts on it: real Kafka protocol, real clients."""
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from schemas.catalog import CONTRACTS
+from schemas.disputes import DISPUTES_REPORTED
+from schemas.workorders import WORK_ORDER_EVENT
+from services.runtime.embedded import EmbeddedBroker
+from services.runtime.kafka import client_options, encode_event
+from services.runtime.topics import contract_topics
+from tests.support.conditions import wait_for
+from tests.support.samples import ALL
+
+
+async def test_contract_topics_are_created_with_their_partitions(embedded_broker, kafka_settings, contract_topics_created):
+    assert len(contract_topics_created) == len(contract_topics())
+    admin = AIOKafkaAdminClient(**client_options(kafka_settings, embedded_broker.bootstrap_servers))
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([kafka_settings.topic(DISPUTES_REPORTED)])
+    finally:
+        await admin.close()
+    assert len(described["partitions"]) == 2
+
+
+async def test_existing_topics_are_left_alone(embedded_broker, kafka_settings, contract_topics_created):
+    from services.runtime.topics import ensure_topics
+
+    assert await ensure_topics(kafka_settings, embedded_broker.bootstrap_servers, contract_topics(2)) == []
+
+
+def _decode(value: bytes, ce_type: str):
+    for contract in CONTRACTS.values():
+        if getattr(contract, "ce_type", None) == ce_type:
+            return contract.model_validate_json(value)
+    return WORK_ORDER_EVENT.validate_json(value)
+
+
+def test_records_of_one_batch_share_headers_but_keep_their_own_id_and_written_time():
+    utc = datetime(2026, 3, 2, 2, tzinfo=timezone.utc)
+    beijing = utc.astimezone(ZoneInfo("Asia/Shanghai"))  # the same instant, written another way
+    first, second, third = (
+        encode_event("t", ALL[0], f"id-{n}", "/fengqiao/test", moment) for n, moment in enumerate((utc, beijing, utc))
+    )
+    assert [r.header("ce_id") for r in (first, second, third)] == ["id-0", "id-1", "id-2"]
+    assert [r.header("ce_time") for r in (first, second, third)] == [
+        "2026-03-02T02:00:00+00:00", "2026-03-02T10:00:00+08:00", "2026-03-02T02:00:00+00:00",
+    ]
+    assert first.header("ce_type") == ALL[0].ce_type and first.header("missing") is None
+
+
+async def test_every_contract_crosses_the_broker_with_cloudevents_headers(embedded_broker, kafka_settings):
+    topic = kafka_settings.topic("contracts.roundtrip")
+    options = client_options(kafka_settings, embedded_broker.bootstrap_servers)
+    producer = AIOKafkaProducer(**options, acks="all")
+    await producer.start()
+    try:
+        outgoing = [
+            encode_event(topic, event, f"id-{i}", "/fengqiao/test", _any_time(event))
+            for i, event in enumerate(ALL)
+        ]
+        # Send the whole batch, then await every acknowledgement together.
+        pending = [await producer.send(o.topic, o.value, key=o.key, headers=o.headers) for o in outgoing]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+    consumer = AIOKafkaConsumer(topic, **options, group_id=f"{topic}.g", auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    received = []
+    try:
+        async def all_arrived() -> bool:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                received.extend(batch)
+            return len(received) >= len(ALL)
+
+        await wait_for(all_arrived)
+    finally:
+        await consumer.stop()
+
+    assert len(received) == len(ALL)
+    for record in received:
+        headers = {k: v.decode() for k, v in record.headers}
+        event = ALL[int(headers["ce_id"].removeprefix("id-"))]
+        assert headers["ce_specversion"] == "1.0"
+        assert headers["ce_type"] == event.ce_type
+        assert headers["ce_source"] == "/fengqiao/test"
+        assert record.key == event.dispute_id.encode()
+        assert _decode(record.value, headers["ce_type"]) == event
+
+
+def _any_time(event):
+    for name in ("at", "reported_at", "triaged_at", "requested_at", "issued_at", "fired_at"):
+        if name in type(event).model_fields:
+            return getattr(event, name)
+    raise AssertionError(f"{type(event).__name__} has no timestamp")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_stopping_the_broker_ends_its_process_and_frees_the_port():
+    broker = EmbeddedBroker()
+    broker.start()
+    port = broker.port
+    assert broker.running and _listening(port)
+    broker.stop()
+    assert not broker.running and not _listening(port)
+
+
+def test_fengqiao_broker_prints_its_address_and_stops_on_sigterm():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.runtime", "broker"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:"), line
+        port = int(line.strip().rsplit(":", 1)[1])
+        assert _listening(port)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        assert not _listening(port)
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -1,0 +1,72 @@
+"""`fengqiao run` end to end: the whole loop on an embedded broker, as a newcomer runs it."""
+
+import json
+import re
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from services.simulator.population import SURNAMES
+
+# Phones, ID numbers and the simulated parties' names (a surname and 某), wherever they might leak. Digits
+# right after a decimal point are a fraction (a histogram's sum of 59475.14720000002 once matched as a phone).
+PERSONAL = re.compile(
+    rf"(?<![\d.])1[3-9]\d{{9}}(?!\d)|(?<![0-9A-Za-z.])\d{{17}}[0-9Xx](?![0-9A-Za-z])|[{SURNAMES}]某"
+)
+
+
+@pytest.mark.parametrize(("text", "personal"), [
+    ("phone=13812345678", True),
+    ('"phone": "13812345678"', True),
+    ("id 110101199003071234 refused", True),
+    ("id 11010119900307123X", True),
+    ("张某 and 李某", True),
+    ("fengqiao_followup_timer_lag_seconds_sum 59475.14720000002", False),
+    ("duration_sum 0.012345678901234567", False),
+    ("created 1.7959453874194415e+09", False),
+    ("report r-000123 triaged level 2", False),
+])
+def test_the_personal_data_pattern_tells_numbers_from_phones_and_ids(text, personal):
+    assert bool(PERSONAL.search(text)) is personal
+
+
+def test_a_short_run_closes_the_loop_and_its_report_agrees_with_the_metrics(tmp_path):
+    report_path = tmp_path / "report.json"
+    finished = subprocess.run(
+        [sys.executable, "-m", "services.runtime", "run", "--disputes", "200", "--days", "10",
+         "--workdir", str(tmp_path / "run"), "--report-json", str(report_path)],
+        capture_output=True, text=True, timeout=400,
+    )
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    metrics = report["metrics"]
+
+    # Every reported dispute was triaged, every triaged dispute got orders, every resolution a revisit.
+    assert report["reported"] == report["triaged"] == 200
+    assert report["disputes_without_orders"] == 0
+    assert report["disputes_resolved"] > 150
+    assert report["resolved_in_time_for_a_revisit"] > 100 and report["resolved_without_revisit"] == 0
+
+    # The report's counts are the services' own.
+    assert report["triaged_events"] == metrics["triaged"]
+    assert report["orders"] == metrics["orders_issued"]
+    for figure in ("sla_warnings", "sla_breaches", "revisits_due", "rebounds"):
+        assert report[figure] == metrics[figure], figure
+    assert 0.5 < metrics["closure_rate"] <= 1 and 0.8 < metrics["mediation_success_rate"] <= 1
+    assert set(report["categories"]) >= {"family_marriage", "labor_wage"}
+    assert len(report["sources"]) == 7
+    assert "closure rate" in finished.stdout and "/metrics was served at" in finished.stdout
+
+    # No personal data in anything the run wrote besides the topics: logs, exported metrics, console.
+    written = {path.name: path.read_text(encoding="utf-8", errors="replace") for path in (tmp_path / "run").glob("*.*") if path.suffix in (".log", ".metrics")}
+    assert {"triage.log", "dispatch.log", "followup.log", "triage.metrics", "dispatch.metrics", "followup.metrics"} <= set(written)
+    written["console"] = finished.stdout + finished.stderr
+    for name, text in written.items():
+        assert not PERSONAL.search(text), f"{name}: {PERSONAL.search(text).group(0)!r}"
+
+    # Nothing is left running.
+    for url in report["metrics_urls"].values():
+        with pytest.raises(OSError):
+            urllib.request.urlopen(url, timeout=1)

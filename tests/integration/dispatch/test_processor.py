@@ -1,0 +1,94 @@
+"""The dispatch pipelines with a real store (SQLite and PostgreSQL, migrated by Alembic) and a recording publisher."""
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from schemas.disputes import ReassessmentRequested
+from schemas.workorders import WORK_ORDER_EVENT, WorkOrderIssued, WorkOrderUpdate
+from services.dispatch.store import disputes, orders
+from tests.support.pipelines import DISPATCH_NOW as NOW
+from tests.support.pipelines import Record, dispatch_pipeline
+from tests.support.samples import TRIAGED
+
+
+@pytest.fixture
+async def pipeline(database_url):
+    processor, published, engine = await dispatch_pipeline(database_url)
+    await processor.store.migrate()  # a second start finds the schema current
+    yield processor, published, engine
+    await engine.dispose()
+
+
+def issued(published):
+    return [WorkOrderIssued.model_validate_json(o.value) for o in published if o.topic.startswith("workorders.") and o.topic not in ("workorders.events", "workorders.updates.invalid")]
+
+
+def events(published):
+    return [WORK_ORDER_EVENT.validate_json(o.value) for o in published if o.topic == "workorders.events"]
+
+
+def send_update(order, status, event, department=None):
+    body = WorkOrderUpdate(
+        event_id=event, work_order_id=order.work_order_id, dispute_id=order.dispute_id,
+        department=department or order.department, status=status, at=NOW,
+    )
+    return Record("workorders.updates", body.to_bytes())
+
+
+async def test_graded_dispute_becomes_orders_once(pipeline):
+    processor, published, engine = pipeline
+    await processor.on_triaged([Record("disputes.triaged", TRIAGED.to_bytes())])
+    await processor.on_triaged([Record("disputes.triaged", TRIAGED.to_bytes())])  # redelivered
+    orders_out = issued(published)
+    assert [(o.department, o.role, o.attempt) for o in orders_out] == [
+        ("joint_consultation", "lead", 1), ("labor_arbitration", "support", 1), ("governance_centre", "support", 1),
+        ("civil_affairs", "support", 1),
+    ]
+    assert {o.topic for o in published if o.topic.startswith("workorders.") and o.topic != "workorders.events"} == {
+        f"workorders.{d}" for d in ("joint_consultation", "labor_arbitration", "governance_centre", "civil_affairs")
+    }
+    assert [e.kind for e in events(published)] == ["issued"] * 4
+    # The report is encoded once and spliced into each event and the row: the bytes must be what pydantic writes.
+    report = TRIAGED.report.model_dump_json()
+    event_values = [o.value for o in published if o.topic == "workorders.events"]
+    assert all(json.loads(v)["report"] == json.loads(report) for v in event_values)
+    assert event_values == [e.to_bytes() for e in events(published)]
+    async with engine.connect() as connection:
+        assert len((await connection.execute(select(orders))).all()) == 4
+        assert (await connection.execute(select(disputes.c.report))).scalar_one() == report
+
+
+async def test_updates_are_authorised_and_failed_mediation_is_escalated(pipeline):
+    processor, published, engine = pipeline
+    await processor.on_triaged([Record("disputes.triaged", TRIAGED.to_bytes())])
+    lead, support = issued(published)[:2]
+    published.clear()
+    await processor.on_updates([
+        send_update(lead, "accepted", "u1"),
+        send_update(support, "resolved", "u2", department="court"),  # not court's order
+        Record("workorders.updates", b"{}", partition=1, offset=7),
+        send_update(lead, "mediation_failed", "u3"),
+        send_update(lead, "mediation_failed", "u3"),  # repeated event id
+    ])
+    dead = [o for o in published if o.topic == "workorders.updates.invalid"]
+    assert sorted(o.header("dlq_reason").split(":")[0] for o in dead) == ["department", "event_id"]
+    assert any(o.header("dlq_reason").startswith("department: department_mismatch: ") for o in dead)
+    assert [(e.kind, getattr(e, "status", None)) for e in events(published)] == [
+        ("status_changed", "accepted"), ("status_changed", "mediation_failed"), ("escalated", None),
+    ]
+    [request] = [ReassessmentRequested.model_validate_json(o.value) for o in published if o.topic == "disputes.reassess"]
+    assert request.history.failed_mediations == 2 and request.history.previous_level == 3
+    async with engine.connect() as connection:
+        status = dict((await connection.execute(select(orders.c.work_order_id, orders.c.status))).all())
+    assert status[support.work_order_id] == "issued", "the refused update changed nothing"
+    assert status[lead.work_order_id] == "mediation_failed"
+    assert processor.metrics.duplicates.labels("updates")._value.get() == 1
+
+
+async def test_invalid_triaged_events_are_dead_lettered(pipeline):
+    processor, published, _ = pipeline
+    await processor.on_triaged([Record("disputes.triaged", json.dumps({"level": 9}).encode())])
+    [dead] = published
+    assert dead.topic == "disputes.invalid" and dead.header("dlq_source_topic") == "disputes.triaged"

@@ -1,0 +1,299 @@
+"""Follow-up timers with a fake clock on a real store: warnings, breaches, revisits, cancelling, catch-up, results."""
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, inspect
+
+from schemas.disputes import ReassessmentRequested
+from schemas.followups import FollowupDue, FollowupResult
+from schemas.workorders import DisputeResolved, OrderStatusChanged
+from services.followup.store import FollowupStore
+from services.runtime.clock import ManualClock
+from services.runtime.store import create_engine, create_reader
+from tests.support.conditions import wait_for
+from tests.support.pipelines import Published, Record
+from tests.support.pipelines import followup_processor as processor_on
+from tests.support.samples import DUE_AT as DUE
+from tests.support.samples import ISSUED_AT as ISSUED
+from tests.support.samples import WAGE_REPORT
+from tests.support.samples import order_issued as issued
+
+
+@pytest.fixture
+async def followup(database_url):
+    engine = create_engine(database_url)
+    await FollowupStore(engine).create()
+    clock = ManualClock(ISSUED)
+    published = Published()
+    yield processor_on(engine, clock, published), clock, published
+    await engine.dispose()
+
+
+def closed(order="wo-1", status="resolved"):
+    return OrderStatusChanged(
+        event_id=f"ev-{order}-{status}", dispute_id="D-2026-0002", attempt=1, at=ISSUED + timedelta(days=1), work_order_id=order,
+        department="mediation_room", role="lead", previous_status="issued", status=status,
+    )
+
+
+def resolved(at_time=ISSUED + timedelta(days=2)):
+    return DisputeResolved(
+        event_id="ev-resolved", dispute_id="D-2026-0002", attempt=1, at=at_time, resolving_department="mediation_room", level=2, report=WAGE_REPORT,
+    )
+
+
+def records(*events, topic="workorders.events"):
+    return [Record(topic, e.to_bytes(), offset=i) for i, e in enumerate(events)]
+
+
+def dues(published):
+    return [FollowupDue.model_validate_json(o.value) for o in published if o.topic == "followups.due"]
+
+
+def reassessments(published):
+    return [ReassessmentRequested.model_validate_json(o.value) for o in published if o.topic == "disputes.reassess"]
+
+
+async def test_an_open_order_gets_one_warning_then_one_breach_and_a_reassessment(followup):
+    processor, clock, published = followup
+    await processor.on_events(records(issued()))
+    clock.advance(timedelta(days=7, hours=23))
+    assert await processor.fire_due() == 0
+    clock.advance(timedelta(hours=1))  # 80 % of ten days
+    await processor.fire_due()
+    assert [(d.kind, d.department) for d in dues(published)] == [("sla_warning", "mediation_room")]
+    clock.advance(timedelta(days=2))
+    await processor.fire_due()
+    await processor.fire_due()
+    assert [(d.kind, d.department) for d in dues(published)] == [("sla_warning", "mediation_room"), ("sla_breached", "governance_centre")]
+    [request] = reassessments(published)
+    assert (request.reason, request.history.sla_breaches, request.history.previous_level) == ("sla_breached", 1, 2)
+    assert dues(published)[1].due_at == DUE and dues(published)[1].fired_at == clock.now()
+
+
+async def test_an_order_closed_in_time_fires_nothing(followup):
+    processor, clock, published = followup
+    await processor.on_events(records(issued(), closed()))
+    clock.advance(timedelta(days=30))
+    await processor.fire_due()
+    assert published == []
+
+
+async def test_a_resolved_dispute_gets_its_revisits_with_contact_details(followup):
+    processor, clock, published = followup
+    await processor.on_events(records(issued(), closed(), resolved()))
+    clock.advance(timedelta(days=9))
+    await processor.fire_due()
+    clock.advance(timedelta(days=30))
+    await processor.fire_due()
+    revisits = dues(published)
+    assert [(d.kind, d.revisit_number, d.department) for d in revisits] == [("revisit", 1, "mediation_room"), ("revisit", 2, "mediation_room")]
+    assert revisits[0].due_at == ISSUED + timedelta(days=9) and revisits[0].parties == WAGE_REPORT.parties
+
+
+async def test_a_new_attempt_cancels_pending_revisits(followup):
+    processor, clock, published = followup
+    await processor.on_events(records(issued(), closed(), resolved()))
+    clock.advance(timedelta(days=10))
+    await processor.fire_due()  # the 7-day revisit fires
+    await processor.on_events(records(issued(order="wo-2", attempt=2)))  # reported again
+    clock.advance(timedelta(days=30))
+    await processor.fire_due()
+    assert [d.revisit_number for d in dues(published) if d.kind == "revisit"] == [1]
+
+
+async def test_timers_due_while_down_fire_once_on_start(followup, database_url):
+    processor, clock, published = followup
+    await processor.on_events(records(issued(), closed(), resolved()))
+    clock.advance(timedelta(days=60))  # the service was down for two months
+    restarted = processor_on(processor.store.engine, clock, published)
+    await restarted.fire_due()
+    await restarted.fire_due()
+    assert sorted(d.revisit_number for d in dues(published)) == [1, 2]
+    assert len({d.followup_id for d in dues(published)}) == 2
+
+
+async def test_repeated_events_schedule_nothing_twice(followup):
+    processor, clock, published = followup
+    await processor.on_events(records(issued(), issued()))
+    await processor.on_events(records(issued()))
+    clock.advance(timedelta(days=11))
+    await processor.fire_due()
+    assert sorted(d.kind for d in dues(published)) == ["sla_breached", "sla_warning"]
+
+
+def result(followup_id, event="res-1", **fields):
+    values = {"satisfaction": 4, "agreement_fulfilled": True, "rebound": False} | fields
+    return FollowupResult(event_id=event, followup_id=followup_id, dispute_id="D-2026-0002", at=ISSUED + timedelta(days=10), **values)
+
+
+async def test_results_record_satisfaction_and_send_rebounds_back(followup):
+    processor, clock, published = followup
+    await processor.on_events(records(issued(), closed(), resolved()))
+    clock.advance(timedelta(days=10))
+    await processor.fire_due()
+    [revisit] = dues(published)
+    published.clear()
+    await processor.on_results(records(
+        result(revisit.followup_id, "res-ok", satisfaction=5),
+        result(revisit.followup_id, "res-rebound", satisfaction=2, rebound=True),
+        result(revisit.followup_id, "res-rebound", satisfaction=2, rebound=True),  # repeated
+        result("fu-unknown", "res-x"),
+        topic="followups.results",
+    ))
+    [request] = reassessments(published)
+    assert (request.reason, request.history.rebounds, request.history.previous_level, request.caused_by) == ("rebound", 1, 2, "res-rebound")
+    [dead] = [o for o in published if o.topic == "followups.results.invalid"]
+    assert dead.header("dlq_reason").startswith("followup_id: unknown_followup")
+    figures = await processor.store.figures(clock.now())
+    assert (figures["results"], figures["satisfaction"], figures["flared_up"]) == (2, 3.5, 1)
+
+
+async def test_closure_figures_are_exact(followup):
+    processor, clock, _ = followup
+    await processor.on_events(records(
+        issued("wo-1"), issued("wo-2", department="women_federation", role="support"), issued("wo-3", event="ev-x", dispute="D-other"),
+        closed("wo-1"), closed("wo-2", "returned"), resolved(),
+    ))
+    clock.advance(timedelta(days=11))
+    figures = await processor.store.figures(clock.now())
+    assert figures["departments"] == {"mediation_room": (2, 1), "women_federation": (1, 0)}
+    # The wage dispute had one failed mediation before it was resolved: not a first-time success.
+    assert (figures["resolved"], figures["resolved_without_failure"], figures["overdue"]) == (1, 0, 1)
+    processor.metrics.show(figures)
+    assert processor.metrics.closure_rate.labels("mediation_room")._value.get() == 0.5
+
+
+async def test_a_store_from_before_the_pending_timer_index_gets_it_on_start(followup):
+    processor, _, _ = followup
+    engine = processor.store.engine
+    async with engine.begin() as connection:  # the first schema: one index on state, one on due_at
+        await connection.exec_driver_sql("DROP INDEX ix_followup_timers_state_due_at")
+        await connection.exec_driver_sql("CREATE INDEX ix_followup_timers_state ON followup_timers (state)")
+        await connection.exec_driver_sql("CREATE INDEX ix_followup_timers_due_at ON followup_timers (due_at)")
+    await processor.on_events(records(issued("wo-1")))
+    await FollowupStore(engine).create()
+    async with engine.connect() as connection:
+        names = await connection.run_sync(lambda sync: {i["name"] for i in inspect(sync).get_indexes("followup_timers")})
+        if connection.dialect.name == "sqlite":
+            claim = (await connection.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT * FROM followup_timers WHERE state = 'pending' AND due_at <= '2026-04-01' ORDER BY due_at LIMIT 500"
+            )).all()
+            assert [row[-1] for row in claim] == ["SEARCH followup_timers USING INDEX ix_followup_timers_state_due_at (state=? AND due_at<?)"]
+    assert "ix_followup_timers_state_due_at" in names
+    assert not names & {"ix_followup_timers_state", "ix_followup_timers_due_at"}
+    assert await processor.next_due() == DUE - timedelta(days=2)  # the timers set before the upgrade are still there
+
+
+async def test_two_instances_on_postgres_never_fire_a_timer_twice(empty_postgres_url):
+    engines = [create_engine(empty_postgres_url), create_engine(empty_postgres_url)]
+    await FollowupStore(engines[0]).create()
+    clock, published = ManualClock(ISSUED), Published()
+    first, second = (processor_on(e, clock, published) for e in engines)
+    await first.on_events(records(*[issued(f"wo-{n}", event=f"ev-{n}", dispute=f"D-{n % 40}") for n in range(400)]))
+    clock.advance(timedelta(days=11))
+    for _ in range(4):
+        await asyncio.gather(first.fire_due(), second.fire_due())
+    ids = [d.followup_id for d in dues(published)]
+    assert len(ids) == 800 and len(set(ids)) == 800
+    for engine in engines:
+        await engine.dispose()
+
+
+async def test_a_late_first_response_is_reported_but_does_not_regrade(followup):
+    processor, clock, published = followup
+    first = issued().model_copy(update={"first_response": True, "due_at": ISSUED + timedelta(hours=1)})
+    await processor.on_events(records(first))
+    clock.advance(timedelta(hours=2))
+    await processor.fire_due()
+    assert sorted(d.kind for d in dues(published)) == ["sla_breached", "sla_warning"]
+    assert reassessments(published) == []
+
+
+async def test_a_support_order_overdue_after_resolution_does_not_regrade(followup):
+    processor, clock, published = followup
+    support = issued("wo-2", department="women_federation", role="support", event="ev-support")
+    await processor.on_events(records(issued(), support, closed(), resolved()))
+    clock.advance(timedelta(days=11))
+    await processor.fire_due()
+    assert [(d.kind, d.work_order_id) for d in dues(published) if d.kind == "sla_breached"] == [("sla_breached", "wo-2")]
+    assert reassessments(published) == []
+
+
+async def test_the_timer_loop_is_woken_only_by_a_timer_due_before_it_would_look(followup):
+    processor, clock, published = followup
+    loop = asyncio.create_task(processor.run_timers())
+    try:
+        await processor.on_events(records(issued("wo-1")))
+        first_warning = ISSUED + (DUE - ISSUED) * 0.8
+        await wait_for(lambda: _planned(processor, first_warning), 10)
+
+        await processor.on_events(records(issued("wo-2")))  # due at the same times: the plan stands
+        assert not processor.wake.is_set() and processor.planned == first_warning
+
+        sooner = issued("wo-3").model_copy(update={"due_at": ISSUED + timedelta(days=5)})
+        await processor.on_events(records(sooner))
+        await wait_for(lambda: _planned(processor, ISSUED + timedelta(days=4)), 10)
+        clock.advance(timedelta(days=4))
+        await wait_for(lambda: _fired(published, 1), 10)
+        assert [d.work_order_id for d in dues(published)] == ["wo-3"]
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+async def _planned(processor, moment) -> bool:
+    return processor.planned == moment
+
+
+async def _fired(published, count) -> bool:
+    return len(dues(published)) >= count
+
+
+async def test_a_shutdown_during_a_round_of_fires_lets_the_round_finish_and_record_them(followup):
+    processor, clock, published = followup
+    await processor.on_events(records(issued("wo-1"), issued("wo-2")))
+    clock.advance(timedelta(days=30))  # every timer is due
+    sending, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_publish(outgoing):
+        sending.set()
+        await release.wait()
+        await published(outgoing)
+
+    processor.publish = slow_publish
+    loop = asyncio.create_task(processor.run_timers())
+    await asyncio.wait_for(sending.wait(), 10)
+    loop.cancel()  # SIGTERM while the fires are being published
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await loop
+    fired = len(dues(published))
+    assert fired == 4
+    processor.publish = published
+    assert await processor.fire_due() == 0, "recorded as fired: nothing fires again after a restart"
+    assert len(dues(published)) == fired
+
+
+async def test_closure_figures_are_counted_on_the_reader(tmp_path):
+    # They scan every order, timer and result every two seconds: on the loop's SQLite connection the
+    # stall grows with the tables and holds up follow-up's inputs and timers.
+    url = f"sqlite+aiosqlite:///{tmp_path / 'followup.db'}"
+    engine = create_engine(url)
+    reader = create_reader(url, engine)
+    statements = Counter()
+    for name, counted in (("engine", engine), ("reader", reader)):
+        event.listen(counted.sync_engine, "before_cursor_execute", lambda *_, name=name: statements.update([name]))
+    try:
+        store = FollowupStore(engine, reader)
+        await store.create()
+        statements.clear()
+        figures = await store.figures(ISSUED)
+        assert (figures["resolved"], figures["overdue"], figures["fired"]) == (0, 0, {})
+        assert (statements["engine"], statements["reader"]) == (0, 5)
+    finally:
+        await reader.dispose()
+        await engine.dispose()

@@ -1,0 +1,147 @@
+"""Correlation windows, table-driven on report times: repeat parties (90 days) and group wage risk (7 days, 3 disputes)."""
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from schemas.disputes import DisputeReported
+from services.runtime.store import create_engine
+from services.triage.correlation import (
+    Hasher,
+    correlate,
+    normalise_name,
+    probes,
+    subject_of,
+)
+from services.triage.ruleset import DEFAULT_RULES, load_ruleset
+from services.triage.store import TriageStore
+from tests.support.samples import at, report_payload
+
+SPEC = load_ruleset(DEFAULT_RULES).spec.correlation
+HASHER = Hasher(b"test-key-0123456789abcdef")
+START = at("2026-03-01T09:00:00+08:00")
+
+
+def person(phone=None, id_number=None, name="王某"):
+    return {"role": "complainant", "kind": "person", "name": name, "phone": phone, "id_number": id_number}
+
+
+def employer(name):
+    return {"role": "respondent", "kind": "organization", "name": name}
+
+
+def reported(n, dispute, day, parties, category="family_marriage"):
+    payload = report_payload(
+        event_id=f"e{n}",
+        dispute_id=dispute,
+        reported_at=(START + timedelta(days=day)).isoformat(),
+        parties=parties,
+        category=category,
+    )
+    return DisputeReported.model_validate_json(json.dumps(payload))
+
+
+def flags_of(reports):
+    subjects = [subject_of(r.event_id, r, HASHER, SPEC) for r in reports]
+    return [set(v) for v in correlate(subjects, {}, SPEC).values()]
+
+
+async def flags_from_store(reports, tmp_path):
+    """Record every report but the last in a real store, then correlate the last in a batch of its own."""
+    store = TriageStore(create_engine(f"sqlite+aiosqlite:///{tmp_path}/triage.db"))
+    await store.create()
+    try:
+        subjects = [subject_of(r.event_id, r, HASHER, SPEC) for r in reports]
+        await store.record([], [s for subject in subjects[:-1] for s in subject.sightings()])
+        last = subjects[-1:]
+        return set(correlate(last, await store.other_disputes(probes(last, SPEC)), SPEC)[last[0].event_id])
+    finally:
+        await store.engine.dispose()
+
+
+WORKER = person(phone="13800000001")
+# (case, [(dispute, day, parties, category)], flags of the last report)
+CASES = [
+    ("same phone, other dispute, 30 days", [("A", 0, [WORKER], "neighbor"), ("B", 30, [WORKER], "neighbor")], {"repeat_parties"}),
+    ("same phone, 90 days", [("A", 0, [WORKER], "neighbor"), ("B", 90, [WORKER], "neighbor")], {"repeat_parties"}),
+    ("same phone, 91 days", [("A", 0, [WORKER], "neighbor"), ("B", 91, [WORKER], "neighbor")], set()),
+    ("same phone, same dispute", [("A", 0, [WORKER], "neighbor"), ("A", 3, [WORKER], "neighbor")], set()),
+    ("phone written differently", [("A", 0, [person(phone="+86 138-0000-0001")], "neighbor"), ("B", 5, [WORKER], "neighbor")], {"repeat_parties"}),
+    ("same ID number, lower-case x", [("A", 0, [person(id_number="33068119900101001x")], "neighbor"), ("B", 5, [person(id_number="33068119900101001X")], "neighbor")], {"repeat_parties"}),
+    ("a later report does not flag an earlier one", [("B", 30, [WORKER], "neighbor"), ("A", 0, [WORKER], "neighbor")], set()),
+    ("different people", [("A", 0, [person(phone="13800000002")], "neighbor"), ("B", 1, [WORKER], "neighbor")], set()),
+    (
+        "three wage disputes against one employer in 7 days",
+        [("W1", 0, [WORKER, employer("宏达建筑公司")], "labor_wage"), ("W2", 3, [person(phone="13900000009"), employer("宏达建筑公司")], "labor_wage"), ("W3", 7, [person(phone="13700000007"), employer("宏达建筑公司")], "labor_wage")],
+        {"group_wage_risk"},
+    ),
+    (
+        "third wage dispute after 8 days",
+        [("W1", 0, [person(phone="1"+"3"*10), employer("宏达建筑公司")], "labor_wage"), ("W2", 3, [person(phone="1"+"4"*10), employer("宏达建筑公司")], "labor_wage"), ("W3", 8, [person(phone="1"+"5"*10), employer("宏达建筑公司")], "labor_wage")],
+        set(),
+    ),
+    (
+        "two wage disputes only",
+        [("W1", 0, [person(phone="1"+"3"*10), employer("宏达建筑公司")], "labor_wage"), ("W2", 1, [person(phone="1"+"4"*10), employer("宏达建筑公司")], "labor_wage")],
+        set(),
+    ),
+    (
+        "full-width and spaced names are one employer",
+        [("W1", 0, [person(phone="1"+"3"*10), employer("ＡＢＣ 建筑公司")], "labor_wage"), ("W2", 1, [person(phone="1"+"4"*10), employer(" ABC建筑公司 ")], "labor_wage"), ("W3", 2, [person(phone="1"+"5"*10), employer("ABC　建筑 公司")], "labor_wage")],
+        {"group_wage_risk"},
+    ),
+    (
+        "the same dispute reported three times counts once",
+        [("W1", 0, [person(phone="1"+"3"*10), employer("宏达建筑公司")], "labor_wage"), ("W1", 1, [person(phone="1"+"3"*10), employer("宏达建筑公司")], "labor_wage"), ("W1", 2, [person(phone="1"+"3"*10), employer("宏达建筑公司")], "labor_wage")],
+        set(),
+    ),
+    (
+        "contract disputes do not count as wage disputes",
+        [("C1", 0, [person(phone="1"+"3"*10), employer("宏达建筑公司")], "contract_debt"), ("C2", 1, [person(phone="1"+"4"*10), employer("宏达建筑公司")], "contract_debt"), ("W3", 2, [person(phone="1"+"5"*10), employer("宏达建筑公司")], "labor_wage")],
+        set(),
+    ),
+]
+
+
+@pytest.mark.parametrize("case, steps, expected", CASES, ids=[c[0] for c in CASES])
+def test_correlation_windows(case, steps, expected):
+    reports = [reported(n, d, day, parties, category) for n, (d, day, parties, category) in enumerate(steps)]
+    assert flags_of(reports)[-1] == expected
+
+
+@pytest.mark.parametrize("case, steps, expected", CASES, ids=[c[0] for c in CASES])
+async def test_correlation_windows_across_batches(case, steps, expected, tmp_path):
+    reports = [reported(n, d, day, parties, category) for n, (d, day, parties, category) in enumerate(steps)]
+    assert await flags_from_store(reports, tmp_path) == expected
+
+
+async def test_a_much_named_employer_is_asked_for_a_bounded_number_of_disputes(tmp_path):
+    site = employer("宏达建筑公司")
+    earlier = [reported(n, f"W{n}", 0, [person(phone=f"139{n:08d}"), site], "labor_wage") for n in range(50)]
+    store = TriageStore(create_engine(f"sqlite+aiosqlite:///{tmp_path}/triage.db"))
+    await store.create()
+    try:
+        await store.record([], [s for r in earlier for s in subject_of(r.event_id, r, HASHER, SPEC).sightings()])
+        last = [subject_of("e-last", reported(99, "W99", 1, [person(phone="13700000000"), site], "labor_wage"), HASHER, SPEC)]
+        answers = await store.other_disputes(probes(last, SPEC))
+    finally:
+        await store.engine.dispose()
+    [(key, disputes)] = [(k, v) for k, v in answers.items() if k[1] == "employer"]
+    assert len(disputes) == SPEC.group_wage_risk.min_disputes  # the probe's limit, not 50
+    assert correlate(last, answers, SPEC)["e-last"] == {"group_wage_risk"}
+
+
+def test_names_fold_width_and_whitespace():
+    assert normalise_name("ＡＢＣ　建筑 公司 ") == normalise_name("abc建筑公司")
+
+
+def test_hashes_are_keyed():
+    other = Hasher(b"another-key-0123456789")
+    assert HASHER("phone", "13800000001") != other("phone", "13800000001")
+    assert "13800000001" not in HASHER("phone", "13800000001")
+
+
+def test_short_keys_are_refused():
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        Hasher(b"short")

@@ -1,0 +1,56 @@
+"""A department's system and an upstream platform, as the end-to-end tests play them."""
+
+import json
+import uuid
+
+from schemas.disputes import DISPUTES_REPORTED
+from schemas.workorders import (
+    DEPARTMENTS,
+    WORK_ORDER_EVENT,
+    WORKORDERS_EVENTS,
+    WORKORDERS_UPDATES,
+    WorkOrderIssued,
+    WorkOrderUpdate,
+    work_order_topic,
+)
+from tests.support.conditions import wait_for
+from tests.support.processes import produce, read_all
+from tests.support.samples import at, report_payload
+
+
+class Department:
+    """A department system: reads the orders on its own topics, posts updates."""
+
+    def __init__(self, bootstrap, settings):
+        self.bootstrap = bootstrap
+        self.settings = settings
+        self.sent = 0
+
+    async def orders(self, dispute_id=None):
+        topics = [self.settings.topic(work_order_topic(d)) for d in DEPARTMENTS]
+        found = [WorkOrderIssued.model_validate_json(r.value) for r in await read_all(self.bootstrap, topics)]
+        return [o for o in found if dispute_id in (None, o.dispute_id)]
+
+    async def wait_order(self, dispute_id, department, attempt):
+        async def present():
+            return any(o.department == department and o.attempt == attempt for o in await self.orders(dispute_id))
+
+        await wait_for(present, 60)
+        return next(o for o in await self.orders(dispute_id) if o.department == department and o.attempt == attempt)
+
+    async def update(self, order, status, department=None):
+        self.sent += 1
+        body = WorkOrderUpdate(
+            event_id=f"upd-{uuid.uuid4().hex[:12]}", work_order_id=order.work_order_id, dispute_id=order.dispute_id,
+            department=department or order.department, status=status, note="调解未达成一致", at=at("2026-03-03T10:00:00+08:00"),
+        )
+        await produce(self.bootstrap, self.settings.topic(WORKORDERS_UPDATES), [(order.dispute_id.encode(), body.to_bytes())])
+        return body
+
+    async def events(self):
+        return [WORK_ORDER_EVENT.validate_json(r.value) for r in await read_all(self.bootstrap, [self.settings.topic(WORKORDERS_EVENTS)])]
+
+
+async def report(bootstrap, settings, dispute_id, **fields):
+    payload = report_payload(event_id=f"evt-{dispute_id}", dispute_id=dispute_id, **fields)
+    await produce(bootstrap, settings.topic(DISPUTES_REPORTED), [(dispute_id.encode(), json.dumps(payload).encode())])

@@ -1,0 +1,103 @@
+"""Each service's batch pipeline built in-process on a real store, with a recording publisher and a stopped clock."""
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry
+
+from schemas.disputes import DisputeTriaged
+from services.dispatch.app import routing_holder
+from services.dispatch.calendar import WorkingCalendar
+from services.dispatch.handlers import DispatchProcessor
+from services.dispatch.metrics import DispatchMetrics
+from services.dispatch.routing import DEFAULT_ROUTING
+from services.dispatch.store import DispatchStore
+from services.followup.handlers import FollowupProcessor
+from services.followup.metrics import FollowupMetrics
+from services.followup.settings import FollowupSettings
+from services.followup.store import FollowupStore
+from services.runtime.clock import Clock, ManualClock
+from services.runtime.retry import Readiness
+from services.runtime.settings import KafkaSettings
+from services.runtime.store import create_engine
+from services.triage.app import rules_holder
+from services.triage.handlers import TriageProcessor
+from services.triage.metrics import TriageMetrics
+from services.triage.ruleset import DEFAULT_RULES
+from services.triage.settings import TriageSettings
+from services.triage.store import TriageStore
+from tests.support.samples import at
+
+TRIAGE_NOW = at("2026-03-10T10:00:00+08:00")
+DISPATCH_NOW = at("2026-03-02T10:00:00+08:00")
+
+
+@dataclass
+class Record:
+    """The fields of an aiokafka ConsumerRecord the pipeline reads."""
+
+    topic: str
+    value: bytes
+    key: bytes = b"k"
+    partition: int = 0
+    offset: int = 0
+    timestamp: int = 0
+
+
+class Published(list):
+    """A publisher that keeps what it is given."""
+
+    async def __call__(self, outgoing):
+        self.extend(outgoing)
+
+    def triaged(self):
+        """Return the triaged events published."""
+        return [DisputeTriaged.model_validate_json(o.value) for o in self if o.topic == "disputes.triaged"]
+
+    def dead(self):
+        """Return the dead letters of triage."""
+        return [o for o in self if o.topic == "disputes.invalid"]
+
+
+async def triage_pipeline(database_url: str, max_message_bytes: int = 64 * 1024, now: datetime = TRIAGE_NOW):
+    """Build the triage pipeline on a created store, a recording publisher and a clock stopped at `now`."""
+    engine = create_engine(database_url)
+    store = TriageStore(engine)
+    await store.create()
+    metrics = TriageMetrics(CollectorRegistry())
+    published = Published()
+    processor = TriageProcessor(
+        TriageSettings(hmac_key="k" * 32, max_message_bytes=max_message_bytes),
+        KafkaSettings(),
+        rules_holder(DEFAULT_RULES.read_text(encoding="utf-8"), metrics),
+        store,
+        published,
+        ManualClock(now),
+        metrics,
+        Readiness(),
+        asyncio.Lock(),
+    )
+    return processor, published, engine
+
+
+async def dispatch_pipeline(database_url: str, now: datetime = DISPATCH_NOW):
+    """Build the dispatch pipelines on a migrated store, a recording publisher and a clock stopped at `now`."""
+    engine = create_engine(database_url)
+    store = DispatchStore(engine)
+    await store.migrate()
+    metrics = DispatchMetrics(CollectorRegistry())
+    published = Published()
+    processor = DispatchProcessor(
+        KafkaSettings(), routing_holder(DEFAULT_ROUTING.read_text(encoding="utf-8"), metrics), WorkingCalendar(),
+        store, published, ManualClock(now), metrics, Readiness(), asyncio.Lock(),
+    )
+    return processor, published, engine
+
+
+def followup_processor(engine, clock: Clock, published: Published) -> FollowupProcessor:
+    """Build follow-up's processor on an engine whose store exists."""
+    return FollowupProcessor(
+        FollowupSettings(), KafkaSettings(), FollowupStore(engine), published, clock, FollowupMetrics(CollectorRegistry()), Readiness(),
+        asyncio.Lock(),
+    )

@@ -1,0 +1,70 @@
+"""Settings come from the environment and turn into correct Kafka client configuration."""
+
+import ssl
+
+import pytest
+from faststream.security import SASLScram256, SASLScram512
+from pydantic import ValidationError
+
+from services.runtime.kafka import client_options, faststream_security
+from services.runtime.settings import KafkaSettings, ServiceSettings
+
+
+class TriageLikeSettings(ServiceSettings):
+    model_config = {"env_prefix": "TRIAGE_"}
+
+
+def test_kafka_settings_read_the_environment(monkeypatch):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka-1:9092,kafka-2:9092")
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "triage")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "s3cret")
+    settings = KafkaSettings()
+    assert settings.bootstrap_servers == "kafka-1:9092,kafka-2:9092"
+    assert "s3cret" not in repr(settings)
+    options = client_options(settings, settings.bootstrap_servers)
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_username"] == "triage"
+    assert options["sasl_plain_password"] == "s3cret"
+    security = faststream_security(settings)
+    assert isinstance(security, SASLScram512) and not security.use_ssl
+
+
+def test_sasl_needs_credentials():
+    with pytest.raises(ValidationError, match="KAFKA_SASL_USERNAME"):
+        KafkaSettings(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-256")
+
+
+def test_mechanism_without_sasl_protocol_is_refused():
+    with pytest.raises(ValidationError, match="needs KAFKA_SECURITY_PROTOCOL"):
+        KafkaSettings(sasl_mechanism="PLAIN")
+
+
+def test_plaintext_has_no_security_object():
+    settings = KafkaSettings()
+    assert faststream_security(settings) is None
+    assert "ssl_context" not in client_options(settings, "localhost:9092")
+
+
+def test_sasl_ssl_uses_tls_with_the_system_trust_store():
+    settings = KafkaSettings(
+        security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-256", sasl_username="u", sasl_password="p"
+    )
+    security = faststream_security(settings)
+    assert isinstance(security, SASLScram256) and security.use_ssl
+    assert isinstance(client_options(settings, "k:9093")["ssl_context"], ssl.SSLContext)
+
+
+def test_topic_prefix_namespaces_every_topic():
+    assert KafkaSettings(topic_prefix="city-a.").topic("disputes.reported") == "city-a.disputes.reported"
+
+
+def test_service_settings_use_their_prefix_and_the_shared_database_url(monkeypatch, tmp_path):
+    monkeypatch.setenv("TRIAGE_BATCH_SIZE", "250")
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://127.0.0.1/test")
+    settings = TriageLikeSettings(data_dir=tmp_path)
+    assert settings.batch_size == 250
+    assert settings.database_url == "postgresql+asyncpg://127.0.0.1/test"
+    assert settings.sqlite_default("triage") == f"sqlite+aiosqlite:///{tmp_path}/triage.db"
+
