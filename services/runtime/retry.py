@@ -3,10 +3,13 @@
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.runtime.settings import RetrySettings
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +30,29 @@ class Readiness:
         return not self.failing
 
 
+@cache
+def retry_settings() -> RetrySettings:
+    """Return the process's retry schedule, read from the environment once."""
+    return RetrySettings()
+
+
 async def retry_transient(
     operation: Callable[[], Awaitable[T]],
     what: str,
     readiness: Readiness,
-    attempts: int = 6,
-    first_delay: float = 0.2,
+    attempts: int | None = None,
+    first_delay: float | None = None,
     on_retry: Callable[[], None] = lambda: None,
 ) -> T:
     """Run `operation`, retrying transient errors with doubling delays; raise once attempts run out.
 
     While it fails the dependency is reported not ready; the caller's batch is then redelivered,
-    so nothing is committed past work that was not done.
+    so nothing is committed past work that was not done. The schedule comes from `RetrySettings`
+    unless the caller names one.
     """
-    delay, attempt = first_delay, 0
+    schedule = retry_settings()
+    attempts = attempts or schedule.attempts
+    delay, attempt = first_delay or schedule.first_delay_seconds, 0
     while True:
         attempt += 1
         try:
@@ -52,7 +64,7 @@ async def retry_transient(
             on_retry()
             log.warning("%s failed (%s), retry %d/%d in %.1f s", what, type(error).__name__, attempt, attempts - 1, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, schedule.max_delay_seconds)
         else:
             readiness.failing.discard(what)
             return result

@@ -147,6 +147,9 @@ def batch_options(settings: ServiceSettings, latency_critical: bool = True) -> d
         # A relaxed input lets the broker gather up to the wait's worth of records: fewer, larger batches.
         "fetch_min_bytes": 1 if latency_critical else _RELAXED_FETCH_MIN_BYTES,
         "fetch_max_bytes": settings.fetch_max_bytes,
+        "session_timeout_ms": settings.session_timeout_ms,
+        # Kafka's advice: a third of the session, so a member misses two heartbeats before it is dropped.
+        "heartbeat_interval_ms": settings.session_timeout_ms // 3,
         "auto_offset_reset": "earliest",
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "decoder": raw_records,

@@ -57,6 +57,24 @@ class ClockSettings(BaseSettings):
         return self
 
 
+class RetrySettings(BaseSettings):
+    """How every service retries its store and broker calls (`FENGQIAO_RETRY_*`), shared like the clock."""
+
+    model_config = SettingsConfigDict(env_prefix="FENGQIAO_RETRY_", extra="ignore")
+
+    attempts: int = Field(6, ge=1, le=100, description="Tries of one call before its batch is handed back for redelivery")
+    first_delay_seconds: float = Field(0.2, gt=0, le=60, description="Wait after the first failure; each later wait doubles")
+    max_delay_seconds: float = Field(5.0, gt=0, le=600, description="Longest wait between two tries")
+
+    def schedule_seconds(self) -> float:
+        """Return how long one call's tries take at most, waits included: an outage shorter than this is ridden out in place."""
+        delay, total = self.first_delay_seconds, 0.0
+        for _ in range(self.attempts - 1):
+            total += delay
+            delay = min(delay * 2, self.max_delay_seconds)
+        return total
+
+
 class ServiceSettings(BaseSettings):
     """Settings every service has; each service subclasses it with its own prefix (`TRIAGE_`, ...)."""
 
@@ -91,6 +109,11 @@ class ServiceSettings(BaseSettings):
         1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024,
         description="The most one fetch brings: what a consumer catching up holds undecoded. A batch of 500 records "
         "is under 1 MiB; with Kafka's 50 MiB default the embedded broker sent about 5 MB per partition per fetch",
+    )
+    session_timeout_ms: int = Field(
+        10_000, ge=1_000, le=300_000,
+        description="How long the group waits for a silent member before giving its partitions to another; "
+        "a group's join also waits for about half of it",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

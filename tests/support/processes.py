@@ -11,8 +11,22 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from services.runtime.settings import RetrySettings
 from services.simulator.run import group_stable
 from tests.support.conditions import wait_for
+
+# What the tests shrink, each to what its mechanism needs. A group's join waits about half the session
+# timeout, and a killed member holds its partitions that long (5 s and 10 s at the default).
+SESSION_TIMEOUT_MS = 3000
+# An outage proves the service rides it out once it outlasts several retry schedules (6.2 s by default):
+# each one hands the batch back for redelivery.
+RETRY = RetrySettings(attempts=4, first_delay_seconds=0.05)
+OUTAGE_SECONDS = max(5.0, 10 * RETRY.schedule_seconds())
+TEST_ENVIRONMENT = {
+    **{f"{service}_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS) for service in ("TRIAGE", "DISPATCH", "FOLLOWUP")},
+    "FENGQIAO_RETRY_ATTEMPTS": str(RETRY.attempts),
+    "FENGQIAO_RETRY_FIRST_DELAY_SECONDS": str(RETRY.first_delay_seconds),
+}
 
 
 class ServiceProcess:
@@ -30,7 +44,7 @@ class ServiceProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.runtime", self.service],
-            env=os.environ | self.env,
+            env=os.environ | TEST_ENVIRONMENT | self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -94,6 +108,16 @@ class ServiceProcess:
     def log_tail(self, lines: int = 40) -> str:
         """Return the end of the process's log."""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+async def ride_out(service: ServiceProcess, retries_metric: str, schedules: int = 3) -> None:
+    """Wait, while a store is gone, until the service has used up `schedules` retry schedules, each handing its batch back."""
+    needed = await service.metric(retries_metric) + schedules * (RETRY.attempts - 1)
+
+    async def retried() -> bool:
+        return await service.metric(retries_metric) >= needed
+
+    await service.wait_for(retried, 60)
 
 
 def start_service(service: str, env: dict[str, str], log_dir: Path) -> ServiceProcess:
