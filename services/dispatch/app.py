@@ -3,6 +3,7 @@
 Run with `fengqiao dispatch`, or `faststream run --factory services.dispatch.app:create_app`.
 """
 
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -11,7 +12,12 @@ from prometheus_client import CollectorRegistry
 
 from schemas.disputes import DISPUTES_TRIAGED
 from schemas.workorders import DEPARTMENTS, WORKORDERS_UPDATES
-from services.dispatch.calendar import WorkingCalendar, load_overrides
+from services.dispatch.calendar import (
+    CoverageWatch,
+    HolidayFile,
+    WorkingCalendar,
+    parse_holidays,
+)
 from services.dispatch.handlers import DispatchProcessor
 from services.dispatch.metrics import DispatchMetrics
 from services.dispatch.routing import RoutingTable, parse_routing
@@ -26,6 +32,19 @@ from services.runtime.settings import ClockSettings, KafkaSettings
 def routing_holder(text: str, metrics: DispatchMetrics) -> Reloadable[RoutingTable]:
     """Hold the routing table in use, swappable at runtime."""
     return Reloadable("routing", text, parse_routing, lambda t: t.version, metrics.routing_active, metrics.routing_reloads)
+
+
+def holidays_holder(text: str, metrics: DispatchMetrics) -> Reloadable[HolidayFile]:
+    """Hold the holidays file in use, swappable at runtime."""
+    return Reloadable("holidays", text, parse_holidays, lambda h: h.version, metrics.holidays_active, metrics.holidays_reloads)
+
+
+def working_calendar(settings: DispatchSettings, metrics: DispatchMetrics) -> tuple[WorkingCalendar, list[Callable[[], Awaitable[None]]]]:
+    """Build the calendar from the holidays file, if one is set, with the loop that follows the file's changes."""
+    if settings.holidays_file is None:
+        return WorkingCalendar(), []
+    holder = holidays_holder(settings.holidays_file.read_text(encoding="utf-8"), metrics)
+    return WorkingCalendar(holder), [partial(watch_file, holder, settings.holidays_file, settings.routing_poll_seconds)]
 
 
 def create_app(
@@ -43,7 +62,8 @@ def create_app(
     parts = build_parts("dispatch", settings, kafka, registry)
     store = DispatchStore(parts.engine, parts.reader)
     routing = routing_holder(settings.routing_file.read_text(encoding="utf-8"), metrics)
-    calendar = WorkingCalendar(load_overrides(settings.calendar_overrides))
+    calendar, follow_holidays = working_calendar(settings, metrics)
+    coverage = CoverageWatch(calendar, metrics.calendar_covered_days)
     processor = DispatchProcessor(kafka, routing, calendar, store, parts.publisher, clock, metrics, parts.readiness, parts.writing, settings.max_message_bytes)
     @parts.broker.subscriber(
         kafka.topic(DISPUTES_TRIAGED), group_id=f"{settings.group_id}.triaged", title="dispatch:triaged", **batch_options(settings)
@@ -66,11 +86,16 @@ def create_app(
         for department in DEPARTMENTS:
             metrics.open_orders.labels(department).set(counts.get(department, 0))
 
+    async def refresh_coverage() -> None:
+        coverage.refresh(clock.now())
+
     return service_app(
         parts,
         store.migrate,
         [
             partial(watch_file, routing, settings.routing_file, settings.routing_poll_seconds),
+            *follow_holidays,
             partial(every, settings.gauge_refresh_seconds, recount_open_orders, "open-order count"),
+            partial(every, settings.gauge_refresh_seconds, refresh_coverage, "calendar coverage"),
         ],
     )

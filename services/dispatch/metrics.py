@@ -35,5 +35,16 @@ class DispatchMetrics:
         self.routing_reloads = Counter(
             "fengqiao_dispatch_routing_reloads", "Routing versions offered", ["result", "origin"], registry=registry
         )
+        # 1 for the holidays file version in use, 0 for versions used before.
+        self.holidays_active = Gauge("fengqiao_dispatch_holidays_active", "Holidays file version in use", ["version"], registry=registry)
+        # Holidays file versions offered at runtime, accepted or rejected.
+        self.holidays_reloads = Counter(
+            "fengqiao_dispatch_holidays_reloads", "Holidays file versions offered", ["result", "origin"], registry=registry
+        )
+        # Days from today (China's date) to the last day the holidays file or the library decides without a gap;
+        # deadlines beyond it count weekends only.
+        self.calendar_covered_days = Gauge(
+            "fengqiao_dispatch_calendar_covered_days", "Days ahead the working-day calendar is known", registry=registry
+        )
         # Store calls that failed and were retried.
         self.store_retries = Counter("fengqiao_dispatch_store_retries", "Store calls retried", registry=registry)

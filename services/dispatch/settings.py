@@ -1,4 +1,4 @@
-"""Dispatch settings (`DISPATCH_*`): endpoints and operational knobs; routing lives in the routing file."""
+"""Dispatch settings (`DISPATCH_*`): endpoints and operational knobs; routing and holidays live in their files."""
 
 from pathlib import Path
 
@@ -15,7 +15,7 @@ class DispatchSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="DISPATCH_")
 
     routing_file: Path = DEFAULT_ROUTING
-    routing_poll_seconds: float = Field(2.0, gt=0, le=3600, description="How often the routing file is checked")
-    calendar_overrides: Path | None = Field(None, description="YAML of workdays/holidays the calendar library lacks")
+    routing_poll_seconds: float = Field(2.0, gt=0, le=3600, description="How often the routing and holidays files are checked")
+    holidays_file: Path | None = Field(None, description="YAML of the State Council's holiday notices, by year (see calendar.py)")
     group_id: str = "fengqiao-dispatch"
-    gauge_refresh_seconds: float = Field(5.0, gt=0, le=3600, description="How often open-order gauges are recounted")
+    gauge_refresh_seconds: float = Field(5.0, gt=0, le=3600, description="How often the open-order and calendar gauges are refreshed")
