@@ -142,7 +142,9 @@ async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]
 
 async def read_all(bootstrap: str, topics: list[str]) -> list:
     """Read every record now in the topics, from the beginning to the current end, without a group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    # Short waits: an empty partition answers only with the high watermark `_at_end` reads, and tests poll
+    # this in their waits (with the client's 500 ms, each read of the 20 department topics took a second).
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=20)
     await consumer.start()
     try:
         partitions = [TopicPartition(t, p) for t in topics for p in await _partitions(consumer, t)]
@@ -150,7 +152,7 @@ async def read_all(bootstrap: str, topics: list[str]) -> list:
         await consumer.seek_to_beginning(*partitions)
         records = []
         while not await _at_end(consumer, partitions):
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
+            for batch in (await consumer.getmany(timeout_ms=50)).values():
                 records.extend(batch)
         return records
     finally:
@@ -168,7 +170,7 @@ async def _at_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) 
 
 async def end_offsets(bootstrap: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
     """Return where each partition ends now, read from fetch responses rather than ListOffsets."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=20)
     await consumer.start()
     try:
         consumer.assign(partitions)
