@@ -3,6 +3,8 @@
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# Gauges recounted from the shared store: every replica exports the same figure, so queries take the max, never the sum.
+STORE_RECOUNTED = ("fengqiao_dispatch_open_orders",)
 
 
 class DispatchMetrics:
@@ -14,7 +16,12 @@ class DispatchMetrics:
             "fengqiao_dispatch_orders_issued", "Work orders issued", ["department", "level", "role"], registry=registry
         )
         # Orders not yet resolved, failed, returned or superseded, recounted from the store.
-        self.open_orders = Gauge("fengqiao_dispatch_open_orders", "Open work orders", ["department"], registry=registry)
+        self.open_orders = Gauge(
+            "fengqiao_dispatch_open_orders",
+            "Open work orders; recounted from the shared store: every replica exports the same figure; aggregate with max, never sum",
+            ["department"],
+            registry=registry,
+        )
         # Department updates applied, by new status.
         self.updates = Counter("fengqiao_dispatch_updates", "Updates applied", ["status"], registry=registry)
         # Escalations: back to triage after failed mediation, or to the governance centre after a return.

@@ -1,12 +1,31 @@
 """Follow-up metrics, declared once; the registry is passed in so tests get a fresh one.
 
-The closure figures (办结率, 调解成功率) are recounted from the store, so they stay exact across restarts
-and instances.
+The closure figures (办结率, 调解成功率) and the other gauges of `STORE_RECOUNTED` are recounted from the
+shared store, so they stay exact across restarts: every replica exports the same figure, so dashboards and
+alerts aggregate them with max, never sum (two replicas would double a sum).
 """
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LAG_BUCKETS = (0.1, 1, 10, 60, 600, 3600, 6 * 3600, 24 * 3600, 7 * 24 * 3600)
+# Said in the help of every gauge recounted from the store, where whoever writes a query reads it.
+FLEET_NOTE = "recounted from the shared store: every replica exports the same figure; aggregate with max, never sum"
+STORE_RECOUNTED = (
+    "fengqiao_followup_orders_issued",
+    "fengqiao_followup_orders_resolved",
+    "fengqiao_followup_closure_rate",
+    "fengqiao_followup_mediation_success_rate",
+    "fengqiao_followup_satisfaction_average",
+    "fengqiao_followup_open_overdue_orders",
+    "fengqiao_followup_fired",
+    "fengqiao_followup_revisits_done",
+    "fengqiao_followup_rebounds",
+)
+
+
+def _recounted(name: str, help_text: str, labels: tuple[str, ...], registry: CollectorRegistry) -> Gauge:
+    """Declare a gauge recounted from the store, its help saying how to aggregate it."""
+    return Gauge(name, f"{help_text}; {FLEET_NOTE}", labels, registry=registry)
 
 
 class FollowupMetrics:
@@ -14,23 +33,23 @@ class FollowupMetrics:
 
     def __init__(self, registry: CollectorRegistry):
         # Orders seen issued, per department.
-        self.orders_issued = Gauge("fengqiao_followup_orders_issued", "Orders issued", ["department"], registry=registry)
+        self.orders_issued = _recounted("fengqiao_followup_orders_issued", "Orders issued", ("department",), registry)
         # Orders resolved, per department.
-        self.orders_resolved = Gauge("fengqiao_followup_orders_resolved", "Orders resolved", ["department"], registry=registry)
+        self.orders_resolved = _recounted("fengqiao_followup_orders_resolved", "Orders resolved", ("department",), registry)
         # Closure rate (办结率): resolved / issued, per department.
-        self.closure_rate = Gauge("fengqiao_followup_closure_rate", "Resolved / issued", ["department"], registry=registry)
+        self.closure_rate = _recounted("fengqiao_followup_closure_rate", "Resolved / issued", ("department",), registry)
         # Mediation success rate (调解成功率): disputes resolved without a failed mediation / disputes resolved.
-        self.mediation_success_rate = Gauge("fengqiao_followup_mediation_success_rate", "Resolved without failure / resolved", registry=registry)
+        self.mediation_success_rate = _recounted("fengqiao_followup_mediation_success_rate", "Resolved without failure / resolved", (), registry)
         # Average satisfaction (1-5) over all revisit results.
-        self.satisfaction_average = Gauge("fengqiao_followup_satisfaction_average", "Average satisfaction", registry=registry)
+        self.satisfaction_average = _recounted("fengqiao_followup_satisfaction_average", "Average satisfaction", (), registry)
         # Open orders past their deadline.
-        self.open_overdue_orders = Gauge("fengqiao_followup_open_overdue_orders", "Open orders past due", registry=registry)
+        self.open_overdue_orders = _recounted("fengqiao_followup_open_overdue_orders", "Open orders past due", (), registry)
         # Timers fired, by kind (revisit = revisits due; sla_warning, sla_breached).
-        self.fired = Gauge("fengqiao_followup_fired", "Timers fired", ["kind"], registry=registry)
+        self.fired = _recounted("fengqiao_followup_fired", "Timers fired", ("kind",), registry)
         # Revisit results recorded (revisits done).
-        self.revisits_done = Gauge("fengqiao_followup_revisits_done", "Revisit results recorded", registry=registry)
+        self.revisits_done = _recounted("fengqiao_followup_revisits_done", "Revisit results recorded", (), registry)
         # Results that flared up again: rebound or agreement not kept.
-        self.rebounds = Gauge("fengqiao_followup_rebounds", "Rebounds and broken agreements", registry=registry)
+        self.rebounds = _recounted("fengqiao_followup_rebounds", "Rebounds and broken agreements", (), registry)
         # Fired minus due, in clock seconds (simulated seconds under a simulated clock).
         self.timer_lag = Histogram("fengqiao_followup_timer_lag_seconds", "Fired - due", buckets=_LAG_BUCKETS, registry=registry)
         # Inputs refused, by reason.

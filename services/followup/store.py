@@ -2,13 +2,17 @@
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text, func, select, update
+from sqlalchemy import Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text, bindparam, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.disputes import DisputeReported
-from services.followup.timers import Timer
+from schemas.followups import FollowupResult
+from services.followup.timers import Dispute, EventEffects, Timer, flared_up
 from services.runtime.store import aware, create_schema, insert_ignoring_duplicates, present, utc
+
+# The connection a transaction's work runs on: the handlers pass it along and never write SQL themselves.
+Transaction = AsyncConnection
 
 metadata = MetaData()
 orders = Table(
@@ -113,14 +117,40 @@ class FollowupStore:
         await insert_ignoring_duplicates(connection, processed, [{"event_id": k, "processed_at": utc(now)} for k in keys])
 
     @staticmethod
-    async def add_timers(connection: AsyncConnection, new: list[Timer]) -> None:
-        """Schedule timers; a timer that exists keeps its state."""
-        await insert_ignoring_duplicates(connection, timers, [timer_row(t) for t in new])
+    async def dispute_attempts(connection: AsyncConnection, dispute_ids: list[str]) -> dict[str, int]:
+        """Return the newest attempt remembered of each known dispute."""
+        if not dispute_ids:
+            return {}
+        rows = await connection.execute(select(disputes.c.dispute_id, disputes.c.attempt).where(disputes.c.dispute_id.in_(dispute_ids)))
+        return {row.dispute_id: row.attempt for row in rows}
 
     @staticmethod
-    async def cancel(connection: AsyncConnection, *conditions) -> None:
-        """Cancel pending timers matching the conditions."""
-        await connection.execute(update(timers).where(timers.c.state == "pending", *conditions).values(state="cancelled"))
+    async def write_events(connection: AsyncConnection, effects: EventEffects, known_disputes: set[str], done: list[str], now: datetime) -> None:
+        """Write a batch of events' effects with a handful of bulk statements, and the processed ids.
+
+        The order keeps their meaning: an order issued and closed in one batch ends with its timers cancelled,
+        and revisits of an attempt that the same batch supersedes are cancelled with the earlier ones.
+        `known_disputes` are the disputes the batch found remembered: those rows are updated, the others inserted.
+        """
+        await insert_ignoring_duplicates(connection, orders, [{
+            "work_order_id": o.work_order_id, "dispute_id": o.dispute_id, "department": o.department,
+            "role": o.role, "attempt": o.attempt, "status": "open", "due_at": utc(o.due_at),
+        } for o in effects.orders])
+        await _add_timers(connection, effects.timers)
+        await _remember(connection, effects.disputes, known_disputes)
+        if effects.closing:
+            await connection.execute(
+                update(orders).where(orders.c.work_order_id == bindparam("key")).values(status=bindparam("status")),
+                [{"key": order, "status": status} for order, status in effects.closing.items()],
+            )
+            await _cancel(connection, timers.c.work_order_id.in_(list(effects.closing)))
+        await insert_ignoring_duplicates(connection, resolutions, [{
+            "event_id": r.event_id, "dispute_id": r.dispute_id, "attempt": r.attempt,
+            "department": r.department, "failed_mediations": r.failed_mediations,
+        } for r in effects.resolutions])
+        for dispute_id, attempt in effects.superseded_revisits.items():
+            await _cancel(connection, timers.c.dispute_id == dispute_id, timers.c.kind == "revisit", timers.c.attempt < attempt)
+        await FollowupStore.mark_processed(connection, done, now)
 
     @staticmethod
     async def claim_due(connection: AsyncConnection, now: datetime, limit: int) -> list[Timer]:
@@ -141,12 +171,12 @@ class FollowupStore:
         return aware(value) if value is not None else None
 
     @staticmethod
-    async def load_disputes(connection: AsyncConnection, dispute_ids: list[str]) -> dict[str, tuple[int, int, DisputeReported]]:
-        """Return (attempt, level, report) of each known dispute."""
+    async def load_disputes(connection: AsyncConnection, dispute_ids: list[str]) -> dict[str, Dispute]:
+        """Return the newest attempt, level and report of each known dispute."""
         if not dispute_ids:
             return {}
         rows = await connection.execute(select(disputes).where(disputes.c.dispute_id.in_(dispute_ids)))
-        return {r.dispute_id: (r.attempt, r.level, DisputeReported.model_validate_json(r.report)) for r in rows}
+        return {r.dispute_id: Dispute(r.dispute_id, r.attempt, r.level, DisputeReported.model_validate_json(r.report)) for r in rows}
 
     @staticmethod
     async def resolved_attempts(connection: AsyncConnection, dispute_ids: list[str]) -> set[tuple[str, int]]:
@@ -171,6 +201,23 @@ class FollowupStore:
             return {}
         return {row.followup_id: _timer(row) for row in await connection.execute(select(timers).where(timers.c.followup_id.in_(ids)))}
 
+    @staticmethod
+    async def record_round(connection: AsyncConnection, fired: list[str], cancelled: list[str], done: list[str], now: datetime) -> None:
+        """Record a round of due timers: which fired, which were cancelled, and the processed ids of the breaches that re-graded."""
+        if fired:
+            await connection.execute(update(timers).where(timers.c.followup_id.in_(fired)).values(state="fired", fired_at=utc(now)))
+        if cancelled:
+            await connection.execute(update(timers).where(timers.c.followup_id.in_(cancelled)).values(state="cancelled"))
+        await FollowupStore.mark_processed(connection, done, now)
+
+    @staticmethod
+    async def record_results(connection: AsyncConnection, recorded: list[FollowupResult], done: list[str], now: datetime) -> None:
+        """Record revisit results and the processed ids of a batch; a result recorded before is kept as it was."""
+        await insert_ignoring_duplicates(connection, results, [{
+            "event_id": r.event_id, "followup_id": r.followup_id, "satisfaction": r.satisfaction, "flared_up": flared_up(r),
+        } for r in recorded])
+        await FollowupStore.mark_processed(connection, done, now)
+
     async def figures(self, now: datetime) -> dict:
         """Count what the closure metrics report, straight from the store so they are exact across restarts."""
         async with self.reader.connect() as connection:
@@ -187,6 +234,31 @@ class FollowupStore:
             "results": satisfaction[0], "satisfaction": float(satisfaction[1] or 0), "flared_up": satisfaction[2] or 0,
             "overdue": overdue, "fired": fired,
         }
+
+
+async def _add_timers(connection: AsyncConnection, new: list[Timer]) -> None:
+    # A timer that exists keeps its state: a repeated event must not revive a fired or cancelled one.
+    await insert_ignoring_duplicates(connection, timers, [timer_row(t) for t in new])
+
+
+async def _cancel(connection: AsyncConnection, *conditions) -> None:
+    await connection.execute(update(timers).where(timers.c.state == "pending", *conditions).values(state="cancelled"))
+
+
+async def _remember(connection: AsyncConnection, newest: list[Dispute], known: set[str]) -> None:
+    changed = [
+        {"key": d.dispute_id, "attempt": d.attempt, "level": d.level, "report": d.report.model_dump_json()} for d in newest if d.dispute_id in known
+    ]
+    if changed:
+        await connection.execute(
+            update(disputes).where(disputes.c.dispute_id == bindparam("key"))
+            .values(attempt=bindparam("attempt"), level=bindparam("level"), report=bindparam("report")),
+            changed,
+        )
+    await insert_ignoring_duplicates(connection, disputes, [
+        {"dispute_id": d.dispute_id, "attempt": d.attempt, "level": d.level, "report": d.report.model_dump_json()}
+        for d in newest if d.dispute_id not in known
+    ])
 
 
 def _create(connection: Connection) -> None:

@@ -1,14 +1,23 @@
-"""The pure decisions of follow-up: which timers an event sets or cancels, and what a due timer says."""
+"""The pure decisions of follow-up: what dispatch's events set and cancel, what a round of due timers says, which results count.
+
+No broker, clock or database here: the handlers load what these functions need and write what they return.
+"""
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Generic, TypeVar
 
 from schemas.disputes import DisputeReported, ReassessmentRequested
 from schemas.followups import FollowupDue, FollowupResult
-from schemas.workorders import OrderIssued
+from schemas.workorders import OrderIssued, WorkOrderEvent
 
 GOVERNANCE_CENTRE = "governance_centre"
+# Statuses that end an order, and what follow-up remembers of each: only a resolution counts as resolved (办结).
+CLOSING = {"resolved": "resolved", "mediation_failed": "closed", "returned": "closed", "superseded": "closed"}
+# Whatever a result arrived in (a consumed record): judged results hand it back untouched with their refusal.
+Input = TypeVar("Input")
 
 
 def followup_id(*parts: str) -> str:
@@ -77,12 +86,205 @@ def breach_reassessment(timer: Timer, report: DisputeReported, level: int, now: 
     )
 
 
+def flared_up(result: FollowupResult) -> bool:
+    """Tell whether a revisit found the dispute back: a rebound, or an agreement not kept."""
+    return result.rebound or not result.agreement_fulfilled
+
+
 def rebound_reassessment(result: FollowupResult, report: DisputeReported, level: int, now: datetime) -> ReassessmentRequested | None:
     """Ask triage to grade a dispute again when it flared up or the agreement is not kept; None when all is well."""
-    if not result.rebound and result.agreement_fulfilled:
+    if not flared_up(result):
         return None
     history = report.history.model_copy(update={"rebounds": report.history.rebounds + 1, "previous_level": level})
     return ReassessmentRequested(
         event_id=f"rea-{followup_id(result.event_id)[3:]}", dispute_id=result.dispute_id, requested_at=now,
         reason="rebound" if result.rebound else "agreement_unfulfilled", caused_by=result.event_id, report=report, history=history,
     )
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """What follow-up remembers of a dispute: its newest attempt, the level it was graded and its report."""
+
+    dispute_id: str
+    attempt: int
+    level: int
+    report: DisputeReported
+
+
+@dataclass(frozen=True)
+class TrackedOrder:
+    """An issued order whose deadline follow-up watches."""
+
+    work_order_id: str
+    dispute_id: str
+    department: str
+    role: str
+    attempt: int
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A resolved attempt, counted for the mediation success rate (调解成功率)."""
+
+    event_id: str
+    dispute_id: str
+    attempt: int
+    department: str
+    failed_mediations: int
+
+
+@dataclass
+class EventEffects:
+    """What a batch of dispatch events writes, in the order the store must apply it."""
+
+    orders: list[TrackedOrder] = field(default_factory=list)
+    # Each dispute's newest attempt in the batch, where it is not older than the one remembered.
+    disputes: list[Dispute] = field(default_factory=list)
+    timers: list[Timer] = field(default_factory=list)
+    # Work order → the status it ends with; its pending timers are cancelled.
+    closing: dict[str, str] = field(default_factory=dict)
+    resolutions: list[Resolution] = field(default_factory=list)
+    # Dispute → its newest attempt: pending revisits of earlier attempts are cancelled.
+    superseded_revisits: dict[str, int] = field(default_factory=dict)
+
+
+def event_effects(events: Sequence[WorkOrderEvent], known_attempts: dict[str, int], warning_fraction: float, revisit_days: list[int]) -> EventEffects:
+    """Turn a batch of work-order events into the rows to write and the timers to set or cancel."""
+    issued = [e for e in events if e.kind == "issued"]
+    resolved = [e for e in events if e.kind == "dispute_resolved"]
+    return EventEffects(
+        orders=[_tracked(e) for e in issued],
+        disputes=_newest_disputes(issued, known_attempts),
+        timers=[t for e in issued for t in sla_timers(e, warning_fraction)]
+        + [t for e in resolved for t in revisit_timers(e.dispute_id, e.attempt, e.resolving_department, e.at, revisit_days)],
+        closing={e.work_order_id: CLOSING[e.status] for e in events if e.kind == "status_changed" and e.status in CLOSING},
+        resolutions=[
+            Resolution(e.event_id, e.dispute_id, e.attempt, e.resolving_department, e.report.history.failed_mediations) for e in resolved
+        ],
+        superseded_revisits=_superseding_attempts(issued),
+    )
+
+
+def _tracked(issued: OrderIssued) -> TrackedOrder:
+    return TrackedOrder(issued.work_order_id, issued.dispute_id, issued.department, issued.role, issued.attempt, issued.due_at)
+
+
+def _newest_disputes(issued: list[OrderIssued], known_attempts: dict[str, int]) -> list[Dispute]:
+    # Reassessments and revisits speak of the newest attempt: an older one arriving late must not overwrite it.
+    latest: dict[str, OrderIssued] = {}
+    for event in issued:
+        if event.dispute_id not in latest or event.attempt >= latest[event.dispute_id].attempt:
+            latest[event.dispute_id] = event
+    return [
+        Dispute(e.dispute_id, e.attempt, e.level, e.report)
+        for e in latest.values()
+        if e.dispute_id not in known_attempts or e.attempt >= known_attempts[e.dispute_id]
+    ]
+
+
+def _superseding_attempts(issued: list[OrderIssued]) -> dict[str, int]:
+    # A new attempt means the dispute was reported or reassessed again: revisits of earlier ones are moot.
+    newest: dict[str, int] = {}
+    for event in issued:
+        newest[event.dispute_id] = max(event.attempt, newest.get(event.dispute_id, 0))
+    return {dispute_id: attempt for dispute_id, attempt in newest.items() if attempt > 1}
+
+
+@dataclass(frozen=True)
+class DueContext:
+    """What the store knows about the disputes and orders of a round of due timers."""
+
+    open_orders: set[str]
+    disputes: dict[str, Dispute]
+    # (dispute, attempt) pairs a breach has already re-graded.
+    regraded: set[tuple[str, int]]
+    # (dispute, attempt) pairs resolved.
+    resolved: set[tuple[str, int]]
+
+
+@dataclass
+class Round:
+    """What a round of due timers does: which fire and what they say, which are cancelled, which attempts re-grade."""
+
+    fired: list[Timer] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    dues: list[FollowupDue] = field(default_factory=list)
+    reassessments: list[ReassessmentRequested] = field(default_factory=list)
+    regraded: list[tuple[str, int]] = field(default_factory=list)
+
+
+def fire_round(due: list[Timer], known: DueContext, now: datetime) -> Round:
+    """Decide a round of due timers: fire those still meaningful, and re-grade each attempt on its first breach only."""
+    done = Round()
+    # A support order left open after its dispute was resolved is reported, but re-grades nothing.
+    settled = known.regraded | known.resolved
+    for timer in due:
+        if (timer.work_order_id and timer.work_order_id not in known.open_orders) or timer.dispute_id not in known.disputes:
+            done.cancelled.append(timer.followup_id)  # the order closed in time: nothing to say
+            continue
+        dispute = known.disputes[timer.dispute_id]
+        done.fired.append(timer)
+        done.dues.append(due_message(timer, dispute.report, now))
+        attempt = (timer.dispute_id, timer.attempt)
+        if timer.kind == "sla_breached" and timer.regrades and attempt not in settled:
+            settled.add(attempt)
+            done.regraded.append(attempt)
+            done.reassessments.append(breach_reassessment(timer, dispute.report, dispute.level, now))
+    return done
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a revisit result is refused: a bounded metric label, and a reason naming the field at fault."""
+
+    label: str
+    reason: str
+
+
+# Dead-letter consumers and tests read these reasons: keep their wording.
+REFUSALS = {
+    refusal.label: refusal
+    for refusal in (
+        Refusal("unknown_followup", "followup_id: unknown_followup: no timer has this id"),
+        Refusal("dispute_mismatch", "dispute_id: dispute_mismatch: not the dispute of this follow-up"),
+        Refusal("not_a_revisit", "followup_id: not_a_revisit: only revisits take results"),
+    )
+}
+
+
+def refusal(result: FollowupResult, timer: Timer | None) -> Refusal | None:
+    """Refuse a result that answers no timer, another dispute's timer or a deadline; None when it answers a revisit."""
+    if timer is None:
+        return REFUSALS["unknown_followup"]
+    if timer.dispute_id != result.dispute_id:
+        return REFUSALS["dispute_mismatch"]
+    if timer.kind != "revisit":
+        return REFUSALS["not_a_revisit"]
+    return None
+
+
+@dataclass
+class Judged(Generic[Input]):
+    """What a batch of revisit results does: results to record, inputs refused with why, disputes sent back to triage."""
+
+    recorded: list[FollowupResult] = field(default_factory=list)
+    refused: list[tuple[Input, Refusal]] = field(default_factory=list)
+    reassessments: list[ReassessmentRequested] = field(default_factory=list)
+
+
+def judge_results(
+    results: Sequence[tuple[Input, FollowupResult]], timers: dict[str, Timer], disputes: dict[str, Dispute], now: datetime
+) -> Judged[Input]:
+    """Record the results that answer a revisit, refuse the others; a flare-up asks triage to grade the dispute again."""
+    judged: Judged[Input] = Judged()
+    for source, result in results:
+        if refused := refusal(result, timers.get(result.followup_id)):
+            judged.refused.append((source, refused))
+            continue
+        judged.recorded.append(result)
+        dispute = disputes[result.dispute_id]
+        if request := rebound_reassessment(result, dispute.report, dispute.level, now):
+            judged.reassessments.append(request)
+    return judged

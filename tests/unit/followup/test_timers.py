@@ -1,0 +1,212 @@
+"""The pure decisions of follow-up, one table each: what events set and cancel, what a round of due timers does, which results count."""
+
+from datetime import timedelta
+
+import pytest
+
+from schemas.followups import FollowupResult
+from schemas.workorders import DisputeResolved, OrderEscalated, OrderStatusChanged
+from services.followup.timers import (
+    Dispute,
+    DueContext,
+    EventEffects,
+    Round,
+    Timer,
+    event_effects,
+    fire_round,
+    followup_id,
+    judge_results,
+    refusal,
+    revisit_timers,
+    sla_timers,
+)
+from tests.support.samples import DUE_AT as DUE
+from tests.support.samples import ISSUED_AT as ISSUED
+from tests.support.samples import WAGE_REPORT
+from tests.support.samples import order_issued as issued
+
+DISPUTE = "D-2026-0002"
+WARN = ISSUED + (DUE - ISSUED) * 0.8
+NOW = DUE + timedelta(hours=1)
+
+
+def status(order="wo-1", to="resolved", attempt=1):
+    return OrderStatusChanged(
+        event_id=f"ev-{order}-{to}", dispute_id=DISPUTE, attempt=attempt, at=ISSUED + timedelta(days=1), work_order_id=order,
+        department="mediation_room", role="lead", previous_status="in_progress", status=to,
+    )
+
+
+def resolved(attempt=1):
+    return DisputeResolved(
+        event_id=f"ev-resolved-{attempt}", dispute_id=DISPUTE, attempt=attempt, at=ISSUED + timedelta(days=2),
+        resolving_department="mediation_room", level=2, report=WAGE_REPORT,
+    )
+
+
+def escalated():
+    return OrderEscalated(
+        event_id="ev-esc", dispute_id=DISPUTE, attempt=1, at=ISSUED, work_order_id="wo-1", department="mediation_room",
+        reason="returned", to="governance_centre",
+    )
+
+
+def effects_in_short(effects: EventEffects) -> dict:
+    """What a reader checks of a batch's effects: which rows, which timers (kind, order or revisit number, due), which cancellations."""
+    return {
+        "orders": [(o.work_order_id, o.attempt) for o in effects.orders],
+        "disputes": [(d.dispute_id, d.attempt) for d in effects.disputes],
+        "timers": [(t.kind, t.work_order_id or t.revisit_number, t.due_at) for t in effects.timers],
+        "closing": effects.closing,
+        "resolutions": [(r.dispute_id, r.attempt, r.department, r.failed_mediations) for r in effects.resolutions],
+        "superseded_revisits": effects.superseded_revisits,
+    }
+
+
+NOTHING = {"orders": [], "disputes": [], "timers": [], "closing": {}, "resolutions": [], "superseded_revisits": {}}
+SLA_TIMERS = [("sla_warning", "wo-1", WARN), ("sla_breached", "wo-1", DUE)]
+
+# (case, events of one batch, attempts the store remembers, effects in short)
+EVENT_BATCHES = [
+    ("an issued order is tracked, warned at 80 % and breached at its deadline", [issued()], {},
+     NOTHING | {"orders": [("wo-1", 1)], "disputes": [(DISPUTE, 1)], "timers": SLA_TIMERS}),
+    ("an order issued again keeps the dispute remembered at the same attempt", [issued()], {DISPUTE: 1},
+     NOTHING | {"orders": [("wo-1", 1)], "disputes": [(DISPUTE, 1)], "timers": SLA_TIMERS}),
+    ("an older attempt arriving late does not overwrite the newer one", [issued()], {DISPUTE: 2},
+     NOTHING | {"orders": [("wo-1", 1)], "timers": SLA_TIMERS}),
+    ("a new attempt is remembered and supersedes earlier revisits", [issued("wo-2", attempt=2)], {DISPUTE: 1},
+     NOTHING | {"orders": [("wo-2", 2)], "disputes": [(DISPUTE, 2)], "timers": [("sla_warning", "wo-2", WARN), ("sla_breached", "wo-2", DUE)],
+                "superseded_revisits": {DISPUTE: 2}}),
+    ("of two attempts in one batch the newest is remembered", [issued("wo-2", attempt=2), issued()], {},
+     NOTHING | {"orders": [("wo-2", 2), ("wo-1", 1)], "disputes": [(DISPUTE, 2)],
+                "timers": [("sla_warning", "wo-2", WARN), ("sla_breached", "wo-2", DUE), *SLA_TIMERS], "superseded_revisits": {DISPUTE: 2}}),
+    ("a resolved order is recorded resolved", [status(to="resolved")], {}, NOTHING | {"closing": {"wo-1": "resolved"}}),
+    ("a failed mediation closes the order", [status(to="mediation_failed")], {}, NOTHING | {"closing": {"wo-1": "closed"}}),
+    ("a returned order is closed", [status(to="returned")], {}, NOTHING | {"closing": {"wo-1": "closed"}}),
+    ("a superseded order is closed", [status(to="superseded")], {}, NOTHING | {"closing": {"wo-1": "closed"}}),
+    ("an accepted order is still open", [status(to="accepted")], {}, NOTHING),
+    ("an order issued and resolved in one batch is tracked, then closed", [issued(), status()], {},
+     NOTHING | {"orders": [("wo-1", 1)], "disputes": [(DISPUTE, 1)], "timers": SLA_TIMERS, "closing": {"wo-1": "resolved"}}),
+    ("a resolved dispute is counted and revisited after 7 and 30 days", [resolved()], {},
+     NOTHING | {"timers": [("revisit", 1, ISSUED + timedelta(days=9)), ("revisit", 2, ISSUED + timedelta(days=32))],
+                "resolutions": [(DISPUTE, 1, "mediation_room", 1)]}),
+    ("an escalation sets and cancels nothing", [escalated()], {}, NOTHING),
+]
+
+
+@pytest.mark.parametrize("case, events, known, expected", EVENT_BATCHES, ids=[row[0] for row in EVENT_BATCHES])
+def test_events_become_the_effects_to_write(case, events, known, expected):
+    assert effects_in_short(event_effects(events, known, 0.8, [7, 30])) == expected
+
+
+FIRST_RESPONSE = issued("wo-fr").model_copy(update={"first_response": True})
+WARNING, BREACH = sla_timers(issued(), 0.8)
+SUPPORT_BREACH = sla_timers(issued("wo-2", role="support", department="women_federation"), 0.8)[1]
+LATE_FIRST_RESPONSE = sla_timers(FIRST_RESPONSE, 0.8)[1]
+REVISIT = revisit_timers(DISPUTE, 1, "mediation_room", ISSUED, [7])[0]
+KNOWN = {DISPUTE: Dispute(DISPUTE, 1, 2, WAGE_REPORT)}
+
+
+def context(open_orders=("wo-1", "wo-2", "wo-fr"), disputes=KNOWN, regraded=(), resolved=()) -> DueContext:
+    return DueContext(set(open_orders), disputes, set(regraded), set(resolved))
+
+
+def round_in_short(decided: Round) -> dict:
+    """What a reader checks of a round: what fired and what it said, what was cancelled, which attempts re-graded and why."""
+    return {
+        "fired": [t.followup_id for t in decided.fired],
+        "said": [(d.kind, d.department, d.work_order_id, len(d.parties)) for d in decided.dues],
+        "cancelled": decided.cancelled,
+        "regraded": decided.regraded,
+        "reassessments": [(r.reason, r.caused_by, r.history.sla_breaches, r.history.previous_level) for r in decided.reassessments],
+    }
+
+
+QUIET = {"fired": [], "said": [], "cancelled": [], "regraded": [], "reassessments": []}
+
+# (case, due timers, what the store knows, the round in short)
+ROUNDS = [
+    ("an open order's warning goes to its department", [WARNING], context(),
+     QUIET | {"fired": [WARNING.followup_id], "said": [("sla_warning", "mediation_room", "wo-1", 0)]}),
+    ("an open order's breach goes to the governance centre and re-grades its attempt", [BREACH], context(),
+     QUIET | {"fired": [BREACH.followup_id], "said": [("sla_breached", "governance_centre", "wo-1", 0)], "regraded": [(DISPUTE, 1)],
+              "reassessments": [("sla_breached", BREACH.followup_id, 1, 2)]}),
+    ("an order closed in time is cancelled silently", [WARNING, BREACH], context(open_orders=()),
+     QUIET | {"cancelled": [WARNING.followup_id, BREACH.followup_id]}),
+    ("a timer of an unknown dispute is cancelled", [BREACH], context(disputes={}), QUIET | {"cancelled": [BREACH.followup_id]}),
+    ("two breaches of one attempt re-grade it once", [BREACH, SUPPORT_BREACH], context(),
+     QUIET | {"fired": [BREACH.followup_id, SUPPORT_BREACH.followup_id],
+              "said": [("sla_breached", "governance_centre", "wo-1", 0), ("sla_breached", "governance_centre", "wo-2", 0)],
+              "regraded": [(DISPUTE, 1)], "reassessments": [("sla_breached", BREACH.followup_id, 1, 2)]}),
+    ("an attempt a breach re-graded before is not re-graded again", [SUPPORT_BREACH], context(regraded=[(DISPUTE, 1)]),
+     QUIET | {"fired": [SUPPORT_BREACH.followup_id], "said": [("sla_breached", "governance_centre", "wo-2", 0)]}),
+    ("a support order overdue after its attempt was resolved is reported but re-grades nothing", [SUPPORT_BREACH], context(resolved=[(DISPUTE, 1)]),
+     QUIET | {"fired": [SUPPORT_BREACH.followup_id], "said": [("sla_breached", "governance_centre", "wo-2", 0)]}),
+    ("a late first response is reported but re-grades nothing", [LATE_FIRST_RESPONSE], context(),
+     QUIET | {"fired": [LATE_FIRST_RESPONSE.followup_id], "said": [("sla_breached", "governance_centre", "wo-fr", 0)]}),
+    ("a revisit carries the parties' contact details", [REVISIT], context(),
+     QUIET | {"fired": [REVISIT.followup_id], "said": [("revisit", "mediation_room", None, len(WAGE_REPORT.parties))]}),
+]
+
+
+@pytest.mark.parametrize("case, due, known, expected", ROUNDS, ids=[row[0] for row in ROUNDS])
+def test_a_round_of_due_timers_fires_cancels_and_regrades(case, due, known, expected):
+    assert round_in_short(fire_round(due, known, NOW)) == expected
+
+
+def test_a_round_says_when_each_timer_was_due_and_fired():
+    [said] = fire_round([BREACH], context(), NOW).dues
+    assert (said.followup_id, said.due_at, said.fired_at) == (BREACH.followup_id, DUE, NOW)
+
+
+def result(followup=REVISIT.followup_id, event="res-1", dispute=DISPUTE, **fields):
+    values = {"satisfaction": 4, "agreement_fulfilled": True, "rebound": False} | fields
+    return FollowupResult(event_id=event, followup_id=followup, dispute_id=dispute, at=NOW, **values)
+
+
+TIMERS = {t.followup_id: t for t in (REVISIT, BREACH)}
+
+# (case, result, the label and dead-letter reason of its refusal, or None when it counts)
+REFUSALS = [
+    ("a result of a revisit counts", result(), None),
+    ("a result of no timer", result(followup="fu-unknown"), ("unknown_followup", "followup_id: unknown_followup: no timer has this id")),
+    ("a result of another dispute's revisit", result(dispute="D-other"),
+     ("dispute_mismatch", "dispute_id: dispute_mismatch: not the dispute of this follow-up")),
+    ("a result of a deadline", result(followup=BREACH.followup_id), ("not_a_revisit", "followup_id: not_a_revisit: only revisits take results")),
+]
+
+
+@pytest.mark.parametrize("case, sent, expected", REFUSALS, ids=[row[0] for row in REFUSALS])
+def test_only_a_result_of_that_dispute_s_revisit_counts(case, sent, expected):
+    refused = refusal(sent, TIMERS.get(sent.followup_id))
+    assert (refused and (refused.label, refused.reason)) == expected
+
+
+# (case, results of one batch, results recorded, (input, label) refused, reassessment reasons)
+RESULT_BATCHES = [
+    ("all is well: recorded, nothing re-graded", [result()], ["res-1"], [], []),
+    ("a rebound goes back to triage", [result(rebound=True, satisfaction=1)], ["res-1"], [], ["rebound"]),
+    ("a broken agreement goes back to triage", [result(agreement_fulfilled=False)], ["res-1"], [], ["agreement_unfulfilled"]),
+    ("a refused result is neither recorded nor re-graded", [result(followup="fu-x", rebound=True)], [], [("record-0", "unknown_followup")], []),
+    ("counted and refused results side by side", [result(event="res-a"), result(event="res-b", followup=BREACH.followup_id)],
+     ["res-a"], [("record-1", "not_a_revisit")], []),
+]
+
+
+@pytest.mark.parametrize("case, sent, recorded, refused, reasons", RESULT_BATCHES, ids=[row[0] for row in RESULT_BATCHES])
+def test_results_are_recorded_refused_or_sent_back(case, sent, recorded, refused, reasons):
+    judged = judge_results([(f"record-{n}", r) for n, r in enumerate(sent)], TIMERS, KNOWN, NOW)
+    assert [r.event_id for r in judged.recorded] == recorded
+    assert [(record, why.label) for record, why in judged.refused] == refused
+    assert [r.reason for r in judged.reassessments] == reasons
+
+
+def test_a_rebound_is_graded_from_the_remembered_level_one_rebound_more():
+    [request] = judge_results([(None, result(rebound=True))], TIMERS, KNOWN, NOW).reassessments
+    assert (request.history.rebounds, request.history.previous_level, request.caused_by) == (WAGE_REPORT.history.rebounds + 1, 2, "res-1")
+    assert request.event_id == f"rea-{followup_id('res-1')[3:]}"
+
+
+def test_timer_ids_are_derived_from_what_they_are_about():
+    assert [t.followup_id for t in sla_timers(issued(), 0.8)] == [followup_id("wo-1", "sla_warning"), followup_id("wo-1", "sla_breached")]
+    assert isinstance(REVISIT, Timer) and REVISIT.followup_id == followup_id(DISPUTE, "1", "revisit", "1")
