@@ -4,21 +4,9 @@ import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from schemas.disputes import (
-    DisputeReported,
-    DisputeTriaged,
-    History,
-    ReassessmentRequested,
-)
+from schemas.disputes import DisputeReported, DisputeTriaged, History, ReassessmentRequested
 from schemas.followups import FollowupDue, FollowupResult
-from schemas.workorders import (
-    DisputeResolved,
-    OrderEscalated,
-    OrderIssued,
-    OrderStatusChanged,
-    WorkOrderIssued,
-    WorkOrderUpdate,
-)
+from schemas.workorders import DisputeResolved, OrderEscalated, OrderIssued, OrderStatusChanged, WorkOrderIssued, WorkOrderUpdate
 
 BEIJING = timezone(timedelta(hours=8))
 

@@ -38,27 +38,37 @@ def local(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=CHINA)
 
 
-# (case, issued, working days, due)
+# (calendar, case, issued, working days, due): the library alone, then the library with the 2027 test file.
 DEADLINES = [
-    ("plain week", "2026-03-02T10:00", 3, "2026-03-05T10:00"),
-    ("over a weekend", "2026-03-06T10:00", 3, "2026-03-11T10:00"),
+    (CALENDAR, "plain week", "2026-03-02T10:00", 3, "2026-03-05T10:00"),
+    (CALENDAR, "over a weekend", "2026-03-06T10:00", 3, "2026-03-11T10:00"),
     # Spring Festival 2026: Feb 15-23 off; Saturdays Feb 14 and Feb 28 are make-up working days.
-    ("into the Spring Festival make-up Saturday", "2026-02-12T09:00", 2, "2026-02-14T09:00"),
-    ("across the Spring Festival", "2026-02-13T09:00", 3, "2026-02-25T09:00"),
-    ("level 3 across the Spring Festival", "2026-02-10T09:00", 15, "2026-03-09T09:00"),
+    (CALENDAR, "into the Spring Festival make-up Saturday", "2026-02-12T09:00", 2, "2026-02-14T09:00"),
+    (CALENDAR, "across the Spring Festival", "2026-02-13T09:00", 3, "2026-02-25T09:00"),
+    (CALENDAR, "level 3 across the Spring Festival", "2026-02-10T09:00", 15, "2026-03-09T09:00"),
     # National Day 2026: Oct 1-7 off; Sunday Sep 20 and Saturday Oct 10 are make-up working days.
-    ("across National Day", "2026-09-30T15:00", 1, "2026-10-08T15:00"),
-    ("National Day make-up Saturday", "2026-10-09T15:00", 1, "2026-10-10T15:00"),
-    ("level 2 across National Day", "2026-09-29T15:00", 7, "2026-10-14T15:00"),
+    (CALENDAR, "across National Day", "2026-09-30T15:00", 1, "2026-10-08T15:00"),
+    (CALENDAR, "National Day make-up Saturday", "2026-10-09T15:00", 1, "2026-10-10T15:00"),
+    (CALENDAR, "level 2 across National Day", "2026-09-29T15:00", 7, "2026-10-14T15:00"),
     # The calendar remembers each day's walks: the same start day keeps its own time and length.
-    ("same day as the level 2 case, earlier", "2026-09-29T08:30", 7, "2026-10-14T08:30"),
-    ("same day as the level 2 case, shorter", "2026-09-29T15:00", 1, "2026-09-30T15:00"),
+    (CALENDAR, "same day as the level 2 case, earlier", "2026-09-29T08:30", 7, "2026-10-14T08:30"),
+    (CALENDAR, "same day as the level 2 case, shorter", "2026-09-29T15:00", 1, "2026-09-30T15:00"),
+    # With the 2027 test file: Spring Festival Feb 5-11 off,
+    # Sunday Jan 31 and Saturday Feb 20 worked; New Year Jan 1-3 off; Saturday Oct 9 worked.
+    (WITH_2027, "into the Spring Festival", "2027-02-04T09:00", 1, "2027-02-12T09:00"),
+    (WITH_2027, "across the Spring Festival and a weekend", "2027-02-04T09:00", 3, "2027-02-16T09:00"),
+    (WITH_2027, "level 3 across the Spring Festival", "2027-02-01T09:00", 15, "2027-02-26T09:00"),
+    (WITH_2027, "make-up Saturday after the festival", "2027-02-19T16:00", 1, "2027-02-20T16:00"),
+    (WITH_2027, "make-up Sunday before the festival", "2027-01-29T16:00", 1, "2027-01-31T16:00"),
+    (WITH_2027, "library's 2026 into the file's New Year", "2026-12-31T11:00", 1, "2027-01-04T11:00"),
+    (WITH_2027, "National Day make-up Saturday of 2027", "2027-10-08T11:00", 1, "2027-10-09T11:00"),
+    (WITH_2027, "a day the file does not list works Monday to Friday", "2027-10-29T11:00", 1, "2027-11-01T11:00"),
 ]
 
 
-@pytest.mark.parametrize("case, issued, days, due", DEADLINES, ids=[d[0] for d in DEADLINES])
-def test_working_day_deadlines(case, issued, days, due):
-    assert CALENDAR.add_working_days(local(issued), days) == local(due)
+@pytest.mark.parametrize("calendar, case, issued, days, due", DEADLINES, ids=[d[1] for d in DEADLINES])
+def test_working_day_deadlines(calendar, case, issued, days, due):
+    assert calendar.add_working_days(local(issued), days) == local(due)
 
 
 def test_make_up_days_and_holidays():
@@ -78,25 +88,6 @@ def test_unknown_year_falls_back_to_weekends_and_says_so(caplog):
     calendar = WorkingCalendar()
     assert calendar.add_working_days(local("2031-01-03T10:00"), 1) == local("2031-01-06T10:00")  # Fri -> Mon
     assert "no statutory calendar for 2031" in caplog.text
-
-
-# (case, issued, working days, due) with the 2027 test file: Spring Festival Feb 5-11 off,
-# Sunday Jan 31 and Saturday Feb 20 worked; New Year Jan 1-3 off; Saturday Oct 9 worked.
-DEADLINES_2027 = [
-    ("into the Spring Festival", "2027-02-04T09:00", 1, "2027-02-12T09:00"),
-    ("across the Spring Festival and a weekend", "2027-02-04T09:00", 3, "2027-02-16T09:00"),
-    ("level 3 across the Spring Festival", "2027-02-01T09:00", 15, "2027-02-26T09:00"),
-    ("make-up Saturday after the festival", "2027-02-19T16:00", 1, "2027-02-20T16:00"),
-    ("make-up Sunday before the festival", "2027-01-29T16:00", 1, "2027-01-31T16:00"),
-    ("library's 2026 into the file's New Year", "2026-12-31T11:00", 1, "2027-01-04T11:00"),
-    ("National Day make-up Saturday", "2027-10-08T11:00", 1, "2027-10-09T11:00"),
-    ("a day the file does not list works Monday to Friday", "2027-10-29T11:00", 1, "2027-11-01T11:00"),
-]
-
-
-@pytest.mark.parametrize("case, issued, days, due", DEADLINES_2027, ids=[d[0] for d in DEADLINES_2027])
-def test_deadlines_from_the_holidays_file(case, issued, days, due):
-    assert WITH_2027.add_working_days(local(issued), days) == local(due)
 
 
 def test_without_the_file_2027_counts_weekends_only(caplog):
