@@ -31,14 +31,20 @@ class Contract(BaseModel):
         return head[:-1] + separator + f'"{last_field}":'.encode() + encoded + b"}"
 
 
+# Control characters have no use in any field, and PostgreSQL cannot store NUL: identifiers refuse every one
+# (C0, DEL, C1), free text keeps tabs and line breaks. Patterns run in pydantic's Rust regex, where `$` is the very
+# end of the text (Python's would let a trailing newline through).
+NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"
+TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+
 Timestamp = Annotated[AwareDatetime, Field(description="RFC 3339 timestamp with an offset; naive times are rejected")]
-EventId = Annotated[str, StringConstraints(min_length=1, max_length=64), Field(description="Unique id of this event")]
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL), Field(description="Unique id of this event")]
 DisputeId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$"),
     Field(description="Stable id of the dispute; the Kafka key of every event about it"),
 ]
-Note = Annotated[str, StringConstraints(max_length=2000)]
+Note = Annotated[str, StringConstraints(max_length=2000, pattern=TEXT)]
 
 Level = Literal[1, 2, 3]
 Tier = Literal["on_site", "mediation_room", "joint_consultation"]
@@ -73,7 +79,7 @@ class Party(Contract):
 
     role: Literal["complainant", "respondent", "other"]
     kind: Literal["person", "organization"]
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=TEXT)]
     id_number: Annotated[str, StringConstraints(min_length=4, max_length=32, pattern=r"^[0-9A-Za-z]+$")] | None = None
     phone: Annotated[str, StringConstraints(min_length=3, max_length=24, pattern=r"^\+?[0-9][0-9 -]*$")] | None = None
     age: Annotated[int, Field(ge=0, le=150)] | None = None
@@ -83,8 +89,8 @@ class Party(Contract):
 class MatchedRule(Contract):
     """A triage rule that matched, with its reason in Chinese for the people who read it."""
 
-    id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    id: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=TEXT)]
 
 
 def rfc3339(moment: datetime) -> str:

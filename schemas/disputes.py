@@ -5,6 +5,8 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from schemas.common import (
+    NO_CONTROL,
+    TEXT,
     TIER_BY_LEVEL,
     Category,
     Contract,
@@ -24,7 +26,7 @@ DISPUTES_TRIAGED = "disputes.triaged"
 DISPUTES_INVALID = "disputes.invalid"
 
 Source = Literal["grid_app", "police_110", "hotline_12345", "door_qr", "walk_in", "patrol", "other"]
-RegionName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+RegionName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=TEXT)]
 Count = Annotated[int, Field(ge=0, le=10_000)]
 
 
@@ -34,7 +36,7 @@ class Region(Contract):
     county: RegionName
     town: RegionName
     community: RegionName
-    grid_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    grid_id: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL)] | None = None
 
 
 class Risk(Contract):
@@ -69,7 +71,7 @@ class DisputeReported(Contract):
     source: Source
     region: Region
     category: Category
-    description: Annotated[str, StringConstraints(min_length=1, max_length=5000)]
+    description: Annotated[str, StringConstraints(min_length=1, max_length=5000, pattern=TEXT)]
     parties: Annotated[list[Party], Field(min_length=1, max_length=200)]
     party_count: Annotated[int, Field(ge=1, le=1_000_000, description="People on all sides, listed or not")]
     amount_cny: Annotated[float, Field(ge=0, le=1e13, allow_inf_nan=False)] | None = None
@@ -116,9 +118,9 @@ class DisputeTriaged(Contract):
     level: Level
     tier: Tier
     urgency: Urgency
-    flags: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=64)]], Field(max_length=64)]
+    flags: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL)]], Field(max_length=64)]
     matched_rules: Annotated[list[MatchedRule], Field(max_length=256)]
-    ruleset_version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    ruleset_version: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL)]
     triaged_at: Timestamp
     report: DisputeReported
 

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from schemas.common import Contract, DisputeId, EventId, Note, Party, Timestamp
+from schemas.common import NO_CONTROL, Contract, DisputeId, EventId, Note, Party, Timestamp
 from schemas.workorders import Department, WorkOrderId
 
 FOLLOWUPS_DUE = "followups.due"
@@ -13,7 +13,7 @@ FOLLOWUPS_RESULTS_INVALID = "followups.results.invalid"
 
 FollowupId = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=64),
+    StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL),
     Field(description="Deterministic per timer, so a fire repeated after a crash is recognisable"),
 ]
 

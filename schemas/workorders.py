@@ -5,6 +5,8 @@ from typing import Annotated, Literal, Union, get_args
 from pydantic import Field, StringConstraints, TypeAdapter
 
 from schemas.common import (
+    NO_CONTROL,
+    TEXT,
     Category,
     Contract,
     DisputeId,
@@ -57,7 +59,7 @@ def work_order_topic(department: str) -> str:
     return f"{WORKORDERS_TOPIC_PREFIX}{department}"
 
 
-WorkOrderId = Annotated[str, StringConstraints(min_length=1, max_length=64), Field(description="Deterministic per dispute, department and attempt")]
+WorkOrderId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL), Field(description="Deterministic per dispute, department and attempt")]
 Role = Literal["lead", "support"]
 Attempt = Annotated[int, Field(ge=1, le=1000)]
 UpdateStatus = Literal["accepted", "in_progress", "resolved", "mediation_failed", "returned"]
@@ -82,8 +84,8 @@ class WorkOrderIssued(Contract):
     due_at: Timestamp
     category: Category
     region: Region
-    description: Annotated[str, StringConstraints(min_length=1, max_length=5000)]
-    instructions: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    description: Annotated[str, StringConstraints(min_length=1, max_length=5000, pattern=TEXT)]
+    instructions: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=TEXT)]
     parties: Annotated[list[Party], Field(min_length=1, max_length=200)]
     matched_rules: Annotated[list[MatchedRule], Field(max_length=256)]
 

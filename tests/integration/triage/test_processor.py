@@ -49,6 +49,9 @@ POISON = [
     ("naive time", json.dumps(report_payload(reported_at="2026-03-01T08:00:00")).encode(), "reported_at: Input should have timezone info"),
     ("from the future", json.dumps(report_payload(reported_at="2099-01-01T00:00:00+08:00")).encode(), "reported_at: later than"),
     ("missing parties", json.dumps({k: v for k, v in report_payload().items() if k != "parties"}).encode(), "parties: Field required"),
+    # PostgreSQL refuses NUL in text; before the contract refused it, that batch was redelivered forever.
+    ("NUL in the event id", json.dumps(report_payload(event_id="evt-\u0000")).encode(), "event_id: String should match pattern"),
+    ("NUL in the description", json.dumps(report_payload(event_id="evt-9", description="争吵\u0000")).encode(), "description: String should match pattern"),
     ("too large", json.dumps(report_payload(description="吵" * 5000, parties=[report_payload()["parties"][0]] * 200)).encode() * 2, "message: "),
 ]
 
