@@ -1,4 +1,4 @@
-"""Transient failures (database, broker) are retried with backoff, never dead-lettered."""
+"""Outages of the store or the broker are retried with backoff, never dead-lettered; other failures are the record's."""
 
 import asyncio
 import logging
@@ -6,7 +6,9 @@ from collections.abc import Awaitable, Callable
 from functools import cache
 from typing import TypeVar
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from aiokafka.errors import CorruptRecordException, KafkaError, MessageSizeTooLargeError, RecordTooLargeError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.runtime.settings import RetrySettings
@@ -16,6 +18,28 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TRANSIENT = (OSError, OperationalError, DBAPIError, asyncio.TimeoutError)
+
+# SQLSTATE classes that say the server, not the statement, failed: connection (08), transaction rolled back by a
+# deadlock or a serialization conflict (40: trying again succeeds), resources (53), operator intervention (57),
+# system (58). Any other class (22 data, 23 integrity, 42 syntax or access) refuses the statement's values.
+_OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+# Broker errors about the records themselves, not about reaching the broker.
+_RECORD_REFUSED = (MessageSizeTooLargeError, RecordTooLargeError, CorruptRecordException)
+
+
+def is_outage(error: BaseException) -> bool:
+    """Tell whether an error means the store or the broker is unavailable (wait it out) rather than refusing what it was given."""
+    if isinstance(error, (OSError, asyncio.TimeoutError, PoolTimeout, DisconnectionError)):
+        return True
+    if isinstance(error, KafkaError):
+        return not isinstance(error, _RECORD_REFUSED)
+    if isinstance(error, DBAPIError):
+        state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        if state:
+            return str(state)[:2] in _OUTAGE_SQLSTATE_CLASSES
+        # SQLite's locked or busy file and lost connections carry no SQLSTATE.
+        return error.connection_invalidated or isinstance(error, (OperationalError, InterfaceError))
+    return False
 
 
 class Readiness:
@@ -44,7 +68,7 @@ async def retry_transient(
     first_delay: float | None = None,
     on_retry: Callable[[], None] = lambda: None,
 ) -> T:
-    """Run `operation`, retrying transient errors with doubling delays; raise once attempts run out.
+    """Run `operation`, retrying outages with doubling delays; raise once attempts run out, or at once on any other error.
 
     While it fails the dependency is reported not ready; the caller's batch is then redelivered,
     so nothing is committed past work that was not done. The schedule comes from `RetrySettings`
@@ -57,7 +81,9 @@ async def retry_transient(
         attempt += 1
         try:
             result = await operation()
-        except TRANSIENT as error:
+        except Exception as error:
+            if not is_outage(error):
+                raise  # the data is at fault: retrying in place cannot help, the caller isolates the record
             readiness.failing.add(what)
             if attempt == attempts:
                 raise
