@@ -171,7 +171,7 @@ class FollowupProcessor:
                 waiting.cancel()
 
     async def on_results(self, records: Sequence[Any]) -> None:
-        """Record revisit results; a rebound or a broken agreement goes back to triage."""
+        """Record the first result of each fired revisit; a rebound or a broken agreement goes back to triage."""
         invalid_topic = self.kafka.topic(FOLLOWUPS_RESULTS_INVALID)
         valid, dead = validated(
             records, FollowupResult.model_validate_json, invalid_topic, self.settings.max_message_bytes, self.metrics.invalid.labels("result").inc
@@ -180,9 +180,11 @@ class FollowupProcessor:
         async def work(connection: Transaction) -> Judged:
             now = self.clock.now()
             fresh = await self._fresh(connection, valid, lambda pair: _result_key(pair[1]))
-            timers = await self.store.timers_by_id(connection, [r.followup_id for _, r in fresh])
+            revisits = sorted({r.followup_id for _, r in fresh})
+            timers = await self.store.timers_by_id(connection, revisits)
+            answered = await self.store.answered_revisits(connection, revisits)
             disputes = await self.store.load_disputes(connection, sorted({r.dispute_id for _, r in fresh}))
-            judged = judge_results(fresh, timers, disputes, now)
+            judged = judge_results(fresh, timers, answered, disputes, now)
             refused = [dead_letter(record, why.reason, invalid_topic) for record, why in judged.refused]
             await self.publish(dead + refused + [self._encode(DISPUTES_REASSESS, r, r.event_id, now) for r in judged.reassessments])
             await self.store.record_results(connection, judged.recorded, [_result_key(r) for _, r in fresh], now)

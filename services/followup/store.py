@@ -71,6 +71,8 @@ results = Table(
     Column("satisfaction", Integer, nullable=False),
     Column("flared_up", Boolean, nullable=False),
 )
+# Every batch of results asks which of its revisits were answered before: without it, a scan of all results.
+results_by_followup = Index("ix_followup_results_followup_id", results.c.followup_id)
 processed = Table(
     "followup_processed",
     metadata,
@@ -82,7 +84,7 @@ processed = Table(
 def _timer(row) -> Timer:
     return Timer(
         row.followup_id, row.kind, row.dispute_id, row.attempt, row.department, aware(row.due_at),
-        row.work_order_id, row.revisit_number, row.regrades,
+        row.work_order_id, row.revisit_number, row.regrades, row.state,
     )
 
 
@@ -202,6 +204,23 @@ class FollowupStore:
         return {row.followup_id: _timer(row) for row in await connection.execute(select(timers).where(timers.c.followup_id.in_(ids)))}
 
     @staticmethod
+    async def answered_revisits(connection: AsyncConnection, ids: list[str]) -> dict[str, str]:
+        """Lock these revisits where fired, and return the event id of the result recorded for each one answered."""
+        if not ids:
+            return {}
+        # Another instance answering the same revisit waits here until this batch commits, then reads its result
+        # (a new snapshot per statement): one result per revisit counts even across instances on PostgreSQL.
+        # Locked in id order, so two batches never hold one each; pending timers are left to claim_due.
+        await connection.execute(
+            select(timers.c.followup_id)
+            .where(timers.c.followup_id.in_(ids), timers.c.kind == "revisit", timers.c.state == "fired")
+            .order_by(timers.c.followup_id)
+            .with_for_update()
+        )
+        rows = await connection.execute(select(results.c.followup_id, results.c.event_id).where(results.c.followup_id.in_(ids)))
+        return {row.followup_id: row.event_id for row in rows}
+
+    @staticmethod
     async def record_round(connection: AsyncConnection, fired: list[str], cancelled: list[str], done: list[str], now: datetime) -> None:
         """Record a round of due timers: which fired, which were cancelled, and the processed ids of the breaches that re-graded."""
         if fired:
@@ -262,8 +281,9 @@ async def _remember(connection: AsyncConnection, newest: list[Dispute], known: s
 
 
 def _create(connection: Connection) -> None:
-    """Create the tables, and bring a store created before the pending-timer index up to date."""
+    """Create the tables, and bring a store created before the pending-timer or the results index up to date."""
     metadata.create_all(connection)
     pending_by_due.create(connection, checkfirst=True)
+    results_by_followup.create(connection, checkfirst=True)
     for name in _SUPERSEDED_INDEXES:
         connection.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")

@@ -4,7 +4,7 @@ No broker, clock or database here: the handlers load what these functions need a
 """
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
@@ -39,6 +39,7 @@ class Timer:
     revisit_number: int | None = None
     # A late first response (三个第一时间) is reported to the governance centre but does not re-grade the dispute.
     regrades: bool = True
+    state: str = "pending"  # pending, fired, cancelled: only a fired revisit was asked, so only it takes a result
 
 
 def sla_timers(issued: OrderIssued, warning_fraction: float) -> list[Timer]:
@@ -250,18 +251,25 @@ REFUSALS = {
         Refusal("unknown_followup", "followup_id: unknown_followup: no timer has this id"),
         Refusal("dispute_mismatch", "dispute_id: dispute_mismatch: not the dispute of this follow-up"),
         Refusal("not_a_revisit", "followup_id: not_a_revisit: only revisits take results"),
+        Refusal("not_due", "followup_id: not_due: this revisit has not come due (pending or cancelled)"),
+        Refusal("already_answered", "followup_id: already_answered: another result for this revisit counted"),
     )
 }
 
 
-def refusal(result: FollowupResult, timer: Timer | None) -> Refusal | None:
-    """Refuse a result that answers no timer, another dispute's timer or a deadline; None when it answers a revisit."""
+def refusal(result: FollowupResult, timer: Timer | None, answered: Mapping[str, str]) -> Refusal | None:
+    """Refuse a result of no timer, of another dispute's, of a deadline, of a revisit not made or answered; None when it counts."""
+    # `answered`: revisit → the event id of the result that counted for it.
     if timer is None:
         return REFUSALS["unknown_followup"]
     if timer.dispute_id != result.dispute_id:
         return REFUSALS["dispute_mismatch"]
     if timer.kind != "revisit":
         return REFUSALS["not_a_revisit"]
+    if timer.state != "fired":
+        return REFUSALS["not_due"]  # nobody was asked yet: such a result is forged or early, and would re-grade unasked
+    if result.followup_id in answered:
+        return REFUSALS["already_answered"]  # one visit, one answer: more would re-grade the dispute once per result
     return None
 
 
@@ -275,14 +283,22 @@ class Judged(Generic[Input]):
 
 
 def judge_results(
-    results: Sequence[tuple[Input, FollowupResult]], timers: dict[str, Timer], disputes: dict[str, Dispute], now: datetime
+    results: Sequence[tuple[Input, FollowupResult]],
+    timers: dict[str, Timer],
+    answered: Mapping[str, str],
+    disputes: dict[str, Dispute],
+    now: datetime,
 ) -> Judged[Input]:
-    """Record the results that answer a revisit, refuse the others; a flare-up asks triage to grade the dispute again."""
+    """Record the first result of each fired revisit, refuse the others; a flare-up asks triage to grade the dispute again."""
     judged: Judged[Input] = Judged()
+    counted = dict(answered)  # revisit → the event id of the result that counted for it, this batch's included
     for source, result in results:
-        if refused := refusal(result, timers.get(result.followup_id)):
+        if counted.get(result.followup_id) == result.event_id:
+            continue  # the result that counted, delivered again (at-least-once): not a second answer
+        if refused := refusal(result, timers.get(result.followup_id), counted):
             judged.refused.append((source, refused))
             continue
+        counted[result.followup_id] = result.event_id
         judged.recorded.append(result)
         dispute = disputes[result.dispute_id]
         if request := rebound_reassessment(result, dispute.report, dispute.level, now):

@@ -1,6 +1,7 @@
 """Follow-up timers with a fake clock on a real store: warnings, breaches, revisits, cancelling, catch-up, results."""
 
 import asyncio
+import contextlib
 from collections import Counter
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ from schemas.disputes import ReassessmentRequested
 from schemas.followups import FollowupDue, FollowupResult
 from schemas.workorders import DisputeResolved, OrderStatusChanged
 from services.followup.store import FollowupStore
+from services.followup.timers import followup_id
 from services.runtime.clock import ManualClock
 from services.runtime.store import create_engine, create_reader
 from tests.support.conditions import wait_for
@@ -133,14 +135,14 @@ def result(followup_id, event="res-1", **fields):
 async def test_results_record_satisfaction_and_send_rebounds_back(followup):
     processor, clock, published = followup
     await processor.on_events(records(issued(), closed(), resolved()))
-    clock.advance(timedelta(days=10))
+    clock.advance(timedelta(days=33))
     await processor.fire_due()
-    [revisit] = dues(published)
+    first, second = dues(published)  # the 7-day and the 30-day revisit
     published.clear()
     await processor.on_results(records(
-        result(revisit.followup_id, "res-ok", satisfaction=5),
-        result(revisit.followup_id, "res-rebound", satisfaction=2, rebound=True),
-        result(revisit.followup_id, "res-rebound", satisfaction=2, rebound=True),  # repeated
+        result(first.followup_id, "res-ok", satisfaction=5),
+        result(second.followup_id, "res-rebound", satisfaction=2, rebound=True),
+        result(second.followup_id, "res-rebound", satisfaction=2, rebound=True),  # repeated
         result("fu-unknown", "res-x"),
         topic="followups.results",
     ))
@@ -150,6 +152,115 @@ async def test_results_record_satisfaction_and_send_rebounds_back(followup):
     assert dead.header("dlq_reason").startswith("followup_id: unknown_followup")
     figures = await processor.store.figures(clock.now())
     assert (figures["results"], figures["satisfaction"], figures["flared_up"]) == (2, 3.5, 1)
+
+
+FIRST_REVISIT = followup_id("D-2026-0002", "1", "revisit", "1")
+
+
+def dead_reasons(published):
+    return [o.header("dlq_reason").split(":", 2)[1].strip() for o in published if o.topic == "followups.results.invalid"]
+
+
+async def answer(processor, *batches):
+    """Feed batches of revisit results to follow-up, one after the other."""
+    for batch in batches:
+        await processor.on_results(records(*batch, topic="followups.results"))
+
+
+# (case, events before the result, days on the clock before it)
+UNASKED = [
+    ("pending: its day has not come", [issued(), closed(), resolved()], 5),
+    ("cancelled: a new attempt called it off before it fired", [issued(), closed(), resolved(), issued(order="wo-2", attempt=2)], 10),
+]
+
+
+@pytest.mark.parametrize("case, events, days", UNASKED, ids=[row[0] for row in UNASKED])
+async def test_a_result_of_a_revisit_not_made_is_dead_lettered_not_due(followup, case, events, days):
+    processor, clock, published = followup
+    await processor.on_events(records(*events))
+    clock.advance(timedelta(days=days))
+    await processor.fire_due()
+    assert not any(d.followup_id == FIRST_REVISIT for d in dues(published))
+    published.clear()  # the new attempt's own deadline alerts
+    await answer(processor, [result(FIRST_REVISIT, "res-early", satisfaction=1, rebound=True)])
+    assert dead_reasons(published) == ["not_due"]
+    assert reassessments(published) == []
+    assert (await processor.store.figures(clock.now()))["results"] == 0
+    assert processor.metrics.invalid.labels("not_due")._value.get() == 1
+
+
+# (case, batches of results for one fired revisit, dead-letter labels, event ids of the results recorded)
+ANSWERS = [
+    ("three different results, two in one batch, one later: the first counts",
+     [[result(FIRST_REVISIT, "res-a", rebound=True), result(FIRST_REVISIT, "res-b", rebound=True)], [result(FIRST_REVISIT, "res-c", rebound=True)]],
+     ["already_answered", "already_answered"], ["res-a"]),
+    ("the counted result redelivered, in its batch and later, beside a forged one",
+     [[result(FIRST_REVISIT, "res-a", rebound=True), result(FIRST_REVISIT, "res-a", rebound=True)],
+      [result(FIRST_REVISIT, "res-a", rebound=True), result(FIRST_REVISIT, "res-forged", rebound=True)]],
+     ["already_answered"], ["res-a"]),
+    ("the counted result redelivered alone: a silent duplicate",
+     [[result(FIRST_REVISIT, "res-a", rebound=True)], [result(FIRST_REVISIT, "res-a", rebound=True)]], [], ["res-a"]),
+]
+
+
+@pytest.mark.parametrize("case, batches, refused, recorded", ANSWERS, ids=[row[0] for row in ANSWERS])
+async def test_a_fired_revisit_takes_one_result(followup, case, batches, refused, recorded):
+    processor, clock, published = followup
+    await processor.on_events(records(issued(), closed(), resolved()))
+    clock.advance(timedelta(days=10))
+    await processor.fire_due()
+    await answer(processor, *batches)
+    assert dead_reasons(published) == refused
+    assert [(r.reason, r.caused_by) for r in reassessments(published)] == [("rebound", "res-a")]
+    assert await _recorded(processor.store.engine) == recorded
+    assert processor.metrics.invalid.labels("already_answered")._value.get() == len(refused)
+
+
+async def _recorded(engine) -> list[str]:
+    async with engine.connect() as connection:
+        return [row[0] for row in await connection.exec_driver_sql("SELECT event_id FROM followup_results ORDER BY event_id")]
+
+
+# (case, the event id the second instance receives for the same revisit, its dead-letter labels)
+RACES = [
+    ("a different result", "res-b", ["already_answered"]),
+    ("the same result, redelivered to another instance during a rebalance", "res-a", []),
+]
+
+
+@pytest.mark.parametrize("case, second, refused", RACES, ids=[row[0] for row in RACES])
+async def test_two_instances_answering_one_revisit_at_once_count_one_result(empty_postgres_url, case, second, refused):
+    engines = [create_engine(empty_postgres_url), create_engine(empty_postgres_url)]
+    await FollowupStore(engines[0]).create()
+    clock, published = ManualClock(ISSUED), Published()
+    first, other = (processor_on(e, clock, published) for e in engines)
+    await first.on_events(records(issued(), closed(), resolved()))
+    clock.advance(timedelta(days=10))
+    await first.fire_due()
+    holding, other_done = asyncio.Event(), asyncio.Event()
+
+    async def publish_slowly(outgoing):
+        # The first batch holds its transaction open until the other has published, or half a second: the other
+        # reads what was answered meanwhile, so without the revisit's lock both results would count.
+        holding.set()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(other_done.wait(), 0.5)
+        await published(outgoing)
+
+    async def answer_once_the_first_holds():
+        await holding.wait()
+        await answer(other, [result(FIRST_REVISIT, second, rebound=True)])
+        other_done.set()
+
+    first.publish = publish_slowly
+    try:
+        await asyncio.gather(answer(first, [result(FIRST_REVISIT, "res-a", rebound=True)]), answer_once_the_first_holds())
+        assert sorted(dead_reasons(published)) == refused
+        assert len(reassessments(published)) == 1
+        assert len(await _recorded(engines[0])) == 1
+    finally:
+        for engine in engines:
+            await engine.dispose()
 
 
 async def test_closure_figures_are_exact(followup):

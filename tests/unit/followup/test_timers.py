@@ -1,5 +1,6 @@
 """The pure decisions of follow-up, one table each: what events set and cancel, what a round of due timers does, which results count."""
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -164,45 +165,65 @@ def result(followup=REVISIT.followup_id, event="res-1", dispute=DISPUTE, **field
     return FollowupResult(event_id=event, followup_id=followup, dispute_id=dispute, at=NOW, **values)
 
 
-TIMERS = {t.followup_id: t for t in (REVISIT, BREACH)}
+# Revisits as the store hands them back: the first fired, the second not yet due, the third cancelled by a new attempt.
+ASKED, NOT_YET, CALLED_OFF = (
+    replace(t, state=state) for t, state in zip(revisit_timers(DISPUTE, 1, "mediation_room", ISSUED, [7, 30, 60]), ("fired", "pending", "cancelled"))
+)
+TIMERS = {t.followup_id: t for t in (ASKED, NOT_YET, CALLED_OFF, replace(BREACH, state="fired"))}
+ANSWERED = {ASKED.followup_id: "res-before"}
 
-# (case, result, the label and dead-letter reason of its refusal, or None when it counts)
+# (case, result, revisits answered before: revisit → event id, the label and dead-letter reason of its refusal, or None when it counts)
 REFUSALS = [
-    ("a result of a revisit counts", result(), None),
-    ("a result of no timer", result(followup="fu-unknown"), ("unknown_followup", "followup_id: unknown_followup: no timer has this id")),
-    ("a result of another dispute's revisit", result(dispute="D-other"),
+    ("a result of a fired revisit counts", result(), {}, None),
+    ("a result of no timer", result(followup="fu-unknown"), {}, ("unknown_followup", "followup_id: unknown_followup: no timer has this id")),
+    ("a result of another dispute's revisit", result(dispute="D-other"), {},
      ("dispute_mismatch", "dispute_id: dispute_mismatch: not the dispute of this follow-up")),
-    ("a result of a deadline", result(followup=BREACH.followup_id), ("not_a_revisit", "followup_id: not_a_revisit: only revisits take results")),
+    ("a result of a deadline", result(followup=BREACH.followup_id), {},
+     ("not_a_revisit", "followup_id: not_a_revisit: only revisits take results")),
+    ("a result of a revisit not yet due", result(followup=NOT_YET.followup_id), {},
+     ("not_due", "followup_id: not_due: this revisit has not come due (pending or cancelled)")),
+    ("a result of a cancelled revisit", result(followup=CALLED_OFF.followup_id), {},
+     ("not_due", "followup_id: not_due: this revisit has not come due (pending or cancelled)")),
+    ("a second result of a revisit", result(), ANSWERED,
+     ("already_answered", "followup_id: already_answered: another result for this revisit counted")),
+    ("an answered revisit's result of another dispute says so first", result(dispute="D-other"), ANSWERED,
+     ("dispute_mismatch", "dispute_id: dispute_mismatch: not the dispute of this follow-up")),
 ]
 
 
-@pytest.mark.parametrize("case, sent, expected", REFUSALS, ids=[row[0] for row in REFUSALS])
-def test_only_a_result_of_that_dispute_s_revisit_counts(case, sent, expected):
-    refused = refusal(sent, TIMERS.get(sent.followup_id))
+@pytest.mark.parametrize("case, sent, answered, expected", REFUSALS, ids=[row[0] for row in REFUSALS])
+def test_only_the_first_result_of_that_dispute_s_fired_revisit_counts(case, sent, answered, expected):
+    refused = refusal(sent, TIMERS.get(sent.followup_id), answered)
     assert (refused and (refused.label, refused.reason)) == expected
 
 
-# (case, results of one batch, results recorded, (input, label) refused, reassessment reasons)
+# (case, results of one batch, revisits answered before it, results recorded, (input, label) refused, reassessment reasons)
 RESULT_BATCHES = [
-    ("all is well: recorded, nothing re-graded", [result()], ["res-1"], [], []),
-    ("a rebound goes back to triage", [result(rebound=True, satisfaction=1)], ["res-1"], [], ["rebound"]),
-    ("a broken agreement goes back to triage", [result(agreement_fulfilled=False)], ["res-1"], [], ["agreement_unfulfilled"]),
-    ("a refused result is neither recorded nor re-graded", [result(followup="fu-x", rebound=True)], [], [("record-0", "unknown_followup")], []),
-    ("counted and refused results side by side", [result(event="res-a"), result(event="res-b", followup=BREACH.followup_id)],
+    ("all is well: recorded, nothing re-graded", [result()], {}, ["res-1"], [], []),
+    ("a rebound goes back to triage", [result(rebound=True, satisfaction=1)], {}, ["res-1"], [], ["rebound"]),
+    ("a broken agreement goes back to triage", [result(agreement_fulfilled=False)], {}, ["res-1"], [], ["agreement_unfulfilled"]),
+    ("a refused result is neither recorded nor re-graded", [result(followup="fu-x", rebound=True)], {}, [], [("record-0", "unknown_followup")], []),
+    ("counted and refused results side by side", [result(event="res-a"), result(event="res-b", followup=BREACH.followup_id)], {},
      ["res-a"], [("record-1", "not_a_revisit")], []),
+    ("an early rebound re-grades nothing", [result(followup=NOT_YET.followup_id, rebound=True)], {}, [], [("record-0", "not_due")], []),
+    ("of three rebounds for one revisit the first counts", [result(event=f"res-{n}", rebound=True) for n in "abc"], {},
+     ["res-a"], [("record-1", "already_answered"), ("record-2", "already_answered")], ["rebound"]),
+    ("a rebound after the revisit was answered re-grades nothing", [result(event="res-late", rebound=True)], ANSWERED,
+     [], [("record-0", "already_answered")], []),
+    ("the result that counted, delivered again, is dropped silently", [result(event="res-before", rebound=True)], ANSWERED, [], [], []),
 ]
 
 
-@pytest.mark.parametrize("case, sent, recorded, refused, reasons", RESULT_BATCHES, ids=[row[0] for row in RESULT_BATCHES])
-def test_results_are_recorded_refused_or_sent_back(case, sent, recorded, refused, reasons):
-    judged = judge_results([(f"record-{n}", r) for n, r in enumerate(sent)], TIMERS, KNOWN, NOW)
+@pytest.mark.parametrize("case, sent, answered, recorded, refused, reasons", RESULT_BATCHES, ids=[row[0] for row in RESULT_BATCHES])
+def test_results_are_recorded_refused_or_sent_back(case, sent, answered, recorded, refused, reasons):
+    judged = judge_results([(f"record-{n}", r) for n, r in enumerate(sent)], TIMERS, answered, KNOWN, NOW)
     assert [r.event_id for r in judged.recorded] == recorded
     assert [(record, why.label) for record, why in judged.refused] == refused
     assert [r.reason for r in judged.reassessments] == reasons
 
 
 def test_a_rebound_is_graded_from_the_remembered_level_one_rebound_more():
-    [request] = judge_results([(None, result(rebound=True))], TIMERS, KNOWN, NOW).reassessments
+    [request] = judge_results([(None, result(rebound=True))], TIMERS, {}, KNOWN, NOW).reassessments
     assert (request.history.rebounds, request.history.previous_level, request.caused_by) == (WAGE_REPORT.history.rebounds + 1, 2, "res-1")
     assert request.event_id == f"rea-{followup_id('res-1')[3:]}"
 
