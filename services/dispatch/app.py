@@ -39,12 +39,12 @@ def holidays_holder(text: str, metrics: DispatchMetrics) -> Reloadable[HolidayFi
     return Reloadable("holidays", text, parse_holidays, lambda h: h.version, metrics.holidays_active, metrics.holidays_reloads)
 
 
-def working_calendar(settings: DispatchSettings, metrics: DispatchMetrics) -> tuple[WorkingCalendar, list[Callable[[], Awaitable[None]]]]:
+def working_calendar(settings: DispatchSettings, metrics: DispatchMetrics) -> tuple[WorkingCalendar, dict[str, Callable[[], Awaitable[None]]]]:
     """Build the calendar from the holidays file, if one is set, with the loop that follows the file's changes."""
     if settings.holidays_file is None:
-        return WorkingCalendar(), []
+        return WorkingCalendar(), {}
     holder = holidays_holder(settings.holidays_file.read_text(encoding="utf-8"), metrics)
-    return WorkingCalendar(holder), [partial(watch_file, holder, settings.holidays_file, settings.routing_poll_seconds)]
+    return WorkingCalendar(holder), {"holidays-file": partial(watch_file, holder, settings.holidays_file, settings.routing_poll_seconds)}
 
 
 def create_app(
@@ -92,10 +92,10 @@ def create_app(
     return service_app(
         parts,
         store.migrate,
-        [
-            partial(watch_file, routing, settings.routing_file, settings.routing_poll_seconds),
-            *follow_holidays,
-            partial(every, settings.gauge_refresh_seconds, recount_open_orders, "open-order count"),
-            partial(every, settings.gauge_refresh_seconds, refresh_coverage, "calendar coverage"),
-        ],
+        {
+            "routing-file": partial(watch_file, routing, settings.routing_file, settings.routing_poll_seconds),
+            **follow_holidays,
+            "open-order-count": partial(every, settings.gauge_refresh_seconds, recount_open_orders, "open-order count"),
+            "calendar-coverage": partial(every, settings.gauge_refresh_seconds, refresh_coverage, "calendar coverage"),
+        },
     )

@@ -54,5 +54,5 @@ def create_app(
     return service_app(
         parts,
         store.create,
-        [processor.run_timers, partial(every, settings.gauge_refresh_seconds, recount, "closure figures")],
+        {"timers": processor.run_timers, "closure-figures": partial(every, settings.gauge_refresh_seconds, recount, "closure figures")},
     )

@@ -20,7 +20,7 @@ from services.followup.timers import DueContext, Judged, Round, Timer, event_eff
 from services.runtime.clock import Clock
 from services.runtime.deadletter import dead_letter, validated
 from services.runtime.kafka import Outgoing, encode_event
-from services.runtime.retry import TRANSIENT, Readiness, in_transaction
+from services.runtime.retry import Readiness, in_transaction, is_outage
 from services.runtime.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,7 @@ class FollowupProcessor:
 
     async def run_timers(self) -> None:
         """Fire due timers forever: at start (catch-up), when the next one is due, or when new ones arrive."""
+        mark = "timers"  # named in /health/ready while rounds fail
         while True:
             self.wake.clear()
             self.planned = None
@@ -159,9 +160,16 @@ class FollowupProcessor:
                 while await _to_the_end(self.fire_due()) >= self.settings.fire_batch:
                     pass  # a full round: more may be due already
                 upcoming = await self.next_due()
-            except TRANSIENT as error:
+            except Exception as error:
+                if not is_outage(error):
+                    raise  # not the store's nor the broker's: the supervisor restarts the loop (services/runtime/supervise.py)
+                # Nothing was recorded, so the same timers are claimed again next round and fire once the store and
+                # the broker are back. Not ready until a round completes: timers cannot fire meanwhile.
+                self.readiness.failing.add(mark)
                 log.warning("timer round failed (%s); trying again", type(error).__name__)
                 upcoming = None
+            else:
+                self.readiness.failing.discard(mark)
             self.planned = upcoming
             waits = [asyncio.ensure_future(self.wake.wait())]
             if upcoming is not None:

@@ -119,9 +119,11 @@ def encode_event(topic: str, event: Contract, event_id: str, source: str, time: 
 class BatchPublisher:
     """A plain aiokafka producer for a service's outputs: the records are ready bytes, so no framework per message."""
 
-    def __init__(self, settings: KafkaSettings, bootstrap_servers: str):
+    def __init__(self, settings: KafkaSettings, bootstrap_servers: str, request_timeout_ms: int = 40_000):
         self._options = client_options(settings, bootstrap_servers) | {
             "acks": "all",
+            # How long a record waits for the broker before its send fails: aiokafka's own default unless a test shortens it.
+            "request_timeout_ms": request_timeout_ms,
             "enable_idempotence": settings.enable_idempotence,
             "linger_ms": 2,
             "max_batch_size": _MAX_BATCH_BYTES,

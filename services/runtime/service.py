@@ -22,6 +22,7 @@ from services.runtime.kafka import BatchPublisher, make_broker
 from services.runtime.retry import TRANSIENT, Readiness
 from services.runtime.settings import KafkaSettings, ServiceSettings
 from services.runtime.store import checkpoint, create_engine, create_reader, ping
+from services.runtime.supervise import Loop, supervise
 from services.runtime.topics import contract_topics, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -67,16 +68,16 @@ def build_parts(name: str, settings: ServiceSettings, kafka: KafkaSettings, regi
     )
     url = settings.database_url or settings.sqlite_default(name)
     engine = create_engine(url, checkpoints_elsewhere=True)
-    publisher = BatchPublisher(kafka, bootstrap)
+    publisher = BatchPublisher(kafka, bootstrap, settings.publish_timeout_ms)
     return ServiceParts(name, kafka, registry, broker, engine, bootstrap, embedded, publisher, create_reader(url, engine))
 
 
 def service_app(
     parts: ServiceParts,
     prepare: Callable[[], Awaitable[None]],
-    background: list[Callable[[], Awaitable[None]]],
+    background: dict[str, Loop],
 ) -> AsgiFastStream:
-    """Wrap a service's broker in an ASGI app: start the embedded broker and the store, run the background loops, stop cleanly."""
+    """Wrap a service's broker in an ASGI app: start the embedded broker and the store, supervise the named background loops, stop cleanly."""
     tasks: list[asyncio.Task[None]] = []
     stopping = asyncio.Event()
 
@@ -98,7 +99,8 @@ def service_app(
             return
         checkpoints = partial(every, _CHECKPOINT_SECONDS, partial(checkpoint, parts.reader, parts.writing), "checkpoint")
         heap_trims = partial(every, _HEAP_TRIM_SECONDS, return_freed_heap, "heap trim")
-        tasks.extend(asyncio.create_task(loop()) for loop in [*background, checkpoints, heap_trims])
+        loops = background | {"checkpoints": checkpoints, "heap-trims": heap_trims}
+        tasks.extend(asyncio.create_task(supervise(name, loop, parts.readiness)) for name, loop in loops.items())
         log.info("%s started", parts.name)
 
     async def stop() -> None:

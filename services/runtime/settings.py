@@ -115,6 +115,10 @@ class ServiceSettings(BaseSettings):
         description="How long the group waits for a silent member before giving its partitions to another; "
         "a group's join also waits for about half of it",
     )
+    publish_timeout_ms: int = Field(
+        40_000, ge=1_000, le=300_000,
+        description="How long an output waits for the broker before its publish fails and the batch or timer round is tried again",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def sqlite_default(self, service: str) -> str:

@@ -75,8 +75,8 @@ def create_app(
     return service_app(
         parts,
         store.create,
-        [
-            partial(watch_file, holder, settings.rules_file, settings.rules_poll_seconds),
-            partial(every, _PURGE_EVERY_SECONDS, purge, "purge"),
-        ],
+        {
+            "rules-file": partial(watch_file, holder, settings.rules_file, settings.rules_poll_seconds),
+            "purge": partial(every, _PURGE_EVERY_SECONDS, purge, "purge"),
+        },
     )

@@ -1,0 +1,136 @@
+"""Supervised background loops: a failing loop is restarted after doubling pauses and reported not ready meanwhile."""
+
+import asyncio
+import logging
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from services.runtime.http import service_routes
+from services.runtime.retry import Readiness
+from services.runtime.supervise import Backoff, failing_mark, supervise
+from tests.support.conditions import wait_for
+
+QUICK = Backoff(first_seconds=0.02, max_seconds=0.08, healthy_seconds=0.3)
+SECRET = "13800000001"  # a phone number in an error's text must not reach the log
+
+
+class Flaky:
+    """A loop that fails its first `failures` runs, then runs until told to fail again; notes /health/ready at each start."""
+
+    def __init__(self, readiness: Readiness, failures: int):
+        self.readiness, self.failures = readiness, failures
+        self.ready_at_start: list[tuple[int, str]] = []
+        self.fail_again = asyncio.Event()
+        self.cancelled = False
+
+    @property
+    def starts(self) -> int:
+        """Count the runs started so far."""
+        return len(self.ready_at_start)
+
+    async def __call__(self) -> None:
+        self.ready_at_start.append(await ready_status(self.readiness))
+        if self.starts <= self.failures:
+            raise ValueError(f"cannot reach {SECRET}")
+        try:
+            await self.fail_again.wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        self.fail_again.clear()
+        raise ValueError(f"cannot reach {SECRET} again")
+
+
+async def ready_status(readiness: Readiness) -> tuple[int, str]:
+    """Ask the service's /health/ready route in process, as uvicorn would, and return its status and body."""
+    route = dict(service_routes(CollectorRegistry(), readiness, {}))["/health/ready"]
+    sent = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await route({"type": "http", "method": "GET", "path": "/health/ready", "headers": [], "query_string": b""}, receive, send)
+    return sent[0]["status"], sent[1]["body"].decode()
+
+
+def pauses(caplog) -> list[float]:
+    """Return the pauses the supervisor logged before each restart."""
+    return [r.args[2] for r in caplog.records if r.name == "services.runtime.supervise"]
+
+
+async def test_a_loop_that_fails_twice_is_restarted_not_ready_meanwhile_and_ready_once_it_runs(caplog):
+    caplog.set_level(logging.ERROR, "services.runtime.supervise")
+    readiness = Readiness()
+    flaky = Flaky(readiness, failures=2)
+    supervised = asyncio.create_task(supervise("timers", flaky, readiness, QUICK))
+    try:
+        await wait_for(lambda: _started(flaky, 3), 5)
+        # Not ready from the first failure until the run that works has lasted `healthy_seconds`.
+        down = (503, f"not ready: {failing_mark('timers')}\n")
+        assert flaky.ready_at_start == [(200, "ready\n"), down, down]
+
+        async def ready() -> bool:
+            return (await ready_status(readiness))[0] == 200
+
+        await wait_for(ready, 5)
+        assert flaky.starts == 3 and not supervised.done()
+    finally:
+        supervised.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await supervised
+    assert flaky.cancelled, "the cancellation reached the loop itself"
+    assert flaky.starts == 3, "a cancelled loop is not restarted"
+    assert pauses(caplog) == [0.02, 0.04]
+    assert all("ValueError" in r.getMessage() and SECRET not in r.getMessage() for r in caplog.records)
+
+
+async def test_the_pause_doubles_up_to_the_longest_and_starts_over_after_a_healthy_run(caplog):
+    caplog.set_level(logging.ERROR, "services.runtime.supervise")
+    readiness = Readiness()
+    flaky = Flaky(readiness, failures=5)
+    supervised = asyncio.create_task(supervise("watcher", flaky, readiness, QUICK))
+    try:
+        await wait_for(lambda: _started(flaky, 6), 5)
+        await wait_for(lambda: _healthy(readiness), 5)
+        assert pauses(caplog) == [0.02, 0.04, 0.08, 0.08, 0.08]
+        flaky.fail_again.set()  # fails after a healthy run: marked again, restarted after the first pause
+        await wait_for(lambda: _started(flaky, 7), 5)
+        assert flaky.ready_at_start[-1][0] == 503
+        assert pauses(caplog) == [0.02, 0.04, 0.08, 0.08, 0.08, 0.02]
+    finally:
+        supervised.cancel()
+        await asyncio.gather(supervised, return_exceptions=True)
+
+
+async def test_a_shutdown_while_a_failed_loop_waits_for_its_restart_stops_it():
+    readiness = Readiness()
+    flaky = Flaky(readiness, failures=100)
+    supervised = asyncio.create_task(supervise("purge", flaky, readiness, Backoff(first_seconds=60)))
+    await wait_for(lambda: _started(flaky, 1), 5)
+    supervised.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(supervised, 5)
+    assert flaky.starts == 1
+
+
+async def test_a_loop_that_ends_is_not_restarted():
+    readiness = Readiness()
+    runs = []
+
+    async def once() -> None:
+        runs.append(1)
+
+    await asyncio.wait_for(supervise("once", once, readiness, QUICK), 5)
+    assert runs == [1] and readiness.ready
+
+
+async def _started(flaky: Flaky, count: int) -> bool:
+    return flaky.starts >= count
+
+
+async def _healthy(readiness: Readiness) -> bool:
+    return readiness.ready
