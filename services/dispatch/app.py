@@ -10,8 +10,8 @@ from typing import Any
 from faststream.asgi import AsgiFastStream
 from prometheus_client import CollectorRegistry
 
-from schemas.disputes import DISPUTES_TRIAGED
-from schemas.workorders import DEPARTMENTS, WORKORDERS_UPDATES
+from schemas.disputes import DISPUTES_INVALID, DISPUTES_TRIAGED
+from schemas.workorders import DEPARTMENTS, WORKORDERS_UPDATES, WORKORDERS_UPDATES_INVALID
 from services.dispatch.calendar import (
     CoverageWatch,
     HolidayFile,
@@ -24,6 +24,7 @@ from services.dispatch.routing import RoutingTable, parse_routing
 from services.dispatch.settings import DispatchSettings
 from services.dispatch.store import DispatchStore
 from services.runtime.clock import Clock, clock_from_settings
+from services.runtime.poison import isolate_poison
 from services.runtime.reload import Reloadable, watch_file
 from services.runtime.service import batch_options, build_parts, every, service_app
 from services.runtime.settings import ClockSettings, KafkaSettings
@@ -70,7 +71,7 @@ def create_app(
     )
     async def on_triaged(records: Any) -> None:
         """Issue work orders for a batch of graded disputes."""
-        await processor.on_triaged(records)
+        await isolate_poison(records, processor.on_triaged, parts.publisher, kafka.topic(DISPUTES_INVALID), metrics.invalid_triaged.inc)
 
     # Departments report progress over hours and days: their updates need no eager polling.
     @parts.broker.subscriber(
@@ -79,7 +80,9 @@ def create_app(
     )
     async def on_updates(records: Any) -> None:
         """Apply a batch of department updates."""
-        await processor.on_updates(records)
+        await isolate_poison(
+            records, processor.on_updates, parts.publisher, kafka.topic(WORKORDERS_UPDATES_INVALID), metrics.rejected_updates.labels("unprocessable").inc
+        )
 
     async def recount_open_orders() -> None:
         counts = await store.open_orders_by_department()

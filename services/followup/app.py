@@ -9,13 +9,14 @@ from typing import Any
 from faststream.asgi import AsgiFastStream
 from prometheus_client import CollectorRegistry
 
-from schemas.followups import FOLLOWUPS_RESULTS
-from schemas.workorders import WORKORDERS_EVENTS
+from schemas.followups import FOLLOWUPS_RESULTS, FOLLOWUPS_RESULTS_INVALID
+from schemas.workorders import WORKORDERS_EVENTS, WORKORDERS_EVENTS_INVALID
 from services.followup.handlers import FollowupProcessor
 from services.followup.metrics import FollowupMetrics
 from services.followup.settings import FollowupSettings
 from services.followup.store import FollowupStore
 from services.runtime.clock import Clock, clock_from_settings
+from services.runtime.poison import isolate_poison
 from services.runtime.service import batch_options, build_parts, every, service_app
 from services.runtime.settings import ClockSettings, KafkaSettings
 
@@ -41,12 +42,12 @@ def create_app(
     @parts.broker.subscriber(kafka.topic(WORKORDERS_EVENTS), group_id=f"{settings.group_id}.events", title="followup:events", **batching)
     async def on_events(records: Any) -> None:
         """Set and cancel timers from a batch of dispatch events."""
-        await processor.on_events(records)
+        await isolate_poison(records, processor.on_events, parts.publisher, kafka.topic(WORKORDERS_EVENTS_INVALID), metrics.invalid.labels("unprocessable").inc)
 
     @parts.broker.subscriber(kafka.topic(FOLLOWUPS_RESULTS), group_id=f"{settings.group_id}.results", title="followup:results", **batching)
     async def on_results(records: Any) -> None:
         """Record a batch of revisit results."""
-        await processor.on_results(records)
+        await isolate_poison(records, processor.on_results, parts.publisher, kafka.topic(FOLLOWUPS_RESULTS_INVALID), metrics.invalid.labels("unprocessable").inc)
 
     async def recount() -> None:
         metrics.show(await store.figures(clock.now()))

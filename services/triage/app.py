@@ -9,9 +9,10 @@ from typing import Any
 from faststream.asgi import AsgiFastStream
 from prometheus_client import CollectorRegistry
 
-from schemas.disputes import DISPUTES_REASSESS, DISPUTES_REPORTED
+from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DISPUTES_REPORTED
 from schemas.rules import RULES_TRIAGE
 from services.runtime.clock import Clock, clock_from_settings
+from services.runtime.poison import isolate_poison
 from services.runtime.reload import Reloadable, watch_file
 from services.runtime.service import batch_options, build_parts, every, raw_records, service_app
 from services.runtime.settings import ClockSettings, KafkaSettings
@@ -58,7 +59,7 @@ def create_app(
     )
     async def on_reports(records: Any) -> None:
         """Grade a batch of reports and reassessment requests; offsets commit after it returns."""
-        await processor.process(records)
+        await isolate_poison(records, processor.process, parts.publisher, kafka.topic(DISPUTES_INVALID), metrics.invalid.labels("unprocessable").inc)
 
     # No group: every instance reads every version from the start of the compacted topic.
     @parts.broker.subscriber(kafka.topic(RULES_TRIAGE), auto_offset_reset="earliest", decoder=raw_records, title="triage:rules")
