@@ -35,7 +35,7 @@ def test_the_personal_data_pattern_tells_numbers_from_phones_and_ids(text, perso
 def test_a_short_run_closes_the_loop_and_its_report_agrees_with_the_metrics(tmp_path):
     report_path = tmp_path / "report.json"
     finished = subprocess.run(
-        [sys.executable, "-m", "services.runtime", "run", "--disputes", "200", "--days", "10", "--seconds-per-month", "30",
+        [sys.executable, "-m", "services.runtime", "run", "--disputes", "200", "--days", "10",
          "--workdir", str(tmp_path / "run"), "--report-json", str(report_path)],
         capture_output=True, text=True, timeout=400,
     )
