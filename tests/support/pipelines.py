@@ -60,13 +60,17 @@ class Published(list):
         return [o for o in self if o.topic == "disputes.invalid"]
 
 
+async def _parts(database_url: str, store_type: type, prepare: str, metrics_type: type) -> tuple:
+    """Create a service's store on a fresh engine and prepare its schema; add fresh metrics and a recording publisher."""
+    engine = create_engine(database_url)
+    store = store_type(engine)
+    await getattr(store, prepare)()
+    return engine, store, metrics_type(CollectorRegistry()), Published()
+
+
 async def triage_pipeline(database_url: str, max_message_bytes: int = 64 * 1024, now: datetime = TRIAGE_NOW):
     """Build the triage pipeline on a created store, a recording publisher and a clock stopped at `now`."""
-    engine = create_engine(database_url)
-    store = TriageStore(engine)
-    await store.create()
-    metrics = TriageMetrics(CollectorRegistry())
-    published = Published()
+    engine, store, metrics, published = await _parts(database_url, TriageStore, "create", TriageMetrics)
     processor = TriageProcessor(
         TriageSettings(hmac_key="k" * 32, max_message_bytes=max_message_bytes),
         KafkaSettings(),
@@ -83,11 +87,7 @@ async def triage_pipeline(database_url: str, max_message_bytes: int = 64 * 1024,
 
 async def dispatch_pipeline(database_url: str, now: datetime = DISPATCH_NOW):
     """Build the dispatch pipelines on a migrated store, a recording publisher and a clock stopped at `now`."""
-    engine = create_engine(database_url)
-    store = DispatchStore(engine)
-    await store.migrate()
-    metrics = DispatchMetrics(CollectorRegistry())
-    published = Published()
+    engine, store, metrics, published = await _parts(database_url, DispatchStore, "migrate", DispatchMetrics)
     processor = DispatchProcessor(
         KafkaSettings(), routing_holder(DEFAULT_ROUTING.read_text(encoding="utf-8"), metrics), WorkingCalendar(),
         store, published, ManualClock(now), metrics, Readiness(), asyncio.Lock(),

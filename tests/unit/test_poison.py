@@ -1,16 +1,20 @@
 """Poison is isolated down to the record that fails alone; outages are raised untouched, to be waited out."""
 
 import asyncio
-from dataclasses import dataclass
 
 import pytest
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+)
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from services.runtime.poison import isolate_poison
 from services.runtime.retry import is_outage
+from tests.support.pipelines import Record
 
 
 class _Driver(Exception):
@@ -54,15 +58,6 @@ OUTAGES = [
 @pytest.mark.parametrize("error, outage", OUTAGES, ids=[f"{type(e).__name__}-{o}" for e, o in OUTAGES])
 def test_outages_are_told_from_refusals(error, outage):
     assert is_outage(error) is outage
-
-
-@dataclass(frozen=True)
-class Record:
-    topic: str
-    value: bytes
-    key: bytes = b"k"
-    partition: int = 0
-    offset: int = 0
 
 
 class Pipeline:

@@ -57,6 +57,13 @@ async def ready_status(readiness: Readiness) -> tuple[int, str]:
     return sent[0]["status"], sent[1]["body"].decode()
 
 
+def supervised_flaky(name: str, failures: int, backoff: Backoff = QUICK) -> tuple[Readiness, Flaky, asyncio.Task]:
+    """Start a flaky loop under the supervisor; return its readiness, the loop and the supervising task."""
+    readiness = Readiness()
+    flaky = Flaky(readiness, failures=failures)
+    return readiness, flaky, asyncio.create_task(supervise(name, flaky, readiness, backoff))
+
+
 def pauses(caplog) -> list[float]:
     """Return the pauses the supervisor logged before each restart."""
     return [r.args[2] for r in caplog.records if r.name == "services.runtime.supervise"]
@@ -64,9 +71,7 @@ def pauses(caplog) -> list[float]:
 
 async def test_a_loop_that_fails_twice_is_restarted_not_ready_meanwhile_and_ready_once_it_runs(caplog):
     caplog.set_level(logging.ERROR, "services.runtime.supervise")
-    readiness = Readiness()
-    flaky = Flaky(readiness, failures=2)
-    supervised = asyncio.create_task(supervise("timers", flaky, readiness, QUICK))
+    readiness, flaky, supervised = supervised_flaky("timers", failures=2)
     try:
         await wait_for(lambda: _started(flaky, 3), 5)
         # Not ready from the first failure until the run that works has lasted `healthy_seconds`.
@@ -90,9 +95,7 @@ async def test_a_loop_that_fails_twice_is_restarted_not_ready_meanwhile_and_read
 
 async def test_the_pause_doubles_up_to_the_longest_and_starts_over_after_a_healthy_run(caplog):
     caplog.set_level(logging.ERROR, "services.runtime.supervise")
-    readiness = Readiness()
-    flaky = Flaky(readiness, failures=5)
-    supervised = asyncio.create_task(supervise("watcher", flaky, readiness, QUICK))
+    readiness, flaky, supervised = supervised_flaky("watcher", failures=5)
     try:
         await wait_for(lambda: _started(flaky, 6), 5)
         await wait_for(lambda: _healthy(readiness), 5)
@@ -107,9 +110,7 @@ async def test_the_pause_doubles_up_to_the_longest_and_starts_over_after_a_healt
 
 
 async def test_a_shutdown_while_a_failed_loop_waits_for_its_restart_stops_it():
-    readiness = Readiness()
-    flaky = Flaky(readiness, failures=100)
-    supervised = asyncio.create_task(supervise("purge", flaky, readiness, Backoff(first_seconds=60)))
+    _, flaky, supervised = supervised_flaky("purge", failures=100, backoff=Backoff(first_seconds=60))
     await wait_for(lambda: _started(flaky, 1), 5)
     supervised.cancel()
     with pytest.raises(asyncio.CancelledError):
