@@ -15,7 +15,11 @@ T = TypeVar("T")
 
 
 class Reloadable(Generic[T]):
-    """Holds the version in use; readers take `current` once per batch, so a swap never splits a batch."""
+    """Holds the version in use; readers take `current` once per batch, so a swap never splits a batch.
+
+    `screen(text, running_version)` may refuse a text with ValueError before it is built; the running
+    version is None for the first text.
+    """
 
     def __init__(
         self,
@@ -25,12 +29,16 @@ class Reloadable(Generic[T]):
         version_of: Callable[[T], str],
         active: Gauge,
         reloads: Counter,
+        screen: Callable[[str, str | None], None] | None = None,
     ):
         self.what = what
+        # Cheap checks run before build, which may be expensive or hold memory for good (e.g. a compile).
+        self._screen = screen or (lambda _text, _running: None)
         self._build = build
         self._version_of = version_of
         self._active = active
         self._reloads = reloads
+        self._screen(text, None)
         self.current = build(text)
         self._digest = _digest(text)
         active.labels(self.version).set(1)
@@ -46,12 +54,14 @@ class Reloadable(Generic[T]):
         if digest == self._digest:
             return False
         try:
+            self._screen(text, self.version)
             candidate = self._build(text)
             if self._version_of(candidate) == self.version:
                 raise ValueError(f"version: content changed but version {self.version!r} did not")
         except ValueError as error:
             self._reloads.labels("rejected", origin).inc()
-            log.error("rejected %s from %s, keeping %s: %s", self.what, origin, self.version, error)
+            # The message only: a record holding the error would hold its traceback and so the offered text.
+            log.error("rejected %s from %s, keeping %s: %s", self.what, origin, self.version, str(error))
             return False
         previous = self.version
         self.current, self._digest = candidate, digest

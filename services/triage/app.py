@@ -16,10 +16,11 @@ from services.runtime.poison import isolate_poison
 from services.runtime.reload import Reloadable, watch_file
 from services.runtime.service import batch_options, build_parts, every, raw_records, service_app
 from services.runtime.settings import ClockSettings, KafkaSettings
+from services.triage.canary import ProvenGraders
 from services.triage.grading import Grader
 from services.triage.handlers import TriageProcessor
 from services.triage.metrics import TriageMetrics
-from services.triage.ruleset import parse_ruleset
+from services.triage.ruleset import check_newer
 from services.triage.settings import TriageSettings
 from services.triage.store import TriageStore
 
@@ -27,9 +28,10 @@ _PURGE_EVERY_SECONDS = 3600
 
 
 def rules_holder(text: str, metrics: TriageMetrics) -> Reloadable[Grader]:
-    """Hold the grader of the ruleset in use, swappable at runtime."""
+    """Hold the grader of the ruleset in use, swappable at runtime only by a newer version that passes the canary."""
+    # The version and limits are checked first: a refused text is never compiled, and compiles are never freed.
     return Reloadable(
-        "ruleset", text, lambda t: Grader(parse_ruleset(t)), lambda g: g.version, metrics.ruleset_active, metrics.ruleset_reloads
+        "ruleset", text, ProvenGraders(), lambda g: g.version, metrics.ruleset_active, metrics.ruleset_reloads, screen=check_newer
     )
 
 

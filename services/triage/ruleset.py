@@ -5,6 +5,7 @@ urgency, add a flag). Nothing in a rules file is executed: it is parsed into the
 below and translated into durable-rules JSON.
 """
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -46,6 +47,13 @@ FIELDS: dict[str, FieldSpec] = {
     "vulnerable": FieldSpec("names", VULNERABILITIES),
 }
 
+# Limits checked before a text is parsed into the model, so a hostile or mistaken text costs little.
+MAX_TEXT_BYTES = 256 * 1024
+MAX_WHEN_DEPTH = 32  # mappings and lists inside one rule's `when`; real rules nest a handful
+MAX_DOCUMENT_DEPTH = MAX_WHEN_DEPTH + 8
+MAX_DOCUMENT_NODES = 100_000  # counted with aliases expanded, so an alias bomb is refused too
+_NUMERIC_VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
 COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 OPERATORS = (*COMPARISONS, "in", "contains_any")
 
@@ -86,6 +94,7 @@ class Not:
 
 Condition = Compare | AllOf | AnyOf | Not
 
+_MAX_RULES = 500
 _Text = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 _Strict = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -174,7 +183,7 @@ class RulesFile(BaseModel):
     keywords: dict[Literal[RISK_FLAGS], KeywordSpec] = {}  # type: ignore[valid-type]
     correlation: CorrelationSpec = CorrelationSpec()
     levels: dict[Literal[1, 2, 3], LevelSpec]
-    rules: Annotated[list[RuleSpec], Field(min_length=1, max_length=500)]
+    rules: Annotated[list[RuleSpec], Field(min_length=1, max_length=_MAX_RULES)]
 
     @field_validator("levels")
     @classmethod
@@ -305,12 +314,92 @@ def _pydantic_errors(error: ValidationError, raw: dict[str, Any]) -> str:
     return "; ".join(lines)
 
 
-def parse_ruleset(text: str) -> Ruleset:
-    """Validate a rules file's text; raise RulesetError naming the rule and key on any problem."""
+def _load(text: str) -> dict[str, Any]:
+    """Parse a rules text within the size limit; a nesting too deep for Python becomes a RulesetError."""
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > MAX_TEXT_BYTES:
+        raise RulesetError(f"file: {size} bytes, larger than the {MAX_TEXT_BYTES // 1024} kB limit")
     try:
-        raw = yaml_mapping(text)
+        return yaml_mapping(text)
     except ValueError as error:
         raise RulesetError(f"file: {error}") from None
+    except RecursionError:
+        raise RulesetError("file: nested too deep to parse") from None
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """Return a version's dotted numbers for ordering; trailing zeros do not count (2026.12 == 2026.12.0)."""
+    if not _NUMERIC_VERSION.match(version):
+        raise RulesetError(f"version: {version!r} is not dotted numbers such as 2026.11.1, so it cannot be ordered")
+    parts = [int(part) for part in version.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def check_newer(text: str, running: str | None) -> None:
+    """Refuse, before any validation or compile, a text whose version is not newer than the running one."""
+    version = _load(text).get("version")
+    if not isinstance(version, str):
+        raise RulesetError("file: version: must be a quoted string such as \"2026.11.1\"")
+    if version_key(version) <= (version_key(running) if running is not None else ()):
+        raise RulesetError(f"version: {version} is not newer than the running {running}")
+
+
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, dict):
+        return [v for v in node.values() if isinstance(v, (dict, list))]
+    if isinstance(node, list):
+        return [v for v in node if isinstance(v, (dict, list))]
+    return []
+
+
+def measure(root: Any) -> tuple[int, int]:
+    """Return the nesting depth and the alias-expanded node count of parsed YAML, without recursion.
+
+    YAML aliases share nodes, so sizes are memoised per node (an alias bomb is counted, not walked);
+    an alias that contains itself is refused.
+    """
+    done: dict[int, tuple[int, int]] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            shapes = [done[id(child)] for child in _children(node)]
+            leaves = len(node) - len(shapes)
+            done[key] = (1 + max((d for d, _ in shapes), default=0), 1 + leaves + sum(n for _, n in shapes))
+            open_nodes.discard(key)
+        elif key in open_nodes:
+            # Depth-first: a node still open when met again is its own ancestor.
+            raise RulesetError("file: an alias refers to a mapping or list that contains it")
+        elif key not in done:
+            open_nodes.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node))
+    return done.get(id(root), (0, 1))
+
+
+def _check_shape(raw: dict[str, Any]) -> None:
+    rules = raw.get("rules") if isinstance(raw.get("rules"), list) else []
+    for index, rule in enumerate(rules[:_MAX_RULES]):
+        if isinstance(rule, dict) and isinstance(rule.get("when"), (dict, list)):
+            depth, _ = measure(rule["when"])
+            if depth > MAX_WHEN_DEPTH:
+                label = f"rule {str(rule.get('id', '?'))[:64]!r} (rules[{index}])"
+                raise RulesetError(f"{label}: when: nested {depth} deep, deeper than the limit of {MAX_WHEN_DEPTH}")
+    depth, nodes = measure(raw)
+    if depth > MAX_DOCUMENT_DEPTH:
+        raise RulesetError(f"file: nested {depth} deep, deeper than the limit of {MAX_DOCUMENT_DEPTH}")
+    if nodes > MAX_DOCUMENT_NODES:
+        raise RulesetError(f"file: {nodes} values with aliases expanded, more than the limit of {MAX_DOCUMENT_NODES}")
+
+
+def parse_ruleset(text: str) -> Ruleset:
+    """Validate a rules file's text; raise RulesetError naming the rule and key on any problem."""
+    raw = _load(text)
+    _check_shape(raw)
     try:
         spec = RulesFile.model_validate(raw)
     except ValidationError as error:

@@ -10,8 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from services.runtime.poison import isolate_poison
-from services.triage.app import rules_holder
-from services.triage.ruleset import DEFAULT_RULES
+from services.runtime.reload import Reloadable
+from services.triage.grading import Grader
+from services.triage.ruleset import DEFAULT_RULES, parse_ruleset
 from tests.support.pipelines import Record, triage_pipeline
 from tests.support.samples import report_payload
 
@@ -34,7 +35,10 @@ def report(n: int, party_count: int = 2) -> Record:
 @pytest.fixture
 async def pipeline(database_url):
     processor, published, engine = await triage_pipeline(database_url)
-    processor.rules = rules_holder(RULES, processor.metrics)
+    # The canary refuses these rules; served anyway, they stand for a version whose flaw no sample showed.
+    processor.rules = Reloadable(
+        "ruleset", RULES, lambda t: Grader(parse_ruleset(t)), lambda g: g.version, processor.metrics.ruleset_active, processor.metrics.ruleset_reloads
+    )
     yield processor, published
     await engine.dispose()
 
