@@ -23,6 +23,7 @@ from services.dispatch.routing import RoutingTable
 from services.dispatch.store import DispatchStore
 from services.runtime.clock import Clock
 from services.runtime.deadletter import dead_letter, validated
+from services.runtime.faults import fault_point
 from services.runtime.kafka import Outgoing, encode_event
 from services.runtime.reload import Reloadable
 from services.runtime.retry import Readiness, in_transaction
@@ -139,11 +140,13 @@ class DispatchProcessor:
                 _take(effects, disputes, orders, by_dispute, batch)
             reports = EncodedReports()
             await self.publish(self._outgoing(batch, now, reports) + dead)
+            fault_point("after_publish", "triaged")
             processed = [f"triaged:{t.source_event_id}" for _, t in fresh]
             await self.store.write(connection, batch, known_disputes, known_orders, processed, now, reports)
             self._observe_issued(batch, [r for r, _ in fresh])
 
         await self._transaction(work)
+        fault_point("after_record", "triaged")
 
     async def on_updates(self, records: Sequence[Any]) -> None:
         """Apply a batch of department updates, refusing what is invalid or unauthorised."""
@@ -179,6 +182,7 @@ class DispatchProcessor:
                 self.metrics.updates.labels(update.status).inc()
             reports = EncodedReports()
             await self.publish(self._outgoing(batch, now, reports) + dead)
+            fault_point("after_publish", "updates")
             await self.store.write(connection, batch, known_disputes, known_orders, list(done), now, reports)
             for event in batch.events:
                 if event.kind == "escalated":
@@ -186,6 +190,7 @@ class DispatchProcessor:
             self._observe_issued(batch, [])
 
         await self._transaction(work)
+        fault_point("after_record", "updates")
 
     def _observe_issued(self, batch: Effects, records: list[Any]) -> None:
         # One increment per label set: a batch issues hundreds of orders over a few dozen sets.

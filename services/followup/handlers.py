@@ -17,6 +17,7 @@ from services.followup.metrics import FollowupMetrics
 from services.followup.settings import FollowupSettings
 from services.followup.store import FollowupStore, Transaction
 from services.followup.timers import DueContext, Judged, Round, Timer, event_effects, fire_round, judge_results
+from services.runtime.faults import fault_point
 from services.runtime.clock import Clock
 from services.runtime.deadletter import dead_letter, validated
 from services.runtime.kafka import Outgoing, encode_event
@@ -100,10 +101,12 @@ class FollowupProcessor:
             effects = event_effects(fresh, known, self.settings.warning_fraction, self.settings.revisit_days)
             if dead:
                 await self.publish(dead)
+            fault_point("after_publish", "events")
             await self.store.write_events(connection, effects, set(known), [_event_key(e) for e in fresh], self.clock.now())
             return effects.timers
 
         self._wake_for(await self._transaction(work))
+        fault_point("after_record", "events")
 
     def _wake_for(self, added: list[Timer]) -> None:
         # Waking the loop costs two transactions: only a timer due before its next look needs it.
@@ -120,11 +123,14 @@ class FollowupProcessor:
                 return now, due, Round()
             decided = fire_round(due, await self._due_context(connection, due), now)
             await self.publish(self._round_outgoing(decided, now))
+            fault_point("after_publish", "timers")
             regraded = [_breach_key(d, a) for d, a in decided.regraded]
             await self.store.record_round(connection, [t.followup_id for t in decided.fired], decided.cancelled, regraded, now)
             return now, due, decided
 
         now, due, decided = await self._transaction(work)
+        if due:
+            fault_point("after_record", "timers")  # a round with nothing due is no batch
         for timer in decided.fired:
             self.metrics.timer_lag.observe((now - timer.due_at).total_seconds())
         return len(due)
@@ -195,12 +201,14 @@ class FollowupProcessor:
             judged = judge_results(fresh, timers, answered, disputes, now)
             refused = [dead_letter(record, why.reason, invalid_topic) for record, why in judged.refused]
             await self.publish(dead + refused + [self._encode(DISPUTES_REASSESS, r, r.event_id, now) for r in judged.reassessments])
+            fault_point("after_publish", "results")
             await self.store.record_results(connection, judged.recorded, [_result_key(r) for _, r in fresh], now)
             return judged
 
         judged = await self._transaction(work)
         for _, why in judged.refused:
             self.metrics.invalid.labels(why.label).inc()
+        fault_point("after_record", "results")
 
 
 async def _to_the_end(work: Awaitable[int]) -> int:

@@ -23,6 +23,7 @@ from schemas.disputes import (
 )
 from services.runtime.clock import Clock
 from services.runtime.deadletter import dead_letter, too_large
+from services.runtime.faults import fault_point
 from services.runtime.kafka import Outgoing, encode_event
 from services.runtime.reload import Reloadable
 from services.runtime.retry import Readiness, retry_holding
@@ -162,10 +163,12 @@ class TriageProcessor:
         events = [triaged_event(a, t, grader.version, now) for a, t in graded]
         outgoing = [encode_event(self.triaged_topic, e, e.event_id, CE_SOURCE, now) for e in events] + dead
         await self.publish(outgoing)
+        fault_point("after_publish", "reports")
         done = [Processed(a.event_id, e.event_id, now) for a, e in zip(todo, events)]
         sightings = [s for subject in subjects for s in subject.sightings()]
         await self._store("store", lambda: self.store.record(done, sightings))
         self._observe(graded, records, started)
+        fault_point("after_record", "reports")
 
     def _decode(self, records: Sequence[Any]) -> tuple[list[Accepted], list[Outgoing]]:
         accepted, dead = [], []
