@@ -2,6 +2,8 @@
 
 Each batch runs in one database transaction: load state, decide, publish every output and await the
 acknowledgements, write the effects with the processed ids, commit. The caller commits offsets after.
+Outputs derive from the inputs and stored state only (times from the events, the routing table pinned in the
+store), so a batch redelivered after publishing but before committing republishes the very same records.
 """
 
 import asyncio
@@ -17,9 +19,9 @@ from schemas.common import Contract
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DisputeReported, DisputeTriaged
 from schemas.workorders import WORKORDERS_EVENTS, WORKORDERS_UPDATES_INVALID, WorkOrderUpdate, work_order_topic
 from services.dispatch.calendar import WorkingCalendar
-from services.dispatch.lifecycle import OPEN, Effects, Order, Rejection, apply_update, check_update, dispatch
+from services.dispatch.lifecycle import OPEN, Effects, Order, Rejection, apply_update, check_update, dispatch, update_time
 from services.dispatch.metrics import DispatchMetrics
-from services.dispatch.routing import RoutingTable
+from services.dispatch.routing import RoutingTable, parse_routing, routing_id, routing_text
 from services.dispatch.store import DispatchStore
 from services.runtime.clock import Clock
 from services.runtime.deadletter import dead_letter, validated
@@ -100,16 +102,49 @@ class DispatchProcessor:
         self.max_message_bytes = max_message_bytes
         # The service's one writing lock: one transaction at a time, and none while SQLite's log is emptied.
         self.writing = writing
+        # Routing tables by id: the current one, and those pinned inputs or disputes still name.
+        self._tables: dict[str, RoutingTable] = {}
+        self._current: tuple[RoutingTable, str, str] | None = None
 
     async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[None]]) -> None:
         await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc, self.writing)
 
-    def _outgoing(self, effects: Effects, now, reports: EncodedReports) -> list[Outgoing]:
-        records = [encode_event(self.kafka.topic(work_order_topic(o.department)), o, o.work_order_id, CE_SOURCE, now) for o in effects.issued]
+    def _outgoing(self, effects: Effects, reports: EncodedReports) -> list[Outgoing]:
+        # Each record's ce_time is its event's own time: a header must repeat on redelivery like the value.
+        records = [
+            encode_event(self.kafka.topic(work_order_topic(o.department)), o, o.work_order_id, CE_SOURCE, o.issued_at) for o in effects.issued
+        ]
         events = self.kafka.topic(WORKORDERS_EVENTS)
-        records += [encode_event(events, e, e.event_id, CE_SOURCE, now, reports.value(e)) for e in effects.events]
-        records += [encode_event(self.kafka.topic(DISPUTES_REASSESS), r, r.event_id, CE_SOURCE, now) for r in effects.reassessments]
+        records += [encode_event(events, e, e.event_id, CE_SOURCE, e.at, reports.value(e)) for e in effects.events]
+        records += [encode_event(self.kafka.topic(DISPUTES_REASSESS), r, r.event_id, CE_SOURCE, r.requested_at) for r in effects.reassessments]
         return records
+
+    def _current_routing(self) -> tuple[RoutingTable, str, str]:
+        """Return the table in use with its id and text, naming it once per swap."""
+        table = self.routing.current
+        if self._current is None or self._current[0] is not table:
+            text = routing_text(table)
+            self._current = (table, routing_id(table, text), text)
+            self._tables[self._current[1]] = table
+        return self._current
+
+    async def _pin(self, keys: list[str]) -> dict[str, str]:
+        """Pin inputs to the current routing table in a transaction of its own, unless pinned before; return the pins."""
+        _, current, text = self._current_routing()
+
+        async def work(connection: AsyncConnection) -> dict[str, str]:
+            # Committed before anything is published: a redelivery after a crash finds the table its first try used.
+            return await self.store.pin_routing(connection, keys, current, text, self.clock.now())
+
+        return await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc, self.writing)
+
+    async def _routings(self, connection: AsyncConnection, ids: Iterable[str | None]) -> dict[str | None, RoutingTable]:
+        """Return the tables of these ids; None, a dispute routed before pins existed, gets the current table."""
+        self._current_routing()
+        missing = sorted({i for i in ids if i is not None and i not in self._tables})
+        for found, text in (await self.store.load_routing_texts(connection, missing)).items():
+            self._tables[found] = parse_routing(text)
+        return {None: self.routing.current} | {i: self._tables[i] for i in ids if i is not None}
 
     async def on_triaged(self, records: Sequence[Any]) -> None:
         """Issue the orders of a batch of graded disputes."""
@@ -117,8 +152,10 @@ class DispatchProcessor:
             records, DisputeTriaged.model_validate_json, self.kafka.topic(DISPUTES_INVALID), self.max_message_bytes, self.metrics.invalid_triaged.inc
         )
 
+        keys = [f"triaged:{t.source_event_id}" for _, t in valid]
+        pins = await self._pin(keys) if keys else {}
+
         async def work(connection: AsyncConnection) -> None:
-            keys = [f"triaged:{t.source_event_id}" for _, t in valid]
             seen = await self.store.processed_ids(connection, keys)
             fresh, done = [], set(seen)
             for record, triaged in valid:
@@ -131,18 +168,22 @@ class DispatchProcessor:
             disputes = await self.store.load_disputes(connection, dispute_ids)
             orders = await self.store.load_orders(connection, dispute_ids, [])
             known_disputes, known_orders = set(disputes), set(orders)
-            now, table, batch = self.clock.now(), self.routing.current, Effects()
+            tables, batch = await self._routings(connection, pins.values()), Effects()
             by_dispute = _by_dispute(orders.values())
             for _, triaged in fresh:
                 current = disputes.get(triaged.dispute_id)
                 open_orders = [o for o in by_dispute[triaged.dispute_id].values() if o.status in OPEN]
-                effects = dispatch(triaged, current, open_orders, now, table, self.calendar)
+                # Orders date from when triage graded the dispute: a redelivery must not move issued_at and due_at.
+                pinned = pins[f"triaged:{triaged.source_event_id}"]
+                effects = dispatch(triaged, current, open_orders, triaged.triaged_at, tables[pinned], self.calendar, pinned)
                 _take(effects, disputes, orders, by_dispute, batch)
             reports = EncodedReports()
-            await self.publish(self._outgoing(batch, now, reports) + dead)
+            await self.publish(self._outgoing(batch, reports) + dead)
             fault_point("after_publish", "triaged")
             processed = [f"triaged:{t.source_event_id}" for _, t in fresh]
-            await self.store.write(connection, batch, known_disputes, known_orders, processed, now, reports)
+            # processed_at is bookkeeping, never published: the clock is fine there.
+            await self.store.write(connection, batch, known_disputes, known_orders, processed, self.clock.now(), reports)
+            await self.store.unpin(connection, keys)
             self._observe_issued(batch, [r for r, _ in fresh])
 
         await self._transaction(work)
@@ -158,10 +199,12 @@ class DispatchProcessor:
         async def work(connection: AsyncConnection) -> None:
             seen = await self.store.processed_ids(connection, [f"update:{u.event_id}" for _, u in valid])
             dispute_ids = sorted({u.dispute_id for _, u in valid})
+            # Lock the disputes before reading their orders, else another instance's commit between the read and the
+            # lock goes unseen. An order of another dispute than its update names is refused without its dispute.
+            disputes = await self.store.load_disputes(connection, dispute_ids)
             orders = await self.store.load_orders(connection, dispute_ids, [u.work_order_id for _, u in valid])
-            disputes = await self.store.load_disputes(connection, sorted(dispute_ids + [o.dispute_id for o in orders.values()]))
             known_disputes, known_orders = set(disputes), set(orders)
-            now, table, batch, done = self.clock.now(), self.routing.current, Effects(), {}
+            tables, batch, done = await self._routings(connection, [d.routing_id for d in disputes.values()]), Effects(), {}
             by_dispute = _by_dispute(orders.values())
             for record, update in valid:
                 key = f"update:{update.event_id}"
@@ -169,6 +212,8 @@ class DispatchProcessor:
                     self.metrics.duplicates.labels("updates").inc()
                     continue
                 done[key] = None  # a dict keeps the order of first sight
+                # The attempt's own table decides, whatever was swapped in since it was routed.
+                table = tables[getattr(disputes.get(update.dispute_id), "routing_id", None)]
                 try:
                     order = check_update(update, orders.get(update.work_order_id), table)
                 except Rejection as rejection:
@@ -177,13 +222,14 @@ class DispatchProcessor:
                     continue
                 dispute = disputes[order.dispute_id]
                 siblings = [o for o in by_dispute[dispute.dispute_id].values() if o.attempt == dispute.attempt]
+                now = update_time(update, order)
                 effects = apply_update(update, order, dispute, siblings, now, table, self.calendar)
                 _take(effects, disputes, orders, by_dispute, batch)
                 self.metrics.updates.labels(update.status).inc()
             reports = EncodedReports()
-            await self.publish(self._outgoing(batch, now, reports) + dead)
+            await self.publish(self._outgoing(batch, reports) + dead)
             fault_point("after_publish", "updates")
-            await self.store.write(connection, batch, known_disputes, known_orders, list(done), now, reports)
+            await self.store.write(connection, batch, known_disputes, known_orders, list(done), self.clock.now(), reports)
             for event in batch.events:
                 if event.kind == "escalated":
                     self.metrics.escalations.labels(event.reason).inc()

@@ -48,7 +48,7 @@ class Order:
 
 @dataclass(frozen=True)
 class Dispute:
-    """What dispatch remembers of one dispute: its current attempt, grade, report and history."""
+    """What dispatch remembers of one dispute: its current attempt, grade, report, history and the routing it was routed by."""
 
     dispute_id: str
     attempt: int
@@ -56,6 +56,7 @@ class Dispute:
     urgency: str
     report: DisputeReported
     history: History
+    routing_id: str | None = None  # None for rows written before routings were pinned: they follow the current table
 
 
 @dataclass
@@ -131,8 +132,12 @@ def dispatch(
     now: datetime,
     table: RoutingTable,
     calendar: WorkingCalendar,
+    routing: str | None = None,
 ) -> Effects:
-    """Issue the orders of a graded dispute; a dispute seen before gets the next attempt and its open orders are superseded."""
+    """Issue the orders of a graded dispute; a dispute seen before gets the next attempt and its open orders are superseded.
+
+    `routing` names `table` in the store: the attempt's later updates are judged by the same table.
+    """
     attempt = 1 if dispute is None else dispute.attempt + 1
     effects = Effects()
     for order in open_orders:
@@ -143,9 +148,18 @@ def dispatch(
         effects.orders[issued.work_order_id] = _order(issued)
         effects.events.append(_issued_event(issued, triaged.report))
     effects.disputes[triaged.dispute_id] = Dispute(
-        triaged.dispute_id, attempt, triaged.level, triaged.urgency, triaged.report, triaged.report.history
+        triaged.dispute_id, attempt, triaged.level, triaged.urgency, triaged.report, triaged.report.history, routing
     )
     return effects
+
+
+def update_time(update: WorkOrderUpdate, order: Order) -> datetime:
+    """Date an update's effects: its own `at`, but never before the order was issued."""
+    # The effects must repeat byte for byte when the record is redelivered, so the time comes from the record,
+    # never the clock. Not the broker's timestamp: by default the producer (the department) sets it, so it is no
+    # more trustworthy than `at`, and it is real time while a simulated clock (FENGQIAO_CLOCK_SPEED) runs ahead.
+    # The bound keeps a wrong clock at the department from dating a change, or a rerouted order, before the order.
+    return max(update.at, order.issued_at)
 
 
 def check_update(update: WorkOrderUpdate, order: Order | None, table: RoutingTable) -> Order:

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from schemas.common import Category, MatchedRule, Tier, Urgency, Vulnerability
@@ -93,6 +94,18 @@ def load_routing(path: Path) -> RoutingTable:
 
 
 DEFAULT_ROUTING = Path(__file__).parent / "routing.yaml"
+
+
+def routing_text(table: RoutingTable) -> str:
+    """Write a table back as routing-file text that `parse_routing` reads into an equal table."""
+    # YAML, not the model's JSON: JSON would turn the integer level keys into strings the strict model refuses.
+    return yaml.safe_dump(table.model_dump(mode="python"), allow_unicode=True, sort_keys=True)
+
+
+def routing_id(table: RoutingTable, text: str | None = None) -> str:
+    """Name a table by version and content, so a pin always finds the very table it was taken on."""
+    digest = hashlib.sha256((text or routing_text(table)).encode()).hexdigest()
+    return f"{table.version}@{digest[:12]}"
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
-"""Dispatch's own store: disputes, work orders and processed event ids, migrated with Alembic at start."""
+"""Dispatch's own store: disputes, work orders, processed event ids and pinned routings, migrated with Alembic at start."""
 
 from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, bindparam, func, select, update
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -25,6 +25,7 @@ disputes = Table(
     Column("urgency", String(16), nullable=False),
     Column("report", Text, nullable=False),
     Column("history", Text, nullable=False),
+    Column("routing_id", String(64), nullable=True),
 )
 orders = Table(
     "dispatch_orders",
@@ -46,6 +47,21 @@ processed = Table(
     Column("processed_at", DateTime(timezone=True), nullable=False),
 )
 
+routing_tables = Table(
+    "dispatch_routing_tables",
+    metadata,
+    Column("routing_id", String(64), primary_key=True),
+    Column("body", Text, nullable=False),
+)
+# The routing an input was first routed by, held from before its outputs are published until its effects commit.
+routing_pins = Table(
+    "dispatch_routing_pins",
+    metadata,
+    Column("input_key", String(80), primary_key=True),
+    Column("routing_id", String(64), nullable=False),
+    Column("pinned_at", DateTime(timezone=True), nullable=False),
+)
+
 
 def _upgrade(connection: Connection) -> None:
     config = Config()
@@ -57,7 +73,7 @@ def _upgrade(connection: Connection) -> None:
 def _dispute(row) -> Dispute:
     return Dispute(
         row.dispute_id, row.attempt, row.level, row.urgency,
-        DisputeReported.model_validate_json(row.report), History.model_validate_json(row.history),
+        DisputeReported.model_validate_json(row.report), History.model_validate_json(row.history), row.routing_id,
     )
 
 
@@ -86,11 +102,43 @@ class DispatchStore:
 
     @staticmethod
     async def load_disputes(connection: AsyncConnection, dispute_ids: list[str]) -> dict[str, Dispute]:
-        """Load and lock the disputes of a batch (row locks on PostgreSQL serialise instances)."""
+        """Load and lock the disputes of a batch (row locks on PostgreSQL serialise instances), in id order."""
         if not dispute_ids:
             return {}
-        query = select(disputes).where(disputes.c.dispute_id.in_(dispute_ids)).with_for_update()
+        # Rows are locked as the sort emits them: two instances locking overlapping batches queue instead of deadlocking.
+        query = select(disputes).where(disputes.c.dispute_id.in_(dispute_ids)).order_by(disputes.c.dispute_id).with_for_update()
         return {row.dispute_id: _dispute(row) for row in await connection.execute(query)}
+
+    @staticmethod
+    async def pin_routing(connection: AsyncConnection, input_keys: list[str], routing: str, body: str, now) -> dict[str, str]:
+        """Pin these inputs to a routing table unless pinned before, keep the table, and return every input's pin."""
+        await insert_ignoring_duplicates(connection, routing_tables, [{"routing_id": routing, "body": body}])
+        await insert_ignoring_duplicates(
+            connection, routing_pins, [{"input_key": k, "routing_id": routing, "pinned_at": utc(now)} for k in input_keys]
+        )
+        return await DispatchStore.load_pins(connection, input_keys)
+
+    @staticmethod
+    async def load_pins(connection: AsyncConnection, input_keys: list[str]) -> dict[str, str]:
+        """Return the routing id each of these inputs is pinned to."""
+        if not input_keys:
+            return {}
+        query = select(routing_pins.c.input_key, routing_pins.c.routing_id).where(routing_pins.c.input_key.in_(input_keys))
+        return {row.input_key: row.routing_id for row in await connection.execute(query)}
+
+    @staticmethod
+    async def unpin(connection: AsyncConnection, input_keys: list[str]) -> None:
+        """Drop the pins of inputs whose effects commit with this transaction: their processed ids stand in for them."""
+        if input_keys:
+            await connection.execute(delete(routing_pins).where(routing_pins.c.input_key.in_(input_keys)))
+
+    @staticmethod
+    async def load_routing_texts(connection: AsyncConnection, routing_ids: list[str]) -> dict[str, str]:
+        """Return the text of each of these routing tables."""
+        if not routing_ids:
+            return {}
+        query = select(routing_tables.c.routing_id, routing_tables.c.body).where(routing_tables.c.routing_id.in_(routing_ids))
+        return {row.routing_id: row.body for row in await connection.execute(query)}
 
     @staticmethod
     async def load_orders(connection: AsyncConnection, dispute_ids: list[str], order_ids: list[str]) -> dict[str, Order]:
@@ -111,7 +159,7 @@ class DispatchStore:
         dispute_rows = [
             {
                 "key": d.dispute_id, "attempt": d.attempt, "level": d.level, "urgency": d.urgency,
-                "report": encode_report(d.report).decode(), "history": d.history.model_dump_json(),
+                "report": encode_report(d.report).decode(), "history": d.history.model_dump_json(), "routing_id": d.routing_id,
             }
             for d in effects.disputes.values()
         ]
@@ -119,7 +167,7 @@ class DispatchStore:
         if known:
             await connection.execute(
                 update(disputes).where(disputes.c.dispute_id == bindparam("key"))
-                .values({c: bindparam(c) for c in ("attempt", "level", "urgency", "report", "history")}),
+                .values({c: bindparam(c) for c in ("attempt", "level", "urgency", "report", "history", "routing_id")}),
                 known,
             )
         fresh = [{**{k: v for k, v in r.items() if k != "key"}, "dispute_id": r["key"]} for r in dispute_rows if r["key"] not in known_disputes]

@@ -1,0 +1,129 @@
+"""A batch published but not committed, redelivered after the clock moved and the routing table was swapped."""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from schemas.workorders import WorkOrderIssued, WorkOrderUpdate
+from services.dispatch.routing import DEFAULT_ROUTING
+from services.dispatch.store import orders
+from tests.support.pipelines import DISPATCH_NOW as NOW
+from tests.support.pipelines import Record, dispatch_pipeline
+from tests.support.samples import TRIAGED
+
+
+def _swapped() -> str:
+    text = DEFAULT_ROUTING.read_text(encoding="utf-8")
+    for old, new in [
+        ('version: "2026.11.1"', 'version: "2026.12.1"'),
+        ("joint_consultation: joint_consultation", "joint_consultation: mediation_room"),
+        ("returned_to: governance_centre", "returned_to: justice_office"),
+        ("  3: 15", "  3: 10"),
+    ]:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    return text
+
+
+# Another lead, another centre for returned orders, shorter deadlines: every output of the first try would change.
+SWAPPED = _swapped()
+
+
+def wire(published) -> list[tuple]:
+    return [(o.topic, o.key, o.value, list(o.headers)) for o in published]
+
+
+def lead_order(published) -> WorkOrderIssued:
+    return next(WorkOrderIssued.model_validate_json(o.value) for o in published if o.topic == "workorders.joint_consultation")
+
+
+def update(order: WorkOrderIssued, status: str) -> Record:
+    body = WorkOrderUpdate(
+        event_id=f"u-{status}", work_order_id=order.work_order_id, dispute_id=order.dispute_id, department=order.department,
+        status=status, at=NOW,
+    )
+    return Record("workorders.updates", body.to_bytes())
+
+
+def fail_next_write(processor, published, error: Exception, first: list) -> None:
+    """Make the next store write keep what was published, move the clock three days, swap the routing table and raise."""
+    write = processor.store.write
+
+    async def failing(*args, **kwargs):
+        processor.store.write = write
+        first.extend(published)
+        processor.clock.advance(timedelta(days=3))
+        assert processor.routing.offer(SWAPPED, "file")
+        raise error
+
+    processor.store.write = failing
+
+
+async def _triaged(processor, published) -> None:
+    await processor.on_triaged([Record("disputes.triaged", TRIAGED.to_bytes())])
+
+
+async def _returned(processor, published) -> None:
+    await processor.on_updates([update(lead_order(published), "returned")])
+
+
+async def _mediation_failed(processor, published) -> None:
+    await processor.on_updates([update(lead_order(published), "mediation_failed")])
+
+
+CRASH = RuntimeError("the process dies before the commit")  # the test redelivers, as Kafka does after a restart
+OUTAGE = OperationalError("INSERT", {}, ConnectionResetError("store gone"))  # retried in place by the handler
+
+
+@pytest.mark.parametrize("failure", [CRASH, OUTAGE], ids=["crash", "outage"])
+@pytest.mark.parametrize(
+    "setup, batch",
+    [
+        (None, _triaged),  # orders issued: issued_at, due_at, lead and ce_time must not follow the clock or the new table
+        (_triaged, _returned),  # a returned lead: the status change's time, and no reroute to the new table's centre
+        (_triaged, _mediation_failed),  # a failed mediation: the reassessment's time
+    ],
+    ids=["triaged", "returned", "mediation_failed"],
+)
+async def test_a_batch_redelivered_after_publishing_republishes_the_same_records(database_url, failure, setup, batch):
+    processor, published, engine = await dispatch_pipeline(database_url)
+    try:
+        if setup is not None:
+            await setup(processor, published)
+        before = list(published)
+        published.clear()
+        first: list = []
+        fail_next_write(processor, published, failure, first)
+        if failure is CRASH:
+            with pytest.raises(RuntimeError):
+                await batch(processor, before)
+            assert wire(published) == wire(first)
+            await batch(processor, before)  # redelivered
+        else:
+            await batch(processor, before)
+        assert first
+        assert wire(published[len(first):]) == wire(first)
+        # What was published is what dispatch recorded: no department holds an order dispatch does not know.
+        async with engine.connect() as connection:
+            stored = {row.work_order_id for row in await connection.execute(select(orders.c.work_order_id))}
+        sent = {WorkOrderIssued.model_validate_json(o.value).work_order_id for o in before + first if o.topic.startswith("workorders.")
+                and o.topic not in ("workorders.events", "workorders.updates.invalid")}
+        assert sent <= stored
+    finally:
+        await engine.dispose()
+
+
+async def test_a_new_attempt_is_routed_by_the_table_in_use(database_url):
+    processor, published, engine = await dispatch_pipeline(database_url)
+    try:
+        await _triaged(processor, published)
+        assert processor.routing.offer(SWAPPED, "file")
+        again = TRIAGED.model_copy(update={"event_id": "tri-again", "source_event_id": "rep-again", "triaged_at": NOW + timedelta(days=1)})
+        published.clear()
+        await processor.on_triaged([Record("disputes.triaged", again.to_bytes())])
+        leads = [WorkOrderIssued.model_validate_json(o.value) for o in published if o.topic == "workorders.mediation_room"]
+        assert [(o.attempt, o.role, o.issued_at) for o in leads] == [(2, "lead", again.triaged_at)]
+    finally:
+        await engine.dispose()
