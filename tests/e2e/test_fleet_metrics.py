@@ -86,8 +86,11 @@ def resolved_in_time(now: datetime) -> list:
     ]
 
 
-def triaged(n: int) -> DisputeTriaged:
-    raw = TRIAGED.model_dump(mode="json") | {"event_id": f"tri-fleet-{n}", "source_event_id": f"evt-fleet-{n}", "dispute_id": f"D-fleet-{n}"}
+def triaged(n: int, now: datetime) -> DisputeTriaged:
+    # Dispatch dates orders from the grading: graded now, none of these orders is overdue.
+    raw = TRIAGED.model_dump(mode="json") | {
+        "event_id": f"tri-fleet-{n}", "source_event_id": f"evt-fleet-{n}", "dispute_id": f"D-fleet-{n}", "triaged_at": now.isoformat(),
+    }
     raw["report"] |= {"event_id": f"evt-fleet-{n}", "dispute_id": f"D-fleet-{n}"}
     return DisputeTriaged.model_validate_json(json.dumps(raw))
 
@@ -204,7 +207,7 @@ async def test_the_fleet_s_dashboard_and_breach_alert_give_what_one_replica_give
     bootstrap, now = embedded_broker.bootstrap_servers, datetime.now(timezone.utc)
     events = [overdue_order(n, now) for n in range(BREACHES)] + resolved_in_time(now)
     await produce(bootstrap, kafka_settings.topic(WORKORDERS_EVENTS), [(e.dispute_id.encode(), e.to_bytes()) for e in events])
-    graded = [triaged(n) for n in range(DISPUTES_DISPATCHED)]
+    graded = [triaged(n, now) for n in range(DISPUTES_DISPATCHED)]
     await produce(bootstrap, kafka_settings.topic(DISPUTES_TRIAGED), [(t.dispute_id.encode(), t.to_bytes()) for t in graded])
     table = load_routing(DEFAULT_ROUTING)
 
