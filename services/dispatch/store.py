@@ -84,6 +84,13 @@ def _order(row) -> Order:
     )
 
 
+async def _lookup(connection: AsyncConnection, key: Column, value: Column, keys: list[str]) -> dict[str, str]:
+    """Map each of these keys that the key column holds to its value."""
+    if not keys:
+        return {}
+    return {row[0]: row[1] for row in await connection.execute(select(key, value).where(key.in_(keys)))}
+
+
 class DispatchStore:
     """Loads the state a batch needs in a few queries and writes its effects in the same transaction."""
 
@@ -121,10 +128,7 @@ class DispatchStore:
     @staticmethod
     async def load_pins(connection: AsyncConnection, input_keys: list[str]) -> dict[str, str]:
         """Return the routing id each of these inputs is pinned to."""
-        if not input_keys:
-            return {}
-        query = select(routing_pins.c.input_key, routing_pins.c.routing_id).where(routing_pins.c.input_key.in_(input_keys))
-        return {row.input_key: row.routing_id for row in await connection.execute(query)}
+        return await _lookup(connection, routing_pins.c.input_key, routing_pins.c.routing_id, input_keys)
 
     @staticmethod
     async def unpin(connection: AsyncConnection, input_keys: list[str]) -> None:
@@ -135,10 +139,7 @@ class DispatchStore:
     @staticmethod
     async def load_routing_texts(connection: AsyncConnection, routing_ids: list[str]) -> dict[str, str]:
         """Return the text of each of these routing tables."""
-        if not routing_ids:
-            return {}
-        query = select(routing_tables.c.routing_id, routing_tables.c.body).where(routing_tables.c.routing_id.in_(routing_ids))
-        return {row.routing_id: row.body for row in await connection.execute(query)}
+        return await _lookup(connection, routing_tables.c.routing_id, routing_tables.c.body, routing_ids)
 
     @staticmethod
     async def load_orders(connection: AsyncConnection, dispute_ids: list[str], order_ids: list[str]) -> dict[str, Order]:

@@ -151,3 +151,15 @@ def order_issued(order="wo-1", attempt=1, role="lead", department="mediation_roo
         department=department, role=role, level=2, urgency="routine", issued_at=ISSUED_AT, due_at=DUE_AT,
         report=WAGE_REPORT.model_copy(update={"dispute_id": dispute}),
     )
+
+
+# Seventy flag rules a report with 1,000 parties matches: a valid ruleset whose graded event would carry more
+# flags than the contract's 64, so building the output fails for that report.
+FLAG_RULES = "".join(
+    f"""
+  - id: X-flag-{n:02d}
+    reason: 人数极多，逐项标记
+    when: {{party_count: {{">=": 1000}}}}
+    then: {{flag: crowd_{n:02d}}}"""
+    for n in range(70)
+)

@@ -14,16 +14,8 @@ from services.runtime.reload import Reloadable
 from services.triage.grading import Grader
 from services.triage.ruleset import DEFAULT_RULES, parse_ruleset
 from tests.support.pipelines import Record, triage_pipeline
-from tests.support.samples import report_payload
+from tests.support.samples import FLAG_RULES, report_payload
 
-FLAG_RULES = "".join(
-    f"""
-  - id: X-flag-{n:02d}
-    reason: 人数极多，逐项标记
-    when: {{party_count: {{">=": 1000}}}}
-    then: {{flag: crowd_{n:02d}}}"""
-    for n in range(70)
-)
 RULES = DEFAULT_RULES.read_text(encoding="utf-8").replace('version: "2026.11.1"', 'version: "2026.11.70"') + FLAG_RULES + "\n"
 
 

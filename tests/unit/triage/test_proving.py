@@ -10,6 +10,7 @@ from services.triage import canary
 from services.triage.app import rules_holder
 from services.triage.metrics import TriageMetrics
 from services.triage.ruleset import DEFAULT_RULES, RulesetError, check_newer
+from tests.support.samples import FLAG_RULES
 
 TEXT = DEFAULT_RULES.read_text(encoding="utf-8")
 RUNNING = "2026.11.1"
@@ -23,14 +24,6 @@ def with_rules(version: str, rules: str) -> str:
     return versioned(version) + rules + "\n"
 
 
-FLAG_RULES = "".join(
-    f"""
-  - id: X-flag-{n:02d}
-    reason: 人数极多，逐项标记
-    when: {{party_count: {{">=": 1000}}}}
-    then: {{flag: crowd_{n:02d}}}"""
-    for n in range(70)
-)
 
 
 def deep_rule(depth: int) -> str:
