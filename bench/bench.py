@@ -118,7 +118,9 @@ async def drop_tables(url: str, *tables: str) -> None:
         await connection.close()
 
 
-DISPATCH_TABLES = ("dispatch_processed", "dispatch_orders", "dispatch_disputes", "dispatch_alembic_version")
+DISPATCH_TABLES = (
+    "dispatch_processed", "dispatch_orders", "dispatch_disputes", "dispatch_routing_pins", "dispatch_routing_tables", "dispatch_alembic_version",
+)
 TRIAGE_TABLES = ("triage_processed", "triage_sightings")
 
 
