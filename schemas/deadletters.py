@@ -26,6 +26,8 @@ def rejection_reason(error: ValidationError) -> str:
         # An unknown key is chosen by the sender, so it may itself be personal data: never named.
         loc = item["loc"][:-1] + ("(unknown field)",) if item["type"] == "extra_forbidden" else item["loc"]
         field = ".".join(str(p) for p in loc) or "(message)"
-        parts.append(f"{field}: {item['msg']}")
+        # A bad discriminator's message quotes the sender's tag, which may itself be personal data.
+        message = f"tag not one of {item['ctx']['expected_tags']}" if item["type"] == "union_tag_invalid" else item["msg"]
+        parts.append(f"{field}: {message}")
     more = error.error_count() - len(parts)
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
