@@ -120,6 +120,7 @@ async def drop_tables(url: str, *tables: str) -> None:
 
 DISPATCH_TABLES = (
     "dispatch_processed", "dispatch_orders", "dispatch_disputes", "dispatch_routing_pins", "dispatch_routing_tables", "dispatch_alembic_version",
+    "dispatch_parked_updates",
 )
 TRIAGE_TABLES = ("triage_processed", "triage_sightings")
 

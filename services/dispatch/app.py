@@ -65,7 +65,10 @@ def create_app(
     routing = routing_holder(settings.routing_file.read_text(encoding="utf-8"), metrics)
     calendar, follow_holidays = working_calendar(settings, metrics)
     coverage = CoverageWatch(calendar, metrics.calendar_covered_days)
-    processor = DispatchProcessor(kafka, routing, calendar, store, parts.publisher, clock, metrics, parts.readiness, parts.writing, settings.max_message_bytes)
+    processor = DispatchProcessor(
+        kafka, routing, calendar, store, parts.publisher, clock, metrics, parts.readiness, parts.writing, settings.max_message_bytes,
+        settings.park_seconds,
+    )
     @parts.broker.subscriber(
         kafka.topic(DISPUTES_TRIAGED), group_id=f"{settings.group_id}.triaged", title="dispatch:triaged", **batch_options(settings)
     )
@@ -100,5 +103,7 @@ def create_app(
             **follow_holidays,
             "open-order-count": partial(every, settings.gauge_refresh_seconds, recount_open_orders, "open-order count"),
             "calendar-coverage": partial(every, settings.gauge_refresh_seconds, refresh_coverage, "calendar coverage"),
+            # Parked updates are retried by every batch too; this applies or refuses them when no update arrives.
+            "parked-updates": partial(every, settings.gauge_refresh_seconds, processor.retry_parked, "parked updates"),
         },
     )

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
+from datetime import timedelta
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -19,7 +20,22 @@ from schemas.common import Contract
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DisputeReported, DisputeTriaged
 from schemas.workorders import WORKORDERS_EVENTS, WORKORDERS_UPDATES_INVALID, WorkOrderUpdate, work_order_topic
 from services.dispatch.calendar import WorkingCalendar
-from services.dispatch.lifecycle import OPEN, Effects, Order, Rejection, apply_update, check_update, dispatch, update_time
+from services.dispatch.lifecycle import (
+    OPEN,
+    UNSEEN,
+    Effects,
+    Order,
+    Rejection,
+    apply_update,
+    check_update,
+    content_hash,
+    dispatch,
+    is_repeat,
+    legacy_update_key,
+    update_key,
+    update_time,
+    waits_for_order,
+)
 from services.dispatch.metrics import DispatchMetrics
 from services.dispatch.routing import RoutingTable, parse_routing, routing_id, routing_text
 from services.dispatch.store import DispatchStore
@@ -66,6 +82,11 @@ def _by_dispute(orders: Iterable[Order]) -> defaultdict[str, dict[str, Order]]:
     return found
 
 
+def _where(record: Any) -> tuple[str, int, int]:
+    # Where a record was consumed: a parked update's identity, whatever its content.
+    return record.topic, record.partition, record.offset
+
+
 def _take(effects: Effects, disputes: dict, orders: dict, by_dispute: defaultdict[str, dict[str, Order]], batch: Effects) -> None:
     # Later events of the batch must see what earlier ones changed.
     disputes.update(effects.disputes)
@@ -90,6 +111,7 @@ class DispatchProcessor:
         readiness: Readiness,
         writing: asyncio.Lock,
         max_message_bytes: int = 256 * 1024,
+        park_seconds: float = 600.0,
     ):
         self.kafka = kafka
         self.routing = routing
@@ -100,6 +122,8 @@ class DispatchProcessor:
         self.metrics = metrics
         self.readiness = readiness
         self.max_message_bytes = max_message_bytes
+        # How long an update waits for its order to become visible before it is refused as naming an unknown one.
+        self.patience = timedelta(seconds=park_seconds)
         # The service's one writing lock: one transaction at a time, and none while SQLite's log is emptied.
         self.writing = writing
         # Routing tables by id: the current one, and those pinned inputs or disputes still name.
@@ -190,46 +214,66 @@ class DispatchProcessor:
         fault_point("after_record", "triaged")
 
     async def on_updates(self, records: Sequence[Any]) -> None:
-        """Apply a batch of department updates, refusing what is invalid or unauthorised."""
+        """Apply the parked updates, then a batch of department updates; park those whose order is not yet visible."""
         invalid_topic = self.kafka.topic(WORKORDERS_UPDATES_INVALID)
         valid, dead = validated(
             records, WorkOrderUpdate.model_validate_json, invalid_topic, self.max_message_bytes, self.metrics.rejected_updates.labels("invalid").inc
         )
 
         async def work(connection: AsyncConnection) -> None:
-            seen = await self.store.processed_ids(connection, [f"update:{u.event_id}" for _, u in valid])
-            dispute_ids = sorted({u.dispute_id for _, u in valid})
+            # Parked updates go first, in order of first sight, and are locked so one instance at a time retries each.
+            parked = await self.store.load_parked(connection)
+            first_seen = {_where(p): p.first_seen for p in parked}
+            revived, letters = validated(
+                parked, WorkOrderUpdate.model_validate_json, invalid_topic, self.max_message_bytes, self.metrics.rejected_updates.labels("invalid").inc
+            )
+            # A record parked by a try whose offsets did not commit comes again: it keeps its first sight.
+            inputs = revived + [(r, u) for r, u in valid if _where(r) not in first_seen]
+            letters += dead
+            hashes = await self.store.processed_hashes(connection, [k for _, u in inputs for k in (update_key(u), legacy_update_key(u))])
+            dispute_ids = sorted({u.dispute_id for _, u in inputs})
             # Lock the disputes before reading their orders, else another instance's commit between the read and the
             # lock goes unseen. An order of another dispute than its update names is refused without its dispute.
             disputes = await self.store.load_disputes(connection, dispute_ids)
-            orders = await self.store.load_orders(connection, dispute_ids, [u.work_order_id for _, u in valid])
+            orders = await self.store.load_orders(connection, dispute_ids, [u.work_order_id for _, u in inputs])
             known_disputes, known_orders = set(disputes), set(orders)
-            tables, batch, done = await self._routings(connection, [d.routing_id for d in disputes.values()]), Effects(), {}
+            tables, batch = await self._routings(connection, [d.routing_id for d in disputes.values()]), Effects()
             by_dispute = _by_dispute(orders.values())
-            for record, update in valid:
-                key = f"update:{update.event_id}"
-                if key in seen or key in done:
+            now, done, waiting = self.clock.now(), {}, []  # done: a dict keeps the order of first sight
+            for record, update in inputs:
+                key, content = update_key(update), content_hash(record.value)
+                try:
+                    repeat = is_repeat(done.get(key, hashes.get(key, hashes.get(legacy_update_key(update), UNSEEN))), content)
+                except Rejection as conflict:
+                    letters.append(self._refuse(record, conflict, invalid_topic))
+                    continue
+                if repeat:
                     self.metrics.duplicates.labels("updates").inc()
                     continue
-                done[key] = None  # a dict keeps the order of first sight
                 # The attempt's own table decides, whatever was swapped in since it was routed.
                 table = tables[getattr(disputes.get(update.dispute_id), "routing_id", None)]
                 try:
                     order = check_update(update, orders.get(update.work_order_id), table)
                 except Rejection as rejection:
-                    self.metrics.rejected_updates.labels(rejection.reason).inc()
-                    dead.append(dead_letter(record, str(rejection), invalid_topic))
+                    if waits_for_order(rejection, first_seen.get(_where(record), now), now, self.patience):
+                        waiting.append(record)
+                        continue
+                    done[key] = content
+                    letters.append(self._refuse(record, rejection, invalid_topic))
                     continue
+                done[key] = content
                 dispute = disputes[order.dispute_id]
                 siblings = [o for o in by_dispute[dispute.dispute_id].values() if o.attempt == dispute.attempt]
-                now = update_time(update, order)
-                effects = apply_update(update, order, dispute, siblings, now, table, self.calendar)
+                effects = apply_update(update, order, dispute, siblings, update_time(update, order), table, self.calendar)
                 _take(effects, disputes, orders, by_dispute, batch)
                 self.metrics.updates.labels(update.status).inc()
             reports = EncodedReports()
-            await self.publish(self._outgoing(batch, reports) + dead)
+            await self.publish(self._outgoing(batch, reports) + letters)
             fault_point("after_publish", "updates")
-            await self.store.write(connection, batch, known_disputes, known_orders, list(done), self.clock.now(), reports)
+            await self.store.write(connection, batch, known_disputes, known_orders, list(done), now, reports, done)
+            still = {_where(r) for r in waiting}
+            await self.store.park(connection, [r for r in waiting if _where(r) not in first_seen], now)
+            await self.store.unpark(connection, [p for p in parked if _where(p) not in still])
             for event in batch.events:
                 if event.kind == "escalated":
                     self.metrics.escalations.labels(event.reason).inc()
@@ -237,6 +281,14 @@ class DispatchProcessor:
 
         await self._transaction(work)
         fault_point("after_record", "updates")
+
+    async def retry_parked(self) -> None:
+        """Retry the parked updates when no update arrives: apply those whose order appeared, refuse those past their deadline."""
+        await self.on_updates([])
+
+    def _refuse(self, record: Any, rejection: Rejection, invalid_topic: str) -> Any:
+        self.metrics.rejected_updates.labels(rejection.reason).inc()
+        return dead_letter(record, str(rejection), invalid_topic)
 
     def _observe_issued(self, batch: Effects, records: list[Any]) -> None:
         # One increment per label set: a batch issues hundreds of orders over a few dozen sets.

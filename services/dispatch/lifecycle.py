@@ -2,7 +2,7 @@
 
 import hashlib
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from schemas.common import TIER_BY_LEVEL
 from schemas.disputes import DisputeReported, DisputeTriaged, History, ReassessmentRequested
@@ -160,6 +160,43 @@ def update_time(update: WorkOrderUpdate, order: Order) -> datetime:
     # more trustworthy than `at`, and it is real time while a simulated clock (FENGQIAO_CLOCK_SPEED) runs ahead.
     # The bound keeps a wrong clock at the department from dating a change, or a rerouted order, before the order.
     return max(update.at, order.issued_at)
+
+
+def update_key(update: WorkOrderUpdate) -> str:
+    """Name an update's processed id: event ids are the sender's, so they are unique only within its department."""
+    return f"update:{update.department}:{update.event_id}"
+
+
+def legacy_update_key(update: WorkOrderUpdate) -> str:
+    """Name an update's processed id as written before ids were scoped by department."""
+    return f"update:{update.event_id}"
+
+
+def content_hash(value: bytes) -> str:
+    """Fingerprint an update's content, to tell a repeat from a reuse of its id."""
+    return hashlib.sha256(value).hexdigest()
+
+
+UNSEEN = ""  # no sha256 is empty: the processed id was never recorded
+
+
+def is_repeat(earlier: str | None, content: str) -> bool:
+    """Tell a silent duplicate (True) from a first sight (`earlier` is UNSEEN, False); raise Rejection for other content.
+
+    `earlier` is the content hash recorded under the update's id; None for an id recorded before hashes were
+    kept, which can only count as a duplicate: it was applied once already.
+    """
+    if earlier == UNSEEN:
+        return False
+    if earlier is None or earlier == content:
+        return True
+    raise Rejection("event_id", "event_id_conflict", "this department used this event id before for another update")
+
+
+def waits_for_order(rejection: Rejection, first_seen: datetime, now: datetime, patience: timedelta) -> bool:
+    """Tell whether a refused update is parked instead: its order may not be visible yet, until its deadline."""
+    # Departments see an order before dispatch commits it: an update in that window is early, not wrong.
+    return rejection.reason == "unknown_work_order" and now - first_seen < patience
 
 
 def check_update(update: WorkOrderUpdate, order: Order | None, table: RoutingTable) -> Order:

@@ -26,7 +26,7 @@ class DispatchMetrics:
         self.updates = Counter("fengqiao_dispatch_updates", "Updates applied", ["status"], registry=registry)
         # Escalations: back to triage after failed mediation, or to the governance centre after a return.
         self.escalations = Counter("fengqiao_dispatch_escalations", "Escalations", ["reason"], registry=registry)
-        # Updates refused (unknown order, wrong department, illegal transition, invalid message).
+        # Updates refused (unknown order past its parking, wrong department, illegal transition, event id reused, invalid message).
         self.rejected_updates = Counter("fengqiao_dispatch_rejected_updates", "Updates refused", ["reason"], registry=registry)
         # Triaged events that were not valid contracts (dead-lettered).
         self.invalid_triaged = Counter("fengqiao_dispatch_invalid_triaged", "Invalid triaged events", registry=registry)

@@ -1,11 +1,15 @@
-"""Dispatch's own store: disputes, work orders, processed event ids and pinned routings, migrated with Alembic at start."""
+"""Dispatch's own store: disputes, work orders, processed event ids, pinned routings and parked updates, migrated with Alembic at start."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, bindparam, delete, func, select, update
+from sqlalchemy import (
+    BigInteger, Column, DateTime, Integer, LargeBinary, MetaData, String, Table, Text, bindparam, delete, func, select, tuple_, update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -43,8 +47,10 @@ orders = Table(
 processed = Table(
     "dispatch_processed",
     metadata,
-    Column("event_id", String(80), primary_key=True),
+    Column("event_id", String(120), primary_key=True),
     Column("processed_at", DateTime(timezone=True), nullable=False),
+    # A processed update's content: the same id again with other content is a conflict, not a duplicate.
+    Column("content_hash", String(64), nullable=True),
 )
 
 routing_tables = Table(
@@ -61,6 +67,31 @@ routing_pins = Table(
     Column("routing_id", String(64), nullable=False),
     Column("pinned_at", DateTime(timezone=True), nullable=False),
 )
+
+# Updates whose order was not yet visible, by where they were consumed, kept until it appears or their deadline passes.
+parked_updates = Table(
+    "dispatch_parked_updates",
+    metadata,
+    Column("source_topic", String(255), primary_key=True),
+    Column("source_partition", Integer, primary_key=True),
+    Column("source_offset", BigInteger, primary_key=True),
+    Column("record_key", LargeBinary, nullable=True),
+    Column("value", LargeBinary, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class ParkedUpdate:
+    """A parked update: the consumed record's fields the pipeline and its dead letters read, and when it was first seen."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    first_seen: datetime
+    timestamp: int = 0
 
 
 def _upgrade(connection: Connection) -> None:
@@ -108,6 +139,41 @@ class DispatchStore:
         return await present(connection, processed.c.event_id, event_ids)
 
     @staticmethod
+    async def processed_hashes(connection: AsyncConnection, keys: list[str]) -> dict[str, str | None]:
+        """Return the content hash of each of these processed keys (None for rows written before hashes)."""
+        return await _lookup(connection, processed.c.event_id, processed.c.content_hash, keys)
+
+    @staticmethod
+    async def load_parked(connection: AsyncConnection) -> list[ParkedUpdate]:
+        """Load and lock the parked updates in order of first sight; on PostgreSQL skip those another instance holds."""
+        query = (
+            select(parked_updates)
+            .order_by(parked_updates.c.first_seen, parked_updates.c.source_topic, parked_updates.c.source_partition, parked_updates.c.source_offset)
+            .with_for_update(skip_locked=True)
+        )
+        return [
+            ParkedUpdate(r.source_topic, r.source_partition, r.source_offset, r.record_key, r.value, aware(r.first_seen))
+            for r in await connection.execute(query)
+        ]
+
+    @staticmethod
+    async def park(connection: AsyncConnection, records: list, now) -> None:
+        """Park these consumed updates, keeping the first sight of any parked before."""
+        rows = [
+            {"source_topic": r.topic, "source_partition": r.partition, "source_offset": r.offset, "record_key": r.key, "value": r.value or b"",
+             "first_seen": utc(now)}
+            for r in records
+        ]
+        await insert_ignoring_duplicates(connection, parked_updates, rows)
+
+    @staticmethod
+    async def unpark(connection: AsyncConnection, records: list[ParkedUpdate]) -> None:
+        """Drop parked updates that were applied, refused or dead-lettered in this transaction."""
+        if records:
+            where = tuple_(parked_updates.c.source_topic, parked_updates.c.source_partition, parked_updates.c.source_offset)
+            await connection.execute(delete(parked_updates).where(where.in_([(r.topic, r.partition, r.offset) for r in records])))
+
+    @staticmethod
     async def load_disputes(connection: AsyncConnection, dispute_ids: list[str]) -> dict[str, Dispute]:
         """Load and lock the disputes of a batch (row locks on PostgreSQL serialise instances), in id order."""
         if not dispute_ids:
@@ -150,12 +216,12 @@ class DispatchStore:
     @staticmethod
     async def write(
         connection: AsyncConnection, effects: Effects, known_disputes: set[str], known_orders: set[str], done: list[str], now,
-        encode_report: Callable[[DisputeReported], bytes],
+        encode_report: Callable[[DisputeReported], bytes], hashes: Mapping[str, str] | None = None,
     ) -> None:
         """Write a batch's effects and processed ids: bulk inserts for new rows, one bulk update each for known ones.
 
         The known ids are the rows the batch loaded, so no row is probed before it is written. `encode_report`
-        gives the JSON of reports the batch has already published.
+        gives the JSON of reports the batch has already published; `hashes` the content hash of processed ids that have one.
         """
         dispute_rows = [
             {
@@ -188,7 +254,10 @@ class DispatchStore:
             if o.work_order_id not in known_orders
         ]
         await insert_rows(connection, orders, new)
-        await insert_ignoring_duplicates(connection, processed, [{"event_id": e, "processed_at": utc(now)} for e in done])
+        hashes = hashes or {}
+        await insert_ignoring_duplicates(
+            connection, processed, [{"event_id": e, "processed_at": utc(now), "content_hash": hashes.get(e)} for e in done]
+        )
 
     async def open_orders_by_department(self) -> dict[str, int]:
         """Count open orders per department, for the gauge."""

@@ -8,7 +8,7 @@ import pytest
 from schemas.disputes import DisputeTriaged
 from schemas.workorders import WorkOrderUpdate
 from services.dispatch.calendar import WorkingCalendar
-from services.dispatch.lifecycle import Rejection, apply_update, check_update, dispatch
+from services.dispatch.lifecycle import UNSEEN, Rejection, apply_update, check_update, dispatch, is_repeat, waits_for_order
 from services.dispatch.routing import DEFAULT_ROUTING, load_routing
 from tests.support.samples import TRIAGED, at
 
@@ -142,3 +142,27 @@ def test_the_dispute_is_resolved_when_every_lead_of_the_attempt_is():
     resolved = [e for e in second.events if e.kind == "dispute_resolved"]
     assert [(e.resolving_department, e.attempt, e.level) for e in resolved] == [("joint_consultation", 1, 3)]
     assert resolved[0].report.parties == TRIAGED.report.parties
+
+
+@pytest.mark.parametrize(
+    "earlier, repeat",
+    [(UNSEEN, False), ("h1", True), (None, True), ("h2", "event_id: event_id_conflict: ")],
+    ids=["first_sight", "same_content", "recorded_before_hashes", "other_content"],
+)
+def test_a_repeated_update_id_is_a_duplicate_only_with_the_same_content(earlier, repeat):
+    if isinstance(repeat, bool):
+        assert is_repeat(earlier, "h1") is repeat
+    else:
+        with pytest.raises(Rejection, match=f"^{repeat}") as caught:
+            is_repeat(earlier, "h1")
+        assert caught.value.reason == "event_id_conflict"
+
+
+@pytest.mark.parametrize(
+    "reason, waited, parks",
+    [("unknown_work_order", 0, True), ("unknown_work_order", 599, True), ("unknown_work_order", 600, False), ("illegal_transition", 0, False)],
+)
+def test_only_an_update_for_an_unknown_order_waits_and_only_until_its_deadline(reason, waited, parks):
+    first = at("2026-03-02T10:00:00+08:00")
+    rejection = Rejection("work_order_id", reason, "detail")
+    assert waits_for_order(rejection, first, first + timedelta(seconds=waited), timedelta(seconds=600)) is parks
