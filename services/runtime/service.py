@@ -1,6 +1,7 @@
 """What every service is made of: a broker (embedded when none is configured), a store, HTTP routes, background tasks."""
 
 import asyncio
+import dataclasses
 import gc
 import logging
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,32 @@ _RELAXED_FETCH_MIN_BYTES = 1024 * 1024
 # SQLite's own checkpoint would run once the log reached 1,000 pages: about every second at 500 reports/s.
 _CHECKPOINT_SECONDS = 1.0
 _HEAP_TRIM_SECONDS = 10.0
+
+
+async def decodable_headers(records: Any, parse: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Parse records as FastStream does, after making every header value decodable.
+
+    FastStream decodes each header value as UTF-8 before the handler runs: one undecodable value failed its whole
+    batch on every redelivery and stopped the partition. The pipelines read no header, so a replaced byte costs nothing.
+    """
+    if isinstance(records, tuple):
+        return await parse(tuple(_decodable(record) for record in records))
+    return await parse(_decodable(records))
+
+
+def _decodable(record: Any) -> Any:
+    headers = record.headers or ()
+    if all(_utf8(value) for _, value in headers):
+        return record
+    return dataclasses.replace(record, headers=[(name, value.decode("utf-8", "replace").encode()) for name, value in headers])
+
+
+def _utf8(value: bytes | None) -> bool:
+    try:
+        (value or b"").decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 async def raw_records(message: Any) -> Any:
@@ -155,4 +182,5 @@ def batch_options(settings: ServiceSettings, latency_critical: bool = True) -> d
         "auto_offset_reset": "earliest",
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "decoder": raw_records,
+        "parser": decodable_headers,
     }

@@ -14,7 +14,7 @@ from schemas.rules import RULES_TRIAGE
 from services.runtime.clock import Clock, clock_from_settings
 from services.runtime.poison import isolate_poison
 from services.runtime.reload import Reloadable, watch_file
-from services.runtime.service import batch_options, build_parts, every, raw_records, service_app
+from services.runtime.service import decodable_headers, batch_options, build_parts, every, raw_records, service_app
 from services.runtime.settings import ClockSettings, KafkaSettings
 from services.triage.canary import ProvenGraders
 from services.triage.grading import Grader
@@ -64,7 +64,7 @@ def create_app(
         await isolate_poison(records, processor.process, parts.publisher, kafka.topic(DISPUTES_INVALID), metrics.invalid.labels("unprocessable").inc)
 
     # No group: every instance reads every version from the start of the compacted topic.
-    @parts.broker.subscriber(kafka.topic(RULES_TRIAGE), auto_offset_reset="earliest", decoder=raw_records, title="triage:rules")
+    @parts.broker.subscriber(kafka.topic(RULES_TRIAGE), auto_offset_reset="earliest", decoder=raw_records, parser=decodable_headers, title="triage:rules")
     async def on_ruleset(record: Any) -> None:
         """Offer a ruleset version published on the rules topic."""
         holder.offer((record.value or b"").decode("utf-8", errors="replace"), "topic")
