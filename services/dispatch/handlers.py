@@ -10,9 +10,9 @@ import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
-from datetime import timedelta
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from datetime import timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -48,6 +48,8 @@ from services.runtime.retry import Readiness, in_transaction
 from services.runtime.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 CE_SOURCE = "/fengqiao/dispatch"
 Publish = Callable[[list[Outgoing]], Awaitable[None]]
@@ -130,8 +132,8 @@ class DispatchProcessor:
         self._tables: dict[str, RoutingTable] = {}
         self._current: tuple[RoutingTable, str, str] | None = None
 
-    async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[None]]) -> None:
-        await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc, self.writing)
+    async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        return await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc, self.writing)
 
     def _outgoing(self, effects: Effects, reports: EncodedReports) -> list[Outgoing]:
         # Each record's ce_time is its event's own time: a header must repeat on redelivery like the value.
@@ -160,7 +162,7 @@ class DispatchProcessor:
             # Committed before anything is published: a redelivery after a crash finds the table its first try used.
             return await self.store.pin_routing(connection, keys, current, text, self.clock.now())
 
-        return await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc, self.writing)
+        return await self._transaction(work)
 
     async def _routings(self, connection: AsyncConnection, ids: Iterable[str | None]) -> dict[str | None, RoutingTable]:
         """Return the tables of these ids; None, a dispute routed before pins existed, gets the current table."""

@@ -64,33 +64,29 @@ async def retry_transient(
     operation: Callable[[], Awaitable[T]],
     what: str,
     readiness: Readiness,
-    attempts: int | None = None,
-    first_delay: float | None = None,
+    schedule: RetrySettings | None = None,
     on_retry: Callable[[], None] = lambda: None,
 ) -> T:
     """Run `operation`, retrying outages with doubling delays; raise once attempts run out, or at once on any other error.
 
     While it fails the dependency is reported not ready; the caller's batch is then redelivered,
-    so nothing is committed past work that was not done. The schedule comes from `RetrySettings`
+    so nothing is committed past work that was not done. The schedule is the process's `RetrySettings`
     unless the caller names one.
     """
-    schedule = retry_settings()
-    attempts = attempts or schedule.attempts
-    delay, attempt = first_delay or schedule.first_delay_seconds, 0
+    waits, retried = (schedule or retry_settings()).delays(), 0
     while True:
-        attempt += 1
         try:
             result = await operation()
         except Exception as error:
             if not is_outage(error):
                 raise  # the data is at fault: retrying in place cannot help, the caller isolates the record
             readiness.failing.add(what)
-            if attempt == attempts:
+            if retried == len(waits):
                 raise
+            delay, retried = waits[retried], retried + 1
             on_retry()
-            log.warning("%s failed (%s), retry %d/%d in %.1f s", what, type(error).__name__, attempt, attempts - 1, delay)
+            log.warning("%s failed (%s), retry %d/%d in %.1f s", what, type(error).__name__, retried, len(waits), delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, schedule.max_delay_seconds)
         else:
             readiness.failing.discard(what)
             return result

@@ -66,13 +66,16 @@ class RetrySettings(BaseSettings):
     first_delay_seconds: float = Field(0.2, gt=0, le=60, description="Wait after the first failure; each later wait doubles")
     max_delay_seconds: float = Field(5.0, gt=0, le=600, description="Longest wait between two tries")
 
+    def delays(self) -> list[float]:
+        """Return the waits between one call's tries: doubling from the first, up to the longest."""
+        waits = [self.first_delay_seconds]
+        while len(waits) < self.attempts - 1:
+            waits.append(min(waits[-1] * 2, self.max_delay_seconds))
+        return waits[: self.attempts - 1]
+
     def schedule_seconds(self) -> float:
         """Return how long one call's tries take at most, waits included: an outage shorter than this is ridden out in place."""
-        delay, total = self.first_delay_seconds, 0.0
-        for _ in range(self.attempts - 1):
-            total += delay
-            delay = min(delay * 2, self.max_delay_seconds)
-        return total
+        return sum(self.delays())
 
 
 class ServiceSettings(BaseSettings):

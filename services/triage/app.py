@@ -14,7 +14,7 @@ from schemas.rules import RULES_TRIAGE
 from services.runtime.clock import Clock, clock_from_settings
 from services.runtime.poison import isolate_poison
 from services.runtime.reload import Reloadable, watch_file
-from services.runtime.service import decodable_headers, batch_options, build_parts, every, raw_records, service_app
+from services.runtime.service import batch_options, build_parts, decodable_headers, every, raw_records, service_app
 from services.runtime.settings import ClockSettings, KafkaSettings
 from services.triage.canary import ProvenGraders
 from services.triage.grading import Grader

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from aiokafka import AIOKafkaProducer
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from schemas.deadletters import REASON, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DISPUTES_REPORTED, DISPUTES_TRIAGED, DisputeReported, DisputeTriaged, ReassessmentRequested
@@ -39,7 +39,6 @@ from services.runtime.topics import contract_topics, ensure_topics
 from tests.conftest import fresh_prefix
 from tests.faults.test_dispatch_followup_faults import TABLE, overdue_order, triaged
 from tests.integration.test_hostile_input import assert_clean_reason
-from tests.support.conditions import wait_for
 from tests.support.hostile import PLANTED_NAME, PLANTED_PHONE
 from tests.support.processes import ServiceProcess, read_all, start_service, wait_until_committed
 from tests.support.samples import REASSESS, REPORT, report_payload

@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from services.runtime.retry import Readiness, retry_transient
+from services.runtime.settings import RetrySettings
 from services.runtime.store import (
     aware,
     checkpoint,
@@ -136,7 +137,7 @@ async def test_a_postgres_connection_dropped_in_the_pool_costs_one_retry(postgre
         finally:
             await server.close()
         backend, answer = await retry_transient(
-            backend_and_answer, "store", readiness, first_delay=0.01, on_retry=lambda: retries.append(1)
+            backend_and_answer, "store", readiness, RetrySettings(first_delay_seconds=0.01), on_retry=lambda: retries.append(1)
         )
         assert (answer, backend != dropped, len(retries)) == (1, True, 1)
         assert not readiness.failing
