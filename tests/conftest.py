@@ -10,7 +10,7 @@ import pytest
 from services.runtime.embedded import EmbeddedBroker
 from services.runtime.settings import KafkaSettings
 from services.runtime.topics import contract_topics, ensure_topics
-from tests.support.postgres import empty_postgres, postgres_or_skip
+from tests.support.postgres import empty_postgres, required_postgres
 
 pytest_plugins = ["tests.support.triage"]
 
@@ -50,8 +50,8 @@ def _unit_tests_stay_in_process(request, monkeypatch) -> None:
 
 @pytest.fixture
 async def postgres_url() -> str:
-    """Give this worker's PostgreSQL URL; skip only off CI when no server runs, fail on CI."""
-    return await postgres_or_skip()
+    """Give this worker's PostgreSQL URL; fail the test when no server answers."""
+    return await required_postgres()
 
 
 @pytest.fixture
