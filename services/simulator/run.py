@@ -39,6 +39,9 @@ DAY = 86400
 STARTUP_SECONDS = 15
 # Simulated days after the last report for its dispute to be resolved (most deadlines are 3 to 7 working days).
 RESOLUTION_DAYS = 8
+# Wall seconds a run waits, once simulated time has stopped, for work in flight (a revisit that came due as the
+# clock stopped, a late grading) to reach the topics; past it the report says what never arrived.
+SETTLE_SECONDS = 30
 
 
 @dataclass
@@ -273,12 +276,20 @@ class Simulation:
         finally:
             await consumer.stop()
 
+    @property
+    def revisit_cutoff(self) -> datetime:
+        """Return the last resolution time whose first revisit comes due before simulated time stops."""
+        return self.clock.until - timedelta(days=min(self.options.revisit_days))
+
+    def stopped(self) -> bool:
+        """Tell whether every report is out and simulated time has stopped."""
+        return self.reported_all.is_set() and self.clock.now() >= self.clock.until
+
     def settled(self) -> bool:
-        """Tell whether simulated time has stopped with every report graded and every graded dispute ordered."""
+        """Tell whether every report is graded, every graded dispute ordered and every revisit due by the end made."""
         seen = self.observed
-        if not self.reported_all.is_set() or self.clock.now() < self.clock.until:
-            return False
-        return len(seen.triaged) == len(seen.reported) == self.options.disputes and not seen.disputes_without_orders()
+        complete = len(seen.triaged) == len(seen.reported) == self.options.disputes
+        return self.stopped() and complete and not seen.disputes_without_orders() and not seen.unrevisited(self.revisit_cutoff)
 
 
 async def run(options: RunOptions, show: Any) -> dict[str, Any]:
@@ -342,8 +353,13 @@ async def _simulate(simulation: Simulation, stack: Stack, clock: SimulatedClock,
         asyncio.create_task(simulation.report(producer)),
     ]
     started = clock.now()
+    stopped_at = None
     try:
         while not simulation.settled():
+            if stopped_at is None and simulation.stopped():
+                stopped_at = time.monotonic()
+            if stopped_at is not None and time.monotonic() - stopped_at > SETTLE_SECONDS:
+                break  # what never arrived shows in the report
             for task in tasks:
                 if task.done() and task.exception():
                     raise task.exception()
@@ -352,9 +368,11 @@ async def _simulate(simulation: Simulation, stack: Stack, clock: SimulatedClock,
         report = await _consistent_report(simulation, stack)
         show(simulation, stack)
         report["simulated_days"] = round((clock.now() - started).total_seconds() / DAY, 1)
-        revisit_cutoff = clock.until - timedelta(days=min(simulation.options.revisit_days))
-        report["resolved_in_time_for_a_revisit"] = sum(at <= revisit_cutoff for at in simulation.observed.resolved.values())
-        report["resolved_without_revisit"] = len(simulation.observed.unrevisited(revisit_cutoff))
+        cutoff = simulation.revisit_cutoff
+        report["resolved_in_time_for_a_revisit"] = sum(at <= cutoff for at in simulation.observed.resolved.values())
+        unrevisited = simulation.observed.unrevisited(cutoff)
+        report["resolved_without_revisit"] = len(unrevisited)
+        report["disputes_resolved_without_revisit"] = sorted(unrevisited)
         report["metrics_urls"] = {name: stack.url(name) for name in SERVICES}
         for name in SERVICES:  # kept beside the logs: what each service exported when the run settled
             (stack.workdir / f"{name}.metrics").write_text(stack.get(name, "/metrics") or "", encoding="utf-8")
