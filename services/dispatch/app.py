@@ -82,7 +82,8 @@ def create_app(
         **batch_options(settings, latency_critical=False),
     )
     async def on_updates(records: Any) -> None:
-        """Apply a batch of department updates."""
+        """Retry the parked updates, then apply a batch of department updates."""
+        await processor.retry_parked()
         await isolate_poison(
             records, processor.on_updates, parts.publisher, kafka.topic(WORKORDERS_UPDATES_INVALID), metrics.rejected_updates.labels("unprocessable").inc
         )
@@ -103,7 +104,7 @@ def create_app(
             **follow_holidays,
             "open-order-count": partial(every, settings.gauge_refresh_seconds, recount_open_orders, "open-order count"),
             "calendar-coverage": partial(every, settings.gauge_refresh_seconds, refresh_coverage, "calendar coverage"),
-            # Parked updates are retried by every batch too; this applies or refuses them when no update arrives.
+            # Parked updates are retried before every batch too; this applies or refuses them when no update arrives.
             "parked-updates": partial(every, settings.gauge_refresh_seconds, processor.retry_parked, "parked updates"),
         },
     )

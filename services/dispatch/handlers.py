@@ -38,11 +38,12 @@ from services.dispatch.lifecycle import (
 )
 from services.dispatch.metrics import DispatchMetrics
 from services.dispatch.routing import RoutingTable, parse_routing, routing_id, routing_text
-from services.dispatch.store import DispatchStore
+from services.dispatch.store import DispatchStore, ParkedUpdate
 from services.runtime.clock import Clock
 from services.runtime.deadletter import dead_letter, validated
 from services.runtime.faults import fault_point
 from services.runtime.kafka import Outgoing, encode_event
+from services.runtime.poison import isolate_poison
 from services.runtime.reload import Reloadable
 from services.runtime.retry import Readiness, in_transaction
 from services.runtime.settings import KafkaSettings
@@ -216,18 +217,42 @@ class DispatchProcessor:
         fault_point("after_record", "triaged")
 
     async def on_updates(self, records: Sequence[Any]) -> None:
-        """Apply the parked updates, then a batch of department updates; park those whose order is not yet visible."""
+        """Apply a batch of department updates; park those whose order is not yet visible."""
+        await self._updates(records, None)
+
+    async def retry_parked(self) -> None:
+        """Retry the parked updates: apply those whose order appeared, refuse those past their deadline.
+
+        They run apart from any new batch, under poison isolation of their own: a parked update that fails for a
+        reason other than an outage is dead-lettered alone and unparked, instead of failing every later batch.
+        """
+        parked = await self._transaction(self.store.load_parked)
+        if parked:
+            await isolate_poison(
+                parked, self._retry, self.publish, self.kafka.topic(WORKORDERS_UPDATES_INVALID),
+                self.metrics.rejected_updates.labels("unprocessable").inc, self._forget,
+            )
+
+    async def _retry(self, parked: Sequence[ParkedUpdate]) -> None:
+        await self._updates([], {_where(p) for p in parked})
+
+    async def _forget(self, parked: ParkedUpdate) -> None:
+        await self._transaction(lambda connection: self.store.unpark(connection, [parked]))
+
+    async def _updates(self, records: Sequence[Any], retrying: set[tuple[str, int, int]] | None) -> None:
+        # `retrying`: the places of the parked updates to retry, with no new record; None for a new batch.
         invalid_topic = self.kafka.topic(WORKORDERS_UPDATES_INVALID)
         valid, dead = validated(
             records, WorkOrderUpdate.model_validate_json, invalid_topic, self.max_message_bytes, self.metrics.rejected_updates.labels("invalid").inc
         )
 
         async def work(connection: AsyncConnection) -> None:
-            # Parked updates go first, in order of first sight, and are locked so one instance at a time retries each.
+            # Parked updates are locked, so one instance at a time retries each, and retried in order of first sight.
             parked = await self.store.load_parked(connection)
             first_seen = {_where(p): p.first_seen for p in parked}
+            retried = [p for p in parked if retrying is not None and _where(p) in retrying]
             revived, letters = validated(
-                parked, WorkOrderUpdate.model_validate_json, invalid_topic, self.max_message_bytes, self.metrics.rejected_updates.labels("invalid").inc
+                retried, WorkOrderUpdate.model_validate_json, invalid_topic, self.max_message_bytes, self.metrics.rejected_updates.labels("invalid").inc
             )
             # A record parked by a try whose offsets did not commit comes again: it keeps its first sight.
             inputs = revived + [(r, u) for r, u in valid if _where(r) not in first_seen]
@@ -275,7 +300,7 @@ class DispatchProcessor:
             await self.store.write(connection, batch, known_disputes, known_orders, list(done), now, reports, done)
             still = {_where(r) for r in waiting}
             await self.store.park(connection, [r for r in waiting if _where(r) not in first_seen], now)
-            await self.store.unpark(connection, [p for p in parked if _where(p) not in still])
+            await self.store.unpark(connection, [p for p in retried if _where(p) not in still])
             for event in batch.events:
                 if event.kind == "escalated":
                     self.metrics.escalations.labels(event.reason).inc()
@@ -283,10 +308,6 @@ class DispatchProcessor:
 
         await self._transaction(work)
         fault_point("after_record", "updates")
-
-    async def retry_parked(self) -> None:
-        """Retry the parked updates when no update arrives: apply those whose order appeared, refuse those past their deadline."""
-        await self.on_updates([])
 
     def _refuse(self, record: Any, rejection: Rejection, invalid_topic: str) -> Any:
         self.metrics.rejected_updates.labels(rejection.reason).inc()
