@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from schemas.common import Contract
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DisputeReported, DisputeTriaged
 from schemas.workorders import WORKORDERS_EVENTS, WORKORDERS_UPDATES_INVALID, WorkOrderUpdate, work_order_topic
-from services.dispatch.calendar import WorkingCalendar
+from services.dispatch.calendar import HolidayFile, WorkingCalendar, holidays_id, holidays_text, parse_holidays
 from services.dispatch.lifecycle import (
     OPEN,
     UNSEEN,
@@ -38,7 +38,7 @@ from services.dispatch.lifecycle import (
 )
 from services.dispatch.metrics import DispatchMetrics
 from services.dispatch.routing import RoutingTable, parse_routing, routing_id, routing_text
-from services.dispatch.store import DispatchStore, ParkedUpdate
+from services.dispatch.store import DispatchStore, ParkedUpdate, Pin
 from services.runtime.clock import Clock
 from services.runtime.deadletter import dead_letter, validated
 from services.runtime.faults import fault_point
@@ -129,9 +129,11 @@ class DispatchProcessor:
         self.patience = timedelta(seconds=park_seconds)
         # The service's one writing lock: one transaction at a time, and none while SQLite's log is emptied.
         self.writing = writing
-        # Routing tables by id: the current one, and those pinned inputs or disputes still name.
+        # Routing tables and calendars by id: the current ones, and those pinned inputs or disputes still name.
         self._tables: dict[str, RoutingTable] = {}
         self._current: tuple[RoutingTable, str, str] | None = None
+        self._calendars: dict[str, WorkingCalendar] = {}
+        self._current_file: tuple[HolidayFile, str, str] | None = None
 
     async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         return await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc, self.writing)
@@ -155,15 +157,32 @@ class DispatchProcessor:
             self._tables[self._current[1]] = table
         return self._current
 
-    async def _pin(self, keys: list[str]) -> dict[str, str]:
-        """Pin inputs to the current routing table in a transaction of its own, unless pinned before; return the pins."""
-        _, current, text = self._current_routing()
+    def _current_holidays(self) -> tuple[HolidayFile, str, str]:
+        """Return the holidays file in use with its id and text, naming it once per swap."""
+        holidays = self.calendar.file()
+        if self._current_file is None or self._current_file[0] is not holidays:
+            text = holidays_text(holidays)
+            self._current_file = (holidays, holidays_id(holidays, text), text)
+        return self._current_file
 
-        async def work(connection: AsyncConnection) -> dict[str, str]:
-            # Committed before anything is published: a redelivery after a crash finds the table its first try used.
-            return await self.store.pin_routing(connection, keys, current, text, self.clock.now())
+    async def _pin(self, keys: list[str]) -> dict[str, Pin]:
+        """Pin inputs to the current routing table and holidays file in a transaction of its own, unless pinned before."""
+        _, routing, text = self._current_routing()
+        _, holidays, holidays_body = self._current_holidays()
+
+        async def work(connection: AsyncConnection) -> dict[str, Pin]:
+            # Committed before anything is published: a redelivery after a crash finds the table and file its first try used.
+            return await self.store.pin_routing(connection, keys, (routing, text), (holidays, holidays_body), self.clock.now())
 
         return await self._transaction(work)
+
+    async def _working_calendars(self, connection: AsyncConnection, ids: Iterable[str | None]) -> dict[str | None, WorkingCalendar]:
+        """Return the calendars of these holidays ids; None, pinned before holidays were, gets the calendar in use."""
+        _, current, _ = self._current_holidays()
+        missing = sorted({i for i in ids if i is not None and i != current and i not in self._calendars})
+        for found, text in (await self.store.load_holidays_texts(connection, missing)).items():
+            self._calendars[found] = WorkingCalendar(parse_holidays(text), self.calendar.zone)
+        return {None: self.calendar, current: self.calendar} | {i: self._calendars[i] for i in ids if i is not None and i != current}
 
     async def _routings(self, connection: AsyncConnection, ids: Iterable[str | None]) -> dict[str | None, RoutingTable]:
         """Return the tables of these ids; None, a dispute routed before pins existed, gets the current table."""
@@ -195,14 +214,15 @@ class DispatchProcessor:
             disputes = await self.store.load_disputes(connection, dispute_ids)
             orders = await self.store.load_orders(connection, dispute_ids, [])
             known_disputes, known_orders = set(disputes), set(orders)
-            tables, batch = await self._routings(connection, pins.values()), Effects()
+            tables, batch = await self._routings(connection, [r for r, _ in pins.values()]), Effects()
+            calendars = await self._working_calendars(connection, [h for _, h in pins.values()])
             by_dispute = _by_dispute(orders.values())
             for _, triaged in fresh:
                 current = disputes.get(triaged.dispute_id)
                 open_orders = [o for o in by_dispute[triaged.dispute_id].values() if o.status in OPEN]
                 # Orders date from when triage graded the dispute: a redelivery must not move issued_at and due_at.
-                pinned = pins[f"triaged:{triaged.source_event_id}"]
-                effects = dispatch(triaged, current, open_orders, triaged.triaged_at, tables[pinned], self.calendar, pinned)
+                routing, holidays = pins[f"triaged:{triaged.source_event_id}"]
+                effects = dispatch(triaged, current, open_orders, triaged.triaged_at, tables[routing], calendars[holidays], routing, holidays)
                 _take(effects, disputes, orders, by_dispute, batch)
             reports = EncodedReports()
             await self.publish(self._outgoing(batch, reports) + dead)
@@ -265,6 +285,7 @@ class DispatchProcessor:
             orders = await self.store.load_orders(connection, dispute_ids, [u.work_order_id for _, u in inputs])
             known_disputes, known_orders = set(disputes), set(orders)
             tables, batch = await self._routings(connection, [d.routing_id for d in disputes.values()]), Effects()
+            calendars = await self._working_calendars(connection, [d.holidays_id for d in disputes.values()])
             by_dispute = _by_dispute(orders.values())
             now, done, waiting = self.clock.now(), {}, []  # done: a dict keeps the order of first sight
             for record, update in inputs:
@@ -277,7 +298,7 @@ class DispatchProcessor:
                 if repeat:
                     self.metrics.duplicates.labels("updates").inc()
                     continue
-                # The attempt's own table decides, whatever was swapped in since it was routed.
+                # The attempt's own table and calendar decide, whatever was swapped in since it was routed.
                 table = tables[getattr(disputes.get(update.dispute_id), "routing_id", None)]
                 try:
                     order = check_update(update, orders.get(update.work_order_id), table)
@@ -291,7 +312,7 @@ class DispatchProcessor:
                 done[key] = content
                 dispute = disputes[order.dispute_id]
                 siblings = [o for o in by_dispute[dispute.dispute_id].values() if o.attempt == dispute.attempt]
-                effects = apply_update(update, order, dispute, siblings, update_time(update, order), table, self.calendar)
+                effects = apply_update(update, order, dispute, siblings, update_time(update, order), table, calendars[dispute.holidays_id])
                 _take(effects, disputes, orders, by_dispute, batch)
                 self.metrics.updates.labels(update.status).inc()
             reports = EncodedReports()

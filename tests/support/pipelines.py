@@ -7,8 +7,8 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry
 
 from schemas.disputes import DisputeTriaged
-from services.dispatch.app import routing_holder
-from services.dispatch.calendar import WorkingCalendar
+from services.dispatch.app import holidays_holder, routing_holder
+from services.dispatch.calendar import SHIPPED_HOLIDAYS, WorkingCalendar
 from services.dispatch.handlers import DispatchProcessor
 from services.dispatch.metrics import DispatchMetrics
 from services.dispatch.routing import DEFAULT_ROUTING
@@ -89,7 +89,8 @@ async def dispatch_pipeline(database_url: str, now: datetime = DISPATCH_NOW):
     """Build the dispatch pipelines on a migrated store, a recording publisher and a clock stopped at `now`."""
     engine, store, metrics, published = await _parts(database_url, DispatchStore, "migrate", DispatchMetrics)
     processor = DispatchProcessor(
-        KafkaSettings(), routing_holder(DEFAULT_ROUTING.read_text(encoding="utf-8"), metrics), WorkingCalendar(),
+        KafkaSettings(), routing_holder(DEFAULT_ROUTING.read_text(encoding="utf-8"), metrics),
+        WorkingCalendar(holidays_holder(SHIPPED_HOLIDAYS.read_text(encoding="utf-8"), metrics)),
         store, published, ManualClock(now), metrics, Readiness(), asyncio.Lock(),
     )
     return processor, published, engine

@@ -1,4 +1,4 @@
-"""A batch published but not committed, redelivered after the clock moved and the routing table was swapped."""
+"""A batch published but not committed, redelivered after the clock moved and the routing table and holidays were swapped."""
 
 from datetime import timedelta
 
@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from schemas.workorders import WorkOrderIssued, WorkOrderUpdate
+from services.dispatch.calendar import SHIPPED_HOLIDAYS
 from services.dispatch.routing import DEFAULT_ROUTING
 from services.dispatch.store import orders
 from tests.support.pipelines import DISPATCH_NOW as NOW
@@ -31,6 +32,21 @@ def _swapped() -> str:
 SWAPPED = _swapped()
 
 
+def _more_holidays() -> str:
+    text = SHIPPED_HOLIDAYS.read_text(encoding="utf-8")
+    for old, new in [
+        ('version: "2026.1"', 'version: "2026.2"'),
+        ("      元旦: {first: 2026-01-01, last: 2026-01-03}", "      元旦: {first: 2026-01-01, last: 2026-01-03}\n      停工: {first: 2026-03-03, last: 2026-03-13}"),
+    ]:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    return text
+
+
+# Nine more days off right after NOW: every deadline of the first try would move.
+MORE_HOLIDAYS = _more_holidays()
+
+
 def wire(published) -> list[tuple]:
     return [(o.topic, o.key, o.value, list(o.headers)) for o in published]
 
@@ -48,7 +64,7 @@ def update(order: WorkOrderIssued, status: str) -> Record:
 
 
 def fail_next_write(processor, published, error: Exception, first: list) -> None:
-    """Make the next store write keep what was published, move the clock three days, swap the routing table and raise."""
+    """Make the next store write keep what was published, move the clock three days, swap routing and holidays and raise."""
     write = processor.store.write
 
     async def failing(*args, **kwargs):
@@ -56,6 +72,7 @@ def fail_next_write(processor, published, error: Exception, first: list) -> None
         first.extend(published)
         processor.clock.advance(timedelta(days=3))
         assert processor.routing.offer(SWAPPED, "file")
+        assert processor.calendar._source.offer(MORE_HOLIDAYS, "file")
         raise error
 
     processor.store.write = failing
