@@ -74,7 +74,9 @@ def create_app(
     )
     async def on_triaged(records: Any) -> None:
         """Issue work orders for a batch of graded disputes."""
-        await isolate_poison(records, processor.on_triaged, parts.publisher, kafka.topic(DISPUTES_INVALID), metrics.invalid_triaged.inc)
+        await isolate_poison(
+            records, processor.on_triaged, parts.publisher, kafka.topic(DISPUTES_INVALID), metrics.invalid_triaged.inc, processor.forget_triaged
+        )
 
     # Departments report progress over hours and days: their updates need no eager polling.
     @parts.broker.subscriber(

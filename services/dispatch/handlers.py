@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.common import Contract
@@ -235,6 +236,14 @@ class DispatchProcessor:
 
         await self._transaction(work)
         fault_point("after_record", "triaged")
+
+    async def forget_triaged(self, record: Any) -> None:
+        """Drop the routing pin of a graded dispute dead-lettered after it was pinned: no redelivery will need it."""
+        try:
+            key = f"triaged:{DisputeTriaged.model_validate_json(record.value).source_event_id}"
+        except ValidationError:
+            return  # refused by the contract before anything was pinned
+        await self._transaction(lambda connection: self.store.unpin(connection, [key]))
 
     async def on_updates(self, records: Sequence[Any]) -> None:
         """Apply a batch of department updates; park those whose order is not yet visible."""
