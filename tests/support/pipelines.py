@@ -1,6 +1,7 @@
 """Each service's batch pipeline built in-process on a real store, with a recording publisher and a stopped clock."""
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -102,3 +103,14 @@ def followup_processor(engine, clock: Clock, published: Published) -> FollowupPr
         FollowupSettings(), KafkaSettings(), FollowupStore(engine), published, clock, FollowupMetrics(CollectorRegistry()), Readiness(),
         asyncio.Lock(),
     )
+
+
+def failing_for(decide, refused) -> Callable:
+    """Wrap a decision so that it raises, as a bug meeting an odd input would, for the inputs `refused` picks."""
+
+    def decision(given, *args):
+        if refused(given):
+            raise ValueError("a bug meeting this input")  # what only a later layer refuses: neither outage nor contract
+        return decide(given, *args)
+
+    return decision

@@ -11,7 +11,7 @@ from schemas.workorders import WORK_ORDER_EVENT, WorkOrderUpdate
 from services.dispatch.routing import work_order_id
 from services.dispatch.store import parked_updates, processed
 from tests.support.pipelines import DISPATCH_NOW as NOW
-from tests.support.pipelines import Record, dispatch_pipeline
+from tests.support.pipelines import Record, dispatch_pipeline, failing_for
 from tests.support.samples import TRIAGED
 
 LEAD, SUPPORT = "joint_consultation", "labor_arbitration"  # TRIAGED's lead and one of its support departments
@@ -153,14 +153,8 @@ async def test_a_parked_update_that_fails_when_retried_is_dead_lettered_alone_an
     processor, published, engine = pipeline
     await processor.on_updates([update("u-1", "accepted", offset=1), update("u-2", "in_progress", offset=2)])
     await _triaged(processor)
-    applying = services.dispatch.handlers.apply_update
-
-    def apply_update(update, *args):
-        if update.event_id == "u-1":
-            raise ValueError("a bug meeting this update")  # what only a later layer refuses
-        return applying(update, *args)
-
-    monkeypatch.setattr(services.dispatch.handlers, "apply_update", apply_update)
+    failing = failing_for(services.dispatch.handlers.apply_update, lambda update: update.event_id == "u-1")
+    monkeypatch.setattr(services.dispatch.handlers, "apply_update", failing)
     await processor.retry_parked()
     assert [(r.header("dlq_reason"), r.header("dlq_source_offset")) for r in published if r.topic == "workorders.updates.invalid"] == [
         ("unprocessable: ValueError", "1")

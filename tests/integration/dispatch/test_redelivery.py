@@ -15,36 +15,27 @@ from tests.support.pipelines import Record, dispatch_pipeline
 from tests.support.samples import TRIAGED
 
 
-def _swapped() -> str:
-    text = DEFAULT_ROUTING.read_text(encoding="utf-8")
-    for old, new in [
-        ('version: "2026.11.1"', 'version: "2026.12.1"'),
-        ("joint_consultation: joint_consultation", "joint_consultation: mediation_room"),
-        ("returned_to: governance_centre", "returned_to: justice_office"),
-        ("  3: 15", "  3: 10"),
-    ]:
+def edited(path, replacements: list[tuple[str, str]]) -> str:
+    """Return a file's text with each of these passages, found exactly once, replaced."""
+    text = path.read_text(encoding="utf-8")
+    for old, new in replacements:
         assert text.count(old) == 1, old
         text = text.replace(old, new)
     return text
 
 
 # Another lead, another centre for returned orders, shorter deadlines: every output of the first try would change.
-SWAPPED = _swapped()
-
-
-def _more_holidays() -> str:
-    text = SHIPPED_HOLIDAYS.read_text(encoding="utf-8")
-    for old, new in [
-        ('version: "2026.1"', 'version: "2026.2"'),
-        ("      元旦: {first: 2026-01-01, last: 2026-01-03}", "      元旦: {first: 2026-01-01, last: 2026-01-03}\n      停工: {first: 2026-03-03, last: 2026-03-13}"),
-    ]:
-        assert text.count(old) == 1, old
-        text = text.replace(old, new)
-    return text
-
-
+SWAPPED = edited(DEFAULT_ROUTING, [
+    ('version: "2026.11.1"', 'version: "2026.12.1"'),
+    ("joint_consultation: joint_consultation", "joint_consultation: mediation_room"),
+    ("returned_to: governance_centre", "returned_to: justice_office"),
+    ("  3: 15", "  3: 10"),
+])
 # Nine more days off right after NOW: every deadline of the first try would move.
-MORE_HOLIDAYS = _more_holidays()
+NEW_YEAR = "      元旦: {first: 2026-01-01, last: 2026-01-03}"
+MORE_HOLIDAYS = edited(SHIPPED_HOLIDAYS, [
+    ('version: "2026.1"', 'version: "2026.2"'), (NEW_YEAR, NEW_YEAR + "\n      停工: {first: 2026-03-03, last: 2026-03-13}"),
+])
 
 
 def wire(published) -> list[tuple]:
