@@ -1,6 +1,5 @@
 """Triage settings (`TRIAGE_*`): endpoints, secrets and operational knobs; rules live in the rules file."""
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,7 +8,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from services.runtime.settings import ServiceSettings
 from services.triage.ruleset import DEFAULT_RULES
-from services.triage.signing import SignaturePolicy, parse_public_key, trusted_keys
+from services.triage.signing import SignaturePolicy, parse_public_key, split_keys, trusted_keys
 
 # Development only: lets a newcomer run triage with no secrets; production mode refuses it.
 _DEVELOPMENT_HMAC_KEY = "fengqiao-development-only-key"
@@ -35,10 +34,7 @@ class TriageSettings(ServiceSettings):
     @field_validator("rules_public_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            stripped = value.strip()
-            return tuple(json.loads(stripped)) if stripped.startswith("[") else tuple(k for k in stripped.split(",") if k.strip())
-        return value
+        return split_keys(value) if isinstance(value, str) else value
 
     @field_validator("rules_public_keys")
     @classmethod

@@ -20,6 +20,7 @@ the wrong length, or not made by that key over these bytes).
 import base64
 import binascii
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,14 @@ def parse_public_key(text: str) -> Ed25519PublicKey:
     except (ValueError, TypeError, binascii.Error) as error:
         # The key text itself is not secret, but the start is enough to find the wrong entry.
         raise ValueError(f"public key {text[:12]!r}...: not an Ed25519 public key (PEM or base64 of 32 bytes): {error}") from None
+
+
+def split_keys(value: str) -> tuple[str, ...]:
+    """Return the keys of a TRIAGE_RULES_PUBLIC_KEYS value: a JSON list, or comma-separated (PEM has no commas)."""
+    stripped = value.strip()
+    if stripped.startswith("["):
+        return tuple(json.loads(stripped))
+    return tuple(key.strip() for key in stripped.split(",") if key.strip())
 
 
 def trusted_keys(texts: Iterable[str]) -> dict[str, Ed25519PublicKey]:
