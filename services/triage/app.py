@@ -54,7 +54,7 @@ def starting_rules(settings: TriageSettings, metrics: TriageMetrics, policy: Sig
         sidecar = sidecar_path(settings.rules_file)
         raise SignatureError(
             error.reason,
-            f"rules file {settings.rules_file} ({error}); TRIAGE_RULES_PUBLIC_KEYS is set, so it must be signed by one of "
+            f"rules file {settings.rules_file}: {error}; TRIAGE_RULES_PUBLIC_KEYS is set, so it must be signed by one of "
             f"those keys: run `fengqiao rules sign --key PRIVATE_KEY_FILE {settings.rules_file}` to write {sidecar}",
         ) from None
 

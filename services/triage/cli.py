@@ -45,8 +45,18 @@ def run_triage(
     from services.triage.app import create_app
     from services.triage.settings import TriageSettings
 
-    settings = TriageSettings()
-    serve(create_app(settings), settings, port)
+    # A refusal to start is one clear line, not a traceback; no input is echoed, so no secret reaches the log.
+    try:
+        settings = TriageSettings()
+        app = create_app(settings)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors(include_input=False))
+        typer.echo(f"triage cannot start: {problems}", err=True)
+        raise typer.Exit(2) from None
+    except RulesetError as error:
+        typer.echo(f"triage cannot start: {error}", err=True)
+        raise typer.Exit(2) from None
+    serve(app, settings, port)
 
 
 def _load(path: Path) -> Grader:

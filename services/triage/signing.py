@@ -43,7 +43,7 @@ class SignatureError(RulesetError):
     """A ruleset whose signature does not prove it came from a trusted key; `reason` is one of SIGNATURE_REASONS."""
 
     def __init__(self, reason: str, message: str):
-        super().__init__(f"signature: {message}", reason=reason)
+        super().__init__(message, reason=reason)
 
 
 @dataclass(frozen=True)
@@ -120,21 +120,21 @@ def sign(data: bytes, private_key: Ed25519PrivateKey) -> Signature:
 def verify(data: bytes, signature: Signature | None, keys: Mapping[str, Ed25519PublicKey]) -> str:
     """Return the key id that signed these bytes; raise SignatureError with the reason otherwise."""
     if signature is None or not signature.value:
-        raise SignatureError("unsigned", "the ruleset is not signed")
+        raise SignatureError("unsigned", "signature: the ruleset is not signed")
     key = keys.get(signature.key_id)
     if key is None:
         # The id is a hash prefix the sender chose; cut it so a hostile header cannot flood the log.
-        raise SignatureError("unknown_key", f"key id {signature.key_id[:32]!r} is not a trusted key")
+        raise SignatureError("unknown_key", f"signature: key id {signature.key_id[:32]!r} is not a trusted key")
     try:
         raw = base64.b64decode(signature.value, validate=True)
     except (ValueError, binascii.Error):
-        raise SignatureError("bad_signature", "the signature is not base64") from None
+        raise SignatureError("bad_signature", "signature: not base64") from None
     if len(raw) != _SIGNATURE_BYTES:
-        raise SignatureError("bad_signature", f"the signature has {len(raw)} bytes, an Ed25519 signature has {_SIGNATURE_BYTES}")
+        raise SignatureError("bad_signature", f"signature: {len(raw)} bytes, an Ed25519 signature has {_SIGNATURE_BYTES}")
     try:
         key.verify(raw, data)
     except InvalidSignature:
-        raise SignatureError("bad_signature", f"the signature does not match the text for key {signature.key_id}") from None
+        raise SignatureError("bad_signature", f"signature: does not match the text for key {signature.key_id}") from None
     return signature.key_id
 
 

@@ -92,7 +92,7 @@ def test_keygen_sign_and_verify_round_trip(tmp_path, monkeypatch):
 
     rules.write_bytes(DEFAULT_RULES.read_bytes().replace(b">=\": 10}", b">=\": 100}"))
     tampered = runner.invoke(app, ["rules", "verify", str(rules)])
-    assert tampered.exit_code == 1 and "the signature does not match the text" in tampered.output
+    assert tampered.exit_code == 1 and "signature: does not match the text for key" in tampered.output
 
 
 # (case, what is wrong, words in the refusal)
