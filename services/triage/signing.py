@@ -29,18 +29,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from schemas.rules import RULES_KEY_ID_HEADER, RULES_SIGNATURE_HEADER
 from services.triage.ruleset import RulesetError, check_newer
 
-KEY_ID_HEADER = "rules_key_id"
-SIGNATURE_HEADER = "rules_signature"
 SIDECAR_SUFFIX = ".sig"
-SIGNATURE_REASONS = ("unsigned", "unknown_key", "bad_signature")
 _SIGNATURE_BYTES = 64
 _PUBLIC_KEY_BYTES = 32
 
 
 class SignatureError(RulesetError):
-    """A ruleset whose signature does not prove it came from a trusted key; `reason` is one of SIGNATURE_REASONS."""
+    """A ruleset whose signature does not prove it came from a trusted key; `reason` unsigned, unknown_key or bad_signature."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(message, reason=reason)
@@ -140,15 +138,15 @@ def verify(data: bytes, signature: Signature | None, keys: Mapping[str, Ed25519P
 
 def from_headers(headers: Mapping[str, str]) -> Signature | None:
     """Return the signature carried in a rules record's headers, None when it has none."""
-    value = headers.get(SIGNATURE_HEADER)
+    value = headers.get(RULES_SIGNATURE_HEADER)
     if value is None:
         return None
-    return Signature(headers.get(KEY_ID_HEADER, ""), value)
+    return Signature(headers.get(RULES_KEY_ID_HEADER, ""), value)
 
 
 def to_headers(signature: Signature) -> dict[str, str]:
     """Return the record headers carrying a signature on rules.triage."""
-    return {KEY_ID_HEADER: signature.key_id, SIGNATURE_HEADER: signature.value}
+    return {RULES_KEY_ID_HEADER: signature.key_id, RULES_SIGNATURE_HEADER: signature.value}
 
 
 def sidecar_path(rules_file: Path) -> Path:
