@@ -12,6 +12,11 @@ first 16 hex digits of the SHA-256 of the raw public key: it is derived, never c
 is only listing it, and rotation is listing the new key beside the old one, signing with the new one, then
 dropping the old.
 
+A watched rules file and its sidecar change in two steps. Write the new `.sig` first, then move the new rules
+file into place: while the text is still the running one, a new `.sig` alone changes nothing, whereas a new text
+seen beside the old `.sig` is refused (counted once as `bad_signature`) until the `.sig` catches up at the next
+poll. A Kubernetes ConfigMap holding both swaps them together.
+
 Verification refuses with a closed set of reasons, the label values of the ruleset rejection metric:
 `unsigned` (no signature), `unknown_key` (a key id that no trusted key has), `bad_signature` (not base64,
 the wrong length, or not made by that key over these bytes).
