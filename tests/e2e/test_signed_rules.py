@@ -5,12 +5,14 @@ import dataclasses
 import json
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typer.testing import CliRunner
 
 from schemas.disputes import DISPUTES_REPORTED, DisputeTriaged
 from schemas.rules import RULES_TRIAGE, RULES_TRIAGE_KEY
+from services.cli import app
 from services.runtime.settings import KafkaSettings
 from services.triage.cli import _produce
-from services.triage.signing import Signature, format_sidecar, public_key_text, sidecar_path, sign, to_headers
+from services.triage.signing import Signature, format_sidecar, private_key_pem, public_key_text, sidecar_path, sign, to_headers
 from tests.support.conditions import wait_for
 from tests.support.processes import produce
 from tests.support.samples import report_payload
@@ -86,9 +88,16 @@ async def test_a_signed_ruleset_is_taken_up_and_unsigned_or_badly_signed_ones_re
         assert "rejected ruleset from topic, keeping 2026.11.1: signature: the ruleset is not signed" in log
         assert not any(to_headers(sign(version("2026.11.3"), UNTRUSTED))["rules_signature"] in line for line in log.splitlines())
 
-        # Newer and signed by the trusted key: taken up while serving.
-        signed = version("2026.11.6")
-        await _produce(kafka, rules_topic, RULES_TRIAGE_KEY, signed, to_headers(sign(signed, TRUSTED)))
+        # Newer and signed by the trusted key, as an operator does it: sign and publish with the CLI.
+        candidate, key = tmp_path / "candidate.yaml", tmp_path / "rules.pem"
+        candidate.write_bytes(version("2026.11.6"))
+        key.write_bytes(private_key_pem(TRUSTED))
+        cli_env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TOPIC_PREFIX": kafka.topic_prefix}
+        for command in (["rules", "sign", "--key", str(key), str(candidate)], ["rules", "publish", str(candidate)]):
+            # In a thread: publish runs its own event loop.
+            result = await asyncio.to_thread(CliRunner().invoke, app, command, env=cli_env)
+            assert result.exit_code == 0, result.output
+        assert "published ruleset 2026.11.6" in result.output and "signed by key" in result.output
 
         async def active() -> bool:
             return await service.metric('fengqiao_triage_ruleset_active{version="2026.11.6"}') == 1
