@@ -38,7 +38,8 @@ async def decodable_headers(records: Any, parse: Callable[[Any], Awaitable[Any]]
     """Parse records as FastStream does, after making every header value decodable.
 
     FastStream decodes each header value as UTF-8 before the handler runs: one undecodable value failed its whole
-    batch on every redelivery and stopped the partition. The pipelines read no header, so a replaced byte costs nothing.
+    batch on every redelivery and stopped the partition. Only the rules subscriber reads headers (a signature, which a
+    replaced byte fails as it should), so a replaced byte costs nothing.
     """
     if isinstance(records, tuple):
         return await parse(tuple(_decodable(record) for record in records))
