@@ -249,7 +249,7 @@ class DispatchStore:
             # A dispute written again is in use again: a new attempt brings its report back, so retention starts over.
             await connection.execute(
                 update(disputes).where(disputes.c.dispute_id == bindparam("key"))
-                .values({c: bindparam(c) for c in ("attempt", "level", "urgency", "report", "history", "routing_id")}, settled_at=None, erased_at=None),
+                .values({**{c: bindparam(c) for c in ("attempt", "level", "urgency", "report", "history", "routing_id")}, "settled_at": None, "erased_at": None}),
                 known,
             )
         fresh = [{**{k: v for k, v in r.items() if k != "key"}, "dispute_id": r["key"]} for r in dispute_rows if r["key"] not in known_disputes]

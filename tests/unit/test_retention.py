@@ -1,0 +1,67 @@
+"""Retention's pure decisions: which disputes a pass stamps, unstamps and erases; what an erased report keeps; dead letters' lifetime."""
+
+from datetime import timedelta
+
+import pytest
+
+from schemas.disputes import DisputeReported
+from services.runtime.retention import ERASED, Kept, RetentionPlan, erased_report, plan_retention
+from services.runtime.topics import contract_topics
+from tests.support.samples import WAGE_REPORT, at
+
+NOW = at("2026-12-01T10:00:00+08:00")
+DAYS = 180
+CUTOFF = NOW - timedelta(days=DAYS)
+
+# (case, the dispute as the store sees it, the plan)
+PASSES = [
+    ("still needed, never settled: left alone", Kept("d", True, None), RetentionPlan()),
+    ("settled for the first time: stamped now", Kept("d", False, None), RetentionPlan(settled=["d"])),
+    ("needed again after it settled: unstamped", Kept("d", True, CUTOFF - timedelta(days=1)), RetentionPlan(reopened=["d"])),
+    ("settled a day short of the retention: kept", Kept("d", False, CUTOFF + timedelta(days=1)), RetentionPlan()),
+    ("settled exactly the retention ago: erased", Kept("d", False, CUTOFF), RetentionPlan(erased=["d"])),
+    ("settled long ago: erased", Kept("d", False, CUTOFF - timedelta(days=400)), RetentionPlan(erased=["d"])),
+]
+
+
+@pytest.mark.parametrize("case, kept, expected", PASSES, ids=[row[0] for row in PASSES])
+def test_a_pass_stamps_unstamps_or_erases_each_dispute(case, kept, expected):
+    assert plan_retention([kept], NOW, DAYS) == expected
+
+
+def test_a_pass_touches_its_disputes_in_id_order():
+    kept = [Kept("c", False, CUTOFF), Kept("a", False, None), Kept("b", True, NOW), Kept("d", True, None)]
+    plan = plan_retention(kept, NOW, DAYS)
+    assert (plan.settled, plan.reopened, plan.erased, plan.touched()) == (["a"], ["b"], ["c"], ["a", "b", "c"])
+
+
+MARKED = WAGE_REPORT.model_copy(
+    update={
+        "description": "MARK-DESC-7731 欠薪",
+        "parties": [
+            *WAGE_REPORT.parties,
+            WAGE_REPORT.parties[0].model_copy(update={"name": "MARK-NAME-7731", "id_number": "MARKID7731", "phone": "+86 139 7731 0000", "age": 67}),
+        ],
+    }
+)
+
+
+def test_an_erased_report_keeps_every_figure_and_no_personal_data():
+    erased = DisputeReported.model_validate_json(erased_report(MARKED).to_bytes())  # still a valid contract
+    text = erased.to_bytes().decode()
+    for planted in ("MARK-DESC-7731", "MARK-NAME-7731", "MARKID7731", "+86 139 7731 0000", "张某", "13900000002", "工人"):
+        assert planted not in text
+    assert erased.description == ERASED and {p.name for p in erased.parties} == {ERASED}
+    assert all(p.id_number is None and p.phone is None and p.age is None and p.vulnerable == [] for p in erased.parties)
+    kept = ("event_id", "dispute_id", "reported_at", "source", "region", "category", "party_count", "amount_cny", "risk", "history")
+    assert {f: getattr(erased, f) for f in kept} == {f: getattr(MARKED, f) for f in kept}
+    assert [(p.role, p.kind) for p in erased.parties] == [(p.role, p.kind) for p in MARKED.parties]
+
+
+def test_dead_letter_topics_keep_a_week_and_flowing_topics_the_broker_default():
+    week = str(7 * 24 * 3600 * 1000)
+    retention = {spec.name: dict(spec.config).get("retention.ms") for spec in contract_topics()}
+    assert {name: value for name, value in retention.items() if name.endswith(".invalid")} == {
+        "disputes.invalid": week, "workorders.updates.invalid": week, "workorders.events.invalid": week, "followups.results.invalid": week,
+    }
+    assert {value for name, value in retention.items() if not name.endswith(".invalid")} == {None}
