@@ -44,7 +44,7 @@ from services.runtime.deadletter import dead_letter, validated
 from services.runtime.faults import fault_point
 from services.runtime.kafka import Outgoing, encode_event
 from services.runtime.reload import Reloadable
-from services.runtime.retention import erased_report, plan_retention
+from services.runtime.purge import purge_pages
 from services.runtime.retry import Readiness, in_transaction
 from services.runtime.settings import KafkaSettings
 
@@ -290,22 +290,8 @@ class DispatchProcessor:
         await self.on_updates([])
 
     async def purge(self, retention_days: int) -> int:
-        """Erase the personal data of disputes settled `retention_days` ago (see DispatchStore.retained); return how many."""
-
-        async def work(connection: AsyncConnection) -> int:
-            now = self.clock.now()
-            seen = plan_retention(await self.store.retained(connection), now, retention_days)
-            if not seen.touched():
-                return 0
-            # Decided again on the rows locked: a batch that reopened a dispute since the first read wins.
-            plan = plan_retention(await self.store.retained(connection, seen.touched()), now, retention_days)
-            erased = {key: erased_report(report) for key, report in (await self.store.reports(connection, plan.erased)).items()}
-            await self.store.purge(connection, plan, erased, now)
-            return len(erased)
-
-        count = await self._transaction(work)
-        self.metrics.erased_disputes.inc(count)
-        return count
+        """Erase the personal data of disputes settled `retention_days` ago (see DispatchStore.retained_page); return how many."""
+        return await purge_pages(self._transaction, self.store, self.clock.now(), retention_days, self.metrics.erased_disputes.inc)
 
     def _refuse(self, record: Any, rejection: Rejection, invalid_topic: str) -> Any:
         self.metrics.rejected_updates.labels(rejection.reason).inc()

@@ -129,6 +129,15 @@ def _order(row) -> Order:
     )
 
 
+def _retained():
+    needed = exists().where(orders.c.dispute_id == disputes.c.dispute_id, orders.c.status.in_(OPEN))
+    return select(disputes.c.dispute_id, disputes.c.settled_at, needed.label("needed")).where(disputes.c.erased_at.is_(None))
+
+
+def _kept(rows) -> list[Kept]:
+    return [Kept(row.dispute_id, bool(row.needed), aware(row.settled_at) if row.settled_at is not None else None) for row in rows]
+
+
 async def _lookup(connection: AsyncConnection, key: Column, value: Column, keys: list[str]) -> dict[str, str]:
     """Map each of these keys that the key column holds to its value."""
     if not keys:
@@ -281,24 +290,22 @@ class DispatchStore:
             return {row[0]: row[1] for row in await connection.execute(query.group_by(orders.c.department))}
 
     @staticmethod
-    async def retained(connection: AsyncConnection, dispute_ids: list[str] | None = None) -> list[Kept]:
-        """Return the disputes not yet erased (or these of them, locked in id order), each needed while one of its orders is open.
+    async def retained_page(connection: AsyncConnection, after: str, limit: int) -> list[Kept]:
+        """Return up to `limit` disputes not yet erased, in id order after `after`, each needed while one of its orders is open.
 
         A dispute with no open order is settled: dispatch never reads its report again. An update for it is refused
         as an illegal transition before the report is read, and a new attempt (a reassessment graded again, a
         rebound found at a revisit) brings the report with it. So dispatch's retention need not wait for revisits.
         """
-        needed = exists().where(orders.c.dispute_id == disputes.c.dispute_id, orders.c.status.in_(OPEN))
-        query = select(disputes.c.dispute_id, disputes.c.settled_at, needed.label("needed")).where(disputes.c.erased_at.is_(None))
-        if dispute_ids is not None:
-            if not dispute_ids:
-                return []
-            # Locked as the batches lock them, so a batch reopening one of them waits, or is waited for and seen.
-            query = query.where(disputes.c.dispute_id.in_(dispute_ids)).order_by(disputes.c.dispute_id).with_for_update(of=disputes)
-        return [
-            Kept(row.dispute_id, bool(row.needed), aware(row.settled_at) if row.settled_at is not None else None)
-            for row in await connection.execute(query)
-        ]
+        query = _retained().where(disputes.c.dispute_id > after).order_by(disputes.c.dispute_id).limit(limit)
+        return _kept(await connection.execute(query))
+
+    @staticmethod
+    async def retained_locked(connection: AsyncConnection, dispute_ids: list[str]) -> list[Kept]:
+        """Return these disputes if not yet erased, locked in id order as the batches lock them."""
+        # A batch reopening one of them waits for the pass, or is waited for and seen.
+        query = _retained().where(disputes.c.dispute_id.in_(dispute_ids)).order_by(disputes.c.dispute_id).with_for_update(of=disputes)
+        return _kept(await connection.execute(query))
 
     @staticmethod
     async def reports(connection: AsyncConnection, dispute_ids: list[str]) -> dict[str, DisputeReported]:

@@ -21,7 +21,7 @@ from services.runtime.faults import fault_point
 from services.runtime.clock import Clock
 from services.runtime.deadletter import dead_letter, validated
 from services.runtime.kafka import Outgoing, encode_event
-from services.runtime.retention import erased_report, plan_retention
+from services.runtime.purge import purge_pages
 from services.runtime.retry import Readiness, in_transaction, is_outage
 from services.runtime.settings import KafkaSettings
 
@@ -212,24 +212,9 @@ class FollowupProcessor:
         fault_point("after_record", "results")
 
     async def purge(self) -> int:
-        """Erase the personal data of disputes settled `retention_days` ago (see FollowupStore.retained); return how many."""
+        """Erase the personal data of disputes settled `retention_days` ago (see FollowupStore.retained_page); return how many."""
         days = self.settings.retention_days
-
-        async def work(connection: Transaction) -> int:
-            now = self.clock.now()
-            seen = plan_retention(await self.store.retained(connection), now, days)
-            if not seen.touched():
-                return 0
-            # Decided again on the rows locked: an event batch that reopened a dispute since the first read wins.
-            plan = plan_retention(await self.store.retained(connection, seen.touched()), now, days)
-            kept = await self.store.load_disputes(connection, plan.erased)
-            erased = {key: erased_report(dispute.report) for key, dispute in kept.items()}
-            await self.store.purge(connection, plan, erased, now)
-            return len(erased)
-
-        count = await self._transaction(work)
-        self.metrics.erased_disputes.inc(count)
-        return count
+        return await purge_pages(self._transaction, self.store, self.clock.now(), days, self.metrics.erased_disputes.inc)
 
 
 async def _to_the_end(work: Awaitable[int]) -> int:

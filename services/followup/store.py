@@ -3,6 +3,7 @@
 Personal data lives only in each dispute's report: `purge` erases it once the dispute has been settled for the retention.
 """
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy import (
@@ -275,28 +276,29 @@ class FollowupStore:
 
 
     @staticmethod
-    async def retained(connection: AsyncConnection, dispute_ids: list[str] | None = None) -> list[Kept]:
-        """Return the disputes not yet erased (or these of them, locked in id order), each needed while an order is open or a timer pending.
+    async def retained_page(connection: AsyncConnection, after: str, limit: int) -> list[Kept]:
+        """Return up to `limit` disputes not yet erased, in id order after `after`, each needed while an order is open or a timer pending.
 
         With no open order and no pending timer, nothing reads the report again: SLA timers and revisits are all
         fired or cancelled. A revisit fired but unanswered is still awaited only until the dispute is erased,
         `retention_days` later: a result after that is refused as expired. A new attempt brings its report with it.
         """
-        open_order = exists().where(orders.c.dispute_id == disputes.c.dispute_id, orders.c.status == "open")
-        pending = exists().where(timers.c.dispute_id == disputes.c.dispute_id, timers.c.state == "pending")
-        query = select(disputes.c.dispute_id, disputes.c.settled_at, (open_order | pending).label("needed")).where(disputes.c.erased_at.is_(None))
-        if dispute_ids is not None:
-            if not dispute_ids:
-                return []
-            # Locked in id order: an event batch rewriting one of them waits, or is waited for and seen.
-            query = query.where(disputes.c.dispute_id.in_(dispute_ids)).order_by(disputes.c.dispute_id).with_for_update(of=disputes)
-        return [
-            Kept(row.dispute_id, bool(row.needed), aware(row.settled_at) if row.settled_at is not None else None)
-            for row in await connection.execute(query)
-        ]
+        query = _retained().where(disputes.c.dispute_id > after).order_by(disputes.c.dispute_id).limit(limit)
+        return _kept(await connection.execute(query))
 
     @staticmethod
-    async def purge(connection: AsyncConnection, plan: RetentionPlan, erased: dict[str, DisputeReported], now: datetime) -> None:
+    async def retained_locked(connection: AsyncConnection, dispute_ids: list[str]) -> list[Kept]:
+        """Return these disputes if not yet erased, locked in id order (event batches update disputes in id order too)."""
+        query = _retained().where(disputes.c.dispute_id.in_(dispute_ids)).order_by(disputes.c.dispute_id).with_for_update(of=disputes)
+        return _kept(await connection.execute(query))
+
+    @staticmethod
+    async def reports(connection: AsyncConnection, dispute_ids: list[str]) -> dict[str, DisputeReported]:
+        """Return the stored report of each of these disputes."""
+        return {key: dispute.report for key, dispute in (await FollowupStore.load_disputes(connection, dispute_ids)).items()}
+
+    @staticmethod
+    async def purge(connection: AsyncConnection, plan: RetentionPlan, erased: Mapping[str, DisputeReported], now: datetime) -> None:
         """Write a retention pass: stamp the settled, unstamp the reopened, replace the erased disputes' reports.
 
         `erased` holds the report each erased dispute keeps: the same figures, no personal data.
@@ -312,6 +314,16 @@ class FollowupStore:
             )
 
 
+def _retained():
+    open_order = exists().where(orders.c.dispute_id == disputes.c.dispute_id, orders.c.status == "open")
+    pending = exists().where(timers.c.dispute_id == disputes.c.dispute_id, timers.c.state == "pending")
+    return select(disputes.c.dispute_id, disputes.c.settled_at, (open_order | pending).label("needed")).where(disputes.c.erased_at.is_(None))
+
+
+def _kept(rows) -> list[Kept]:
+    return [Kept(row.dispute_id, bool(row.needed), aware(row.settled_at) if row.settled_at is not None else None) for row in rows]
+
+
 async def _add_timers(connection: AsyncConnection, new: list[Timer]) -> None:
     # A timer that exists keeps its state: a repeated event must not revive a fired or cancelled one.
     await insert_ignoring_duplicates(connection, timers, [timer_row(t) for t in new])
@@ -322,8 +334,10 @@ async def _cancel(connection: AsyncConnection, *conditions) -> None:
 
 
 async def _remember(connection: AsyncConnection, newest: list[Dispute], known: set[str]) -> None:
+    # In id order, the order the retention pass locks disputes in: the two never wait on each other in a cycle.
     changed = [
-        {"key": d.dispute_id, "attempt": d.attempt, "level": d.level, "report": d.report.model_dump_json()} for d in newest if d.dispute_id in known
+        {"key": d.dispute_id, "attempt": d.attempt, "level": d.level, "report": d.report.model_dump_json()}
+        for d in sorted(newest, key=lambda d: d.dispute_id) if d.dispute_id in known
     ]
     if changed:
         # A newer attempt is in use again and brings its report back: retention starts over.

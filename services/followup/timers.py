@@ -111,7 +111,7 @@ class Dispute:
     attempt: int
     level: int
     report: DisputeReported
-    erased: bool = False  # the report's personal data is gone (see FollowupStore.retained)
+    erased: bool = False  # the report's personal data is gone (see FollowupStore.retained_page)
 
 
 @dataclass(frozen=True)

@@ -39,4 +39,5 @@ async def test_the_purge_loop_is_supervised_hourly_and_its_pass_runs_on_the_stor
         await purge()  # an empty store: a pass that erases nothing
         assert registry.get_sample_value(counter) == 0
     finally:
-        await wired["parts"].engine.dispose()
+        for engine in {wired["parts"].engine, wired["parts"].reader}:
+            await engine.dispose()

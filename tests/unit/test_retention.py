@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 
 from schemas.disputes import DisputeReported
+from services.runtime.purge import purge_pages
 from services.runtime.retention import ERASED, Kept, RetentionPlan, erased_report, plan_retention
 from services.runtime.topics import contract_topics
 from tests.support.samples import WAGE_REPORT, at
@@ -65,3 +66,44 @@ def test_dead_letter_topics_keep_a_week_and_flowing_topics_the_broker_default():
         "disputes.invalid": week, "workorders.updates.invalid": week, "workorders.events.invalid": week, "followups.results.invalid": week,
     }
     assert {value for name, value in retention.items() if not name.endswith(".invalid")} == {None}
+
+
+class MemoryStore:
+    """Disputes in memory, as a store hands them to the retention pass; records each page it is asked for."""
+
+    def __init__(self, kept: list[Kept]):
+        self.kept = {k.dispute_id: k for k in kept}
+        self.reports_of = {k.dispute_id: WAGE_REPORT.model_copy(update={"dispute_id": k.dispute_id}) for k in kept}
+        self.erased: dict[str, DisputeReported] = {}
+        self.pages: list[str] = []
+
+    async def retained_page(self, connection, after, limit):
+        self.pages.append(after)
+        return [k for key, k in sorted(self.kept.items()) if key > after and key not in self.erased][:limit]
+
+    async def retained_locked(self, connection, dispute_ids):
+        return [self.kept[key] for key in sorted(dispute_ids) if key not in self.erased]
+
+    async def reports(self, connection, dispute_ids):
+        return {key: self.reports_of[key] for key in dispute_ids}
+
+    async def purge(self, connection, plan, erased, now):
+        for key in plan.settled:
+            self.kept[key] = Kept(key, False, now)
+        for key in plan.reopened:
+            self.kept[key] = Kept(key, True, None)
+        self.erased |= erased
+
+
+async def test_a_pass_goes_page_by_page_and_counts_each_page_s_erasures():
+    store = MemoryStore([Kept(f"d{n}", n % 3 == 0, CUTOFF if n % 2 else None) for n in range(7)])
+    counted: list[int] = []
+
+    async def transaction(work):
+        return await work(None)
+
+    assert await purge_pages(transaction, store, NOW, DAYS, counted.append, page=3) == 2
+    assert store.pages == ["", "d2", "d5"] and counted == [1, 1, 0]
+    assert sorted(store.erased) == ["d1", "d5"]  # not needed and settled long enough; d3 is needed again
+    assert all(r.description == ERASED for r in store.erased.values())
+    assert (store.kept["d3"].settled_at, store.kept["d2"].settled_at) == (None, NOW)

@@ -119,7 +119,7 @@ async def test_disputes_stored_before_the_retention_migration_are_kept_and_then_
         store = DispatchStore(engine)
         await store.migrate()
         async with engine.connect() as connection:
-            [kept] = await store.retained(connection)
+            [kept] = await store.retained_page(connection, "", 10)
             assert (kept.dispute_id, kept.needed, kept.settled_at) == (SETTLED.dispute_id, False, None)
             assert (await store.reports(connection, [SETTLED.dispute_id]))[SETTLED.dispute_id] == SETTLED
     finally:

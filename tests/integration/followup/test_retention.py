@@ -135,7 +135,7 @@ async def test_a_store_created_before_retention_gets_its_columns_and_keeps_its_d
         await store.create()
         await store.create()  # a second start finds the columns there
         async with engine.connect() as connection:
-            [kept] = await store.retained(connection)
+            [kept] = await store.retained_page(connection, "", 10)
             assert (kept.dispute_id, kept.needed, kept.settled_at) == (SETTLED.dispute_id, False, None)
             [dispute] = (await store.load_disputes(connection, [SETTLED.dispute_id])).values()
             assert (dispute.report, dispute.erased) == (SETTLED, False)
