@@ -76,7 +76,9 @@ def create_app(
     )
     async def on_triaged(records: Any) -> None:
         """Issue work orders for a batch of graded disputes."""
-        await isolate_poison(records, processor.on_triaged, parts.publisher, kafka.topic(DISPUTES_INVALID), metrics.invalid_triaged.inc)
+        await isolate_poison(
+            records, processor.on_triaged, parts.publisher, kafka.topic(DISPUTES_INVALID), metrics.invalid_triaged.inc, processor.forget_triaged
+        )
 
     # Departments report progress over hours and days: their updates need no eager polling.
     @parts.broker.subscriber(
@@ -84,7 +86,8 @@ def create_app(
         **batch_options(settings, latency_critical=False),
     )
     async def on_updates(records: Any) -> None:
-        """Apply a batch of department updates."""
+        """Retry the parked updates, then apply a batch of department updates."""
+        await processor.retry_parked()
         await isolate_poison(
             records, processor.on_updates, parts.publisher, kafka.topic(WORKORDERS_UPDATES_INVALID), metrics.rejected_updates.labels("unprocessable").inc
         )
@@ -108,7 +111,7 @@ def create_app(
             **follow_holidays,
             "open-order-count": partial(every, settings.gauge_refresh_seconds, recount_open_orders, "open-order count"),
             "calendar-coverage": partial(every, settings.gauge_refresh_seconds, refresh_coverage, "calendar coverage"),
-            # Parked updates are retried by every batch too; this applies or refuses them when no update arrives.
+            # Parked updates are retried before every batch too; this applies or refuses them when no update arrives.
             "parked-updates": partial(every, settings.gauge_refresh_seconds, processor.retry_parked, "parked updates"),
             "purge": partial(every, _PURGE_EVERY_SECONDS, purge, "purge"),
         },

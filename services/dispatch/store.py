@@ -25,6 +25,9 @@ from services.runtime.store import aware, create_schema, insert_ignoring_duplica
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+Pinned = tuple[str, str]  # a routing table's or holidays file's id and text
+Pin = tuple[str, str | None]  # an input's routing id and holidays id
+
 metadata = MetaData()
 disputes = Table(
     "dispatch_disputes",
@@ -36,6 +39,7 @@ disputes = Table(
     Column("report", Text, nullable=False),
     Column("history", Text, nullable=False),
     Column("routing_id", String(64), nullable=True),
+    Column("holidays_id", String(64), nullable=True),
     # When a retention pass first found the dispute settled (no open order), and when its report was erased.
     Column("settled_at", DateTime(timezone=True), nullable=True),
     Column("erased_at", DateTime(timezone=True), nullable=True),
@@ -73,13 +77,21 @@ routing_tables = Table(
     Column("routing_id", String(64), primary_key=True),
     Column("body", Text, nullable=False),
 )
-# The routing an input was first routed by, held from before its outputs are published until its effects commit.
+# Holidays files by id, as routing tables: a deadline is walked on the file its attempt was first routed with.
+holiday_files = Table(
+    "dispatch_holiday_files",
+    metadata,
+    Column("holidays_id", String(64), primary_key=True),
+    Column("body", Text, nullable=False),
+)
+# The routing and holidays an input was first routed by, held from before its outputs are published until its effects commit.
 routing_pins = Table(
     "dispatch_routing_pins",
     metadata,
     Column("input_key", String(80), primary_key=True),
     Column("routing_id", String(64), nullable=False),
     Column("pinned_at", DateTime(timezone=True), nullable=False),
+    Column("holidays_id", String(64), nullable=True),
 )
 
 # Updates whose order was not yet visible, by where they were consumed, kept until it appears or their deadline passes.
@@ -118,7 +130,7 @@ def _upgrade(connection: Connection) -> None:
 def _dispute(row) -> Dispute:
     return Dispute(
         row.dispute_id, row.attempt, row.level, row.urgency,
-        DisputeReported.model_validate_json(row.report), History.model_validate_json(row.history), row.routing_id,
+        DisputeReported.model_validate_json(row.report), History.model_validate_json(row.history), row.routing_id, row.holidays_id,
     )
 
 
@@ -206,18 +218,21 @@ class DispatchStore:
         return {row.dispute_id: _dispute(row) for row in await connection.execute(query)}
 
     @staticmethod
-    async def pin_routing(connection: AsyncConnection, input_keys: list[str], routing: str, body: str, now) -> dict[str, str]:
-        """Pin these inputs to a routing table unless pinned before, keep the table, and return every input's pin."""
-        await insert_ignoring_duplicates(connection, routing_tables, [{"routing_id": routing, "body": body}])
-        await insert_ignoring_duplicates(
-            connection, routing_pins, [{"input_key": k, "routing_id": routing, "pinned_at": utc(now)} for k in input_keys]
-        )
+    async def pin_routing(connection: AsyncConnection, input_keys: list[str], routing: Pinned, holidays: Pinned, now) -> dict[str, Pin]:
+        """Pin these inputs to a routing table and a holidays file unless pinned before, keep both, and return every input's pin."""
+        await insert_ignoring_duplicates(connection, routing_tables, [{"routing_id": routing[0], "body": routing[1]}])
+        await insert_ignoring_duplicates(connection, holiday_files, [{"holidays_id": holidays[0], "body": holidays[1]}])
+        rows = [{"input_key": k, "routing_id": routing[0], "holidays_id": holidays[0], "pinned_at": utc(now)} for k in input_keys]
+        await insert_ignoring_duplicates(connection, routing_pins, rows)
         return await DispatchStore.load_pins(connection, input_keys)
 
     @staticmethod
-    async def load_pins(connection: AsyncConnection, input_keys: list[str]) -> dict[str, str]:
-        """Return the routing id each of these inputs is pinned to."""
-        return await _lookup(connection, routing_pins.c.input_key, routing_pins.c.routing_id, input_keys)
+    async def load_pins(connection: AsyncConnection, input_keys: list[str]) -> dict[str, Pin]:
+        """Return the routing and holidays ids each of these inputs is pinned to (no holidays id: pinned before they were)."""
+        if not input_keys:
+            return {}
+        query = select(routing_pins.c.input_key, routing_pins.c.routing_id, routing_pins.c.holidays_id).where(routing_pins.c.input_key.in_(input_keys))
+        return {row.input_key: (row.routing_id, row.holidays_id) for row in await connection.execute(query)}
 
     @staticmethod
     async def unpin(connection: AsyncConnection, input_keys: list[str]) -> None:
@@ -229,6 +244,11 @@ class DispatchStore:
     async def load_routing_texts(connection: AsyncConnection, routing_ids: list[str]) -> dict[str, str]:
         """Return the text of each of these routing tables."""
         return await _lookup(connection, routing_tables.c.routing_id, routing_tables.c.body, routing_ids)
+
+    @staticmethod
+    async def load_holidays_texts(connection: AsyncConnection, holidays_ids: list[str]) -> dict[str, str]:
+        """Return the text of each of these holidays files."""
+        return await _lookup(connection, holiday_files.c.holidays_id, holiday_files.c.body, holidays_ids)
 
     @staticmethod
     async def load_orders(connection: AsyncConnection, dispute_ids: list[str], order_ids: list[str]) -> dict[str, Order]:
@@ -250,6 +270,7 @@ class DispatchStore:
             {
                 "key": d.dispute_id, "attempt": d.attempt, "level": d.level, "urgency": d.urgency,
                 "report": encode_report(d.report).decode(), "history": d.history.model_dump_json(), "routing_id": d.routing_id,
+                "holidays_id": d.holidays_id,
             }
             for d in effects.disputes.values()
         ]
@@ -258,7 +279,10 @@ class DispatchStore:
             # A dispute written again is in use again: a new attempt brings its report back, so retention starts over.
             await connection.execute(
                 update(disputes).where(disputes.c.dispute_id == bindparam("key"))
-                .values({**{c: bindparam(c) for c in ("attempt", "level", "urgency", "report", "history", "routing_id")}, "settled_at": None, "erased_at": None}),
+                .values({
+                    **{c: bindparam(c) for c in ("attempt", "level", "urgency", "report", "history", "routing_id", "holidays_id")},
+                    "settled_at": None, "erased_at": None,
+                }),
                 known,
             )
         fresh = [{**{k: v for k, v in r.items() if k != "key"}, "dispute_id": r["key"]} for r in dispute_rows if r["key"] not in known_disputes]

@@ -111,7 +111,7 @@ async def test_disputes_stored_before_the_retention_migration_are_kept_and_then_
     engine = create_engine(database_url)
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(_upgrade_to("0003"))
+            await connection.run_sync(_upgrade_to("0004"))
             await connection.execute(
                 text("INSERT INTO dispatch_disputes (dispute_id, attempt, level, urgency, report, history) VALUES (:d, 1, 3, 'urgent', :r, '{}')"),
                 {"d": SETTLED.dispute_id, "r": SETTLED.to_bytes().decode()},
