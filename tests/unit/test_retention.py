@@ -107,3 +107,20 @@ async def test_a_pass_goes_page_by_page_and_counts_each_page_s_erasures():
     assert sorted(store.erased) == ["d1", "d5"]  # not needed and settled long enough; d3 is needed again
     assert all(r.description == ERASED for r in store.erased.values())
     assert (store.kept["d3"].settled_at, store.kept["d2"].settled_at) == (None, NOW)
+
+
+async def test_a_dispute_reopened_between_the_page_and_its_lock_is_not_erased():
+    store = MemoryStore([Kept("d1", False, CUTOFF), Kept("d2", False, CUTOFF)])
+    locked = store.retained_locked
+
+    async def reopened_meanwhile(connection, dispute_ids):
+        store.kept["d1"] = Kept("d1", True, CUTOFF)  # a batch issued a new attempt's orders and committed first
+        return await locked(connection, dispute_ids)
+
+    store.retained_locked = reopened_meanwhile
+
+    async def transaction(work):
+        return await work(None)
+
+    assert await purge_pages(transaction, store, NOW, DAYS, lambda count: None) == 1
+    assert list(store.erased) == ["d2"] and store.kept["d1"].settled_at is None
