@@ -274,7 +274,6 @@ class FollowupStore:
             "overdue": overdue, "fired": fired,
         }
 
-
     @staticmethod
     async def retained_page(connection: AsyncConnection, after: str, limit: int) -> list[Kept]:
         """Return up to `limit` disputes not yet erased, in id order after `after`, each needed while an order is open or a timer pending.
