@@ -47,7 +47,8 @@ async def figures(processor, engine) -> dict:
         order_rows = sorted(tuple(r) for r in await connection.execute(select(orders)))
         dispute_rows = sorted(
             tuple(r) for r in await connection.execute(
-                select(disputes.c.dispute_id, disputes.c.attempt, disputes.c.level, disputes.c.urgency, disputes.c.history, disputes.c.routing_id)
+                select(disputes.c.dispute_id, disputes.c.attempt, disputes.c.level, disputes.c.urgency, disputes.c.history, disputes.c.routing_id,
+                       disputes.c.holidays_id)
             )
         )
     return {"open": await processor.store.open_orders_by_department(), "orders": order_rows, "disputes": dispute_rows}
