@@ -29,6 +29,8 @@ from services.runtime.reload import Reloadable, watch_file
 from services.runtime.service import batch_options, build_parts, every, service_app
 from services.runtime.settings import ClockSettings, KafkaSettings
 
+_PURGE_EVERY_SECONDS = 3600
+
 
 def routing_holder(text: str, metrics: DispatchMetrics) -> Reloadable[RoutingTable]:
     """Hold the routing table in use, swappable at runtime."""
@@ -98,6 +100,9 @@ def create_app(
     async def refresh_coverage() -> None:
         coverage.refresh(clock.now())
 
+    async def purge() -> None:
+        await processor.purge(settings.retention_days)
+
     return service_app(
         parts,
         store.migrate,
@@ -108,5 +113,6 @@ def create_app(
             "calendar-coverage": partial(every, settings.gauge_refresh_seconds, refresh_coverage, "calendar coverage"),
             # Parked updates are retried before every batch too; this applies or refuses them when no update arrives.
             "parked-updates": partial(every, settings.gauge_refresh_seconds, processor.retry_parked, "parked updates"),
+            "purge": partial(every, _PURGE_EVERY_SECONDS, purge, "purge"),
         },
     )

@@ -46,6 +46,7 @@ from services.runtime.faults import fault_point
 from services.runtime.kafka import Outgoing, encode_event
 from services.runtime.poison import isolate_poison
 from services.runtime.reload import Reloadable
+from services.runtime.purge import purge_pages
 from services.runtime.retry import Readiness, in_transaction
 from services.runtime.settings import KafkaSettings
 
@@ -338,6 +339,10 @@ class DispatchProcessor:
 
         await self._transaction(work)
         fault_point("after_record", "updates")
+
+    async def purge(self, retention_days: int) -> int:
+        """Erase the personal data of disputes settled `retention_days` ago (see DispatchStore.retained_page); return how many."""
+        return await purge_pages(self._transaction, self.store, self.clock.now(), retention_days, self.metrics.erased_disputes.inc)
 
     def _refuse(self, record: Any, rejection: Rejection, invalid_topic: str) -> Any:
         self.metrics.rejected_updates.labels(rejection.reason).inc()
