@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
 from schemas.catalog import SERVICES
 from services.dispatch.metrics import DispatchMetrics
@@ -97,3 +98,25 @@ def test_dashboard_and_alerts_name_real_metrics():
     titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
     for topic in ("throughput", "level", "open work orders", "overdue", "closure", "success", "dead letters", "lag"):
         assert topic in titles
+
+
+def manifest_secrets() -> list:
+    """List every (variable, value) the Kubernetes Secrets ship, named by variable."""
+    return [
+        pytest.param(name, value, id=name)
+        for path in sorted((DEPLOY / "k8s").glob("*.yaml"))
+        for doc in documents(path)
+        if doc["kind"] == "Secret"
+        for name, value in doc.get("stringData", {}).items()
+    ]
+
+
+@pytest.mark.parametrize(("name", "value"), manifest_secrets())
+def test_production_refuses_each_placeholder_secret_the_manifests_ship(monkeypatch, name, value):
+    # Each secret alone is the placeholder, the others valid: the refusal is that secret's own.
+    monkeypatch.setenv("FENGQIAO_ENV", "production")
+    monkeypatch.setenv("TRIAGE_HMAC_KEY", "a-real-key-of-thirty-two-bytes-x")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=name):
+        TriageSettings()

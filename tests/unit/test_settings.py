@@ -1,5 +1,6 @@
 """Settings come from the environment and turn into correct Kafka client configuration."""
 
+import re
 import ssl
 
 import pytest
@@ -8,6 +9,7 @@ from pydantic import ValidationError
 
 from services.runtime.kafka import client_options, faststream_security
 from services.runtime.settings import KafkaSettings, ServiceSettings
+from services.triage.settings import TriageSettings
 
 
 class TriageLikeSettings(ServiceSettings):
@@ -68,3 +70,59 @@ def test_service_settings_use_their_prefix_and_the_shared_database_url(monkeypat
     assert settings.database_url == "postgresql+asyncpg://127.0.0.1/test"
     assert settings.sqlite_default("triage") == f"sqlite+aiosqlite:///{tmp_path}/triage.db"
 
+
+
+DEVELOPMENT_KEY = "fengqiao-development-only-key"
+
+
+@pytest.mark.parametrize(
+    ("environment", "key", "refusal"),
+    [
+        ("development", None, None),  # a newcomer runs with no secrets
+        ("development", DEVELOPMENT_KEY, None),
+        ("development", "short", None),
+        ("production", None, "TRIAGE_HMAC_KEY is required"),
+        ("production", DEVELOPMENT_KEY, "the development key"),
+        ("production", "CHANGE-ME-to-a-random-secret", "CHANGE-ME placeholder"),
+        ("production", "change-me-" + "x" * 40, "CHANGE-ME placeholder"),
+        ("production", "", "has 0 bytes"),
+        ("production", "x" * 31, "has 31 bytes; production needs at least 32"),
+        ("production", "x" * 32, None),
+        ("production", "键" * 11, None),  # bytes count, not characters: 33 bytes in UTF-8
+        ("production", "键" * 10, "has 30 bytes"),
+    ],
+)
+def test_production_refuses_weak_and_known_hmac_keys(environment, key, refusal):
+    values = {"FENGQIAO_ENV": environment, "DATABASE_URL": None} | ({"hmac_key": key} if key is not None else {})
+    if refusal is None:
+        assert TriageSettings(**values).environment == environment
+        return
+    with pytest.raises(ValidationError, match=re.escape(refusal)) as refused:
+        TriageSettings(**values)
+    assert not key or key not in str(refused.value), "a refusal must not quote the key"
+
+
+@pytest.mark.parametrize(
+    ("environment", "url", "refused"),
+    [
+        ("production", "postgresql+asyncpg://fengqiao:CHANGE-ME@postgres:5432/fengqiao", True),
+        ("production", "postgresql+asyncpg://fengqiao:Ab3-real-password@postgres:5432/fengqiao", False),
+        ("production", "postgresql+asyncpg://postgres@127.0.0.1:5432/fengqiao", False),  # no password: trust or peer auth
+        ("production", None, False),
+        ("development", "postgresql+asyncpg://fengqiao:CHANGE-ME@postgres:5432/fengqiao", False),
+    ],
+)
+def test_production_refuses_the_manifests_placeholder_database_password(environment, url, refused):
+    values = {"FENGQIAO_ENV": environment, "DATABASE_URL": url}
+    if not refused:
+        assert TriageLikeSettings(**values).database_url == url
+        return
+    with pytest.raises(ValidationError, match="CHANGE-ME password") as error:
+        TriageLikeSettings(**values)
+    assert url not in str(error.value)
+
+
+def test_refused_settings_never_quote_their_input():
+    with pytest.raises(ValidationError) as error:
+        KafkaSettings(security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_password="pa55-word-in-env")
+    assert "pa55-word-in-env" not in str(error.value)
