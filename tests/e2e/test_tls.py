@@ -73,21 +73,24 @@ async def test_triage_verifies_the_broker_certificate_and_triages_a_report_over_
 
 
 @pytest.mark.parametrize(
-    ("cafile", "said"),
+    ("command", "cafile", "said"),
     [
-        ("wrong-ca", "presented a certificate that failed verification against KAFKA_SSL_CAFILE="),
-        ("missing", "cannot load the TLS files (KAFKA_SSL_CAFILE="),
+        ("triage", "wrong-ca", "triage cannot start: the broker at {bootstrap} presented a certificate that failed verification"),
+        ("triage", "missing-ca", "triage cannot start: cannot load the TLS files (KAFKA_SSL_CAFILE="),
+        ("topics create", "wrong-ca", "fengqiao topics create: the broker at {bootstrap} presented a certificate that failed verification"),
     ],
-    ids=["wrong-ca", "missing-ca"],
+    ids=["triage-wrong-ca", "triage-missing-ca", "topics-wrong-ca"],
 )
-def test_a_broker_certificate_that_does_not_verify_stops_the_service_with_one_clear_line(tls_broker, tmp_path, cafile, said):
+def test_a_broker_certificate_that_does_not_verify_stops_the_command_with_one_clear_line(tls_broker, tmp_path, command, cafile, said):
     path = make_authority(tmp_path, "wrong-ca").cert_path if cafile == "wrong-ca" else tmp_path / "no-such-ca.pem"
     kafka = KafkaSettings(bootstrap_servers=tls_broker.bootstrap_servers, ssl_cafile=path, topic_prefix=fresh_prefix())
     env = os.environ | TEST_ENVIRONMENT | _triage_env(tls_broker, kafka, tmp_path) | {"TRIAGE_HTTP_PORT": "0"}
-    done = subprocess.run([sys.executable, "-m", "services.runtime", "triage"], env=env, capture_output=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "services.runtime", *command.split()], env=env, capture_output=True, timeout=60, check=False
+    )
     stderr = done.stderr.decode()
     assert done.returncode == 2, stderr
-    assert said in stderr and str(path) in stderr
+    assert said.format(bootstrap=tls_broker.bootstrap_servers) in stderr and str(path) in stderr, stderr
     if cafile == "wrong-ca":
         assert "certificate verify failed: unable to get local issuer certificate" in stderr
     assert "Traceback" not in stderr and stderr.count("\n") == 1, stderr

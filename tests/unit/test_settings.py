@@ -7,7 +7,7 @@ import pytest
 from faststream.security import SASLScram256, SASLScram512
 from pydantic import ValidationError
 
-from services.runtime.kafka import client_options, faststream_security
+from services.runtime.kafka import TlsSetupError, client_options, faststream_security, ssl_context
 from services.runtime.settings import KafkaSettings, ServiceSettings
 from services.triage.settings import TriageSettings
 
@@ -126,3 +126,25 @@ def test_refused_settings_never_quote_their_input():
     with pytest.raises(ValidationError) as error:
         KafkaSettings(security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_password="pa55-word-in-env")
     assert "pa55-word-in-env" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("files", "said"),
+    [
+        ({"ssl_cafile": "absent.pem"}, "KAFKA_SSL_CAFILE={tmp}/absent.pem"),
+        ({"ssl_cafile": "garbage.pem"}, "KAFKA_SSL_CAFILE={tmp}/garbage.pem"),
+        ({"ssl_certfile": "absent.pem", "ssl_keyfile": "absent.key"}, "KAFKA_SSL_CERTFILE={tmp}/absent.pem"),
+    ],
+    ids=["missing-ca", "ca-not-pem", "missing-client-cert"],
+)
+def test_unreadable_tls_files_are_named_before_any_connection(tmp_path, files, said):
+    (tmp_path / "garbage.pem").write_text("not a certificate\n")
+    settings = KafkaSettings(security_protocol="SSL", **{name: tmp_path / file for name, file in files.items()})
+    with pytest.raises(TlsSetupError, match="cannot load the TLS files") as refused:
+        ssl_context(settings)
+    assert said.format(tmp=tmp_path) in str(refused.value)
+
+
+def test_tls_checks_the_brokers_host_name_against_the_trusted_cas():
+    context = ssl_context(KafkaSettings(security_protocol="SSL"))
+    assert context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED

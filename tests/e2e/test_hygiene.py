@@ -1,14 +1,45 @@
-"""What a report says never reaches a log line or a dead letter's reason, even when the database refuses it and quotes it."""
+"""Secrets and reports' text stay out of sight: production refuses known and weak keys without quoting them, and what a
+report says never reaches a log line or a dead letter's reason, even when the database refuses it."""
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 
 import asyncpg
+import pytest
 
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REPORTED
 from tests.support.postgres import empty_postgres
 from tests.support.processes import produce, read_all, start_service
 from tests.support.samples import report_payload
+
+_GOOD_KEY = "k3y-of-thirty-two-random-bytes-0"
+_PLACEHOLDER_URL = "postgresql+asyncpg://fengqiao:CHANGE-ME@127.0.0.1:1/fengqiao"
+
+
+@pytest.mark.parametrize(
+    ("secrets", "said", "secret"),
+    [
+        ({}, "TRIAGE_HMAC_KEY is required when FENGQIAO_ENV=production", None),
+        ({"TRIAGE_HMAC_KEY": "fengqiao-development-only-key"}, "the development key", "fengqiao-development-only-key"),
+        ({"TRIAGE_HMAC_KEY": "CHANGE-ME-to-a-random-secret"}, "CHANGE-ME placeholder", "CHANGE-ME-to-a-random-secret"),
+        ({"TRIAGE_HMAC_KEY": "sh0rt-but-secret"}, "TRIAGE_HMAC_KEY has 16 bytes; production needs at least 32", "sh0rt-but-secret"),
+        ({"TRIAGE_HMAC_KEY": _GOOD_KEY, "DATABASE_URL": _PLACEHOLDER_URL}, "DATABASE_URL still has the manifests' CHANGE-ME password", _GOOD_KEY),
+    ],
+    ids=["no-key", "development-key", "placeholder-key", "short-key", "placeholder-database-password"],
+)
+def test_production_triage_refuses_known_and_weak_secrets_in_one_line_that_quotes_none(tmp_path, secrets, said, secret):
+    env = {k: v for k, v in os.environ.items() if k not in ("TRIAGE_HMAC_KEY", "DATABASE_URL")}
+    env |= {"FENGQIAO_ENV": "production", "TRIAGE_DATA_DIR": str(tmp_path), **secrets}
+    done = subprocess.run([sys.executable, "-m", "services.runtime", "triage"], env=env, capture_output=True, timeout=60, check=False)
+    output = (done.stdout + done.stderr).decode()
+    assert done.returncode == 2, output
+    assert done.stderr.decode().startswith("triage cannot start: ") and said in output, output
+    assert output.count("\n") == 1 and "Traceback" not in output, output
+    assert secret is None or secret not in output
+
 
 # A limit a DBA might set; the planted report exceeds it, every other report fits well under it.
 _REPORT_LIMIT = 4000
