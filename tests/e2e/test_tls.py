@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from aiokafka import AIOKafkaClient
+from aiokafka.errors import KafkaConnectionError
 
 from schemas.disputes import DISPUTES_REPORTED, DISPUTES_TRIAGED, DisputeTriaged
 from services.runtime.kafka import client_options, ssl_context
@@ -27,8 +28,16 @@ def tls_broker(tmp_path_factory) -> Iterator[TlsBroker]:
         yield broker
 
 
+@pytest.fixture(scope="module")
+def mutual_tls_broker(tmp_path_factory) -> Iterator[TlsBroker]:
+    """Start the embedded broker behind a stunnel that also requires a client certificate from the test CA."""
+    with TlsBroker(tmp_path_factory.mktemp("mtls"), mutual=True) as broker:
+        yield broker
+
+
 def _triage_env(tls_broker: TlsBroker, kafka: KafkaSettings, tmp_path) -> dict[str, str]:
-    return {
+    client = {"KAFKA_SSL_CERTFILE": str(kafka.ssl_certfile), "KAFKA_SSL_KEYFILE": str(kafka.ssl_keyfile)} if kafka.ssl_certfile else {}
+    return client | {
         "KAFKA_BOOTSTRAP_SERVERS": tls_broker.bootstrap_servers,
         "KAFKA_SECURITY_PROTOCOL": "SSL",
         "KAFKA_SSL_CAFILE": str(kafka.ssl_cafile),
@@ -39,12 +48,23 @@ def _triage_env(tls_broker: TlsBroker, kafka: KafkaSettings, tmp_path) -> dict[s
     }
 
 
-async def test_triage_verifies_the_broker_certificate_and_triages_a_report_over_tls(tls_broker, tmp_path):
+@pytest.mark.parametrize("mutual", [False, True], ids=["server-certificate", "client-certificate-too"])
+async def test_triage_verifies_the_broker_certificate_and_triages_a_report_over_tls(request, tmp_path, mutual):
+    tls_broker: TlsBroker = request.getfixturevalue("mutual_tls_broker" if mutual else "tls_broker")
     bootstrap = tls_broker.bootstrap_servers
+    client_cert, client_key = tls_broker.client_cert or (None, None)
     kafka = KafkaSettings(
-        bootstrap_servers=bootstrap, security_protocol="SSL", ssl_cafile=tls_broker.authority.cert_path, topic_prefix=fresh_prefix()
+        bootstrap_servers=bootstrap,
+        security_protocol="SSL",
+        ssl_cafile=tls_broker.authority.cert_path,
+        ssl_certfile=client_cert,
+        ssl_keyfile=client_key,
+        topic_prefix=fresh_prefix(),
     )
     tls = ssl_context(kafka)
+    if mutual:  # the terminator really asks: without the client certificate no request is answered
+        with pytest.raises(KafkaConnectionError):
+            await ensure_topics(kafka.model_copy(update={"ssl_certfile": None, "ssl_keyfile": None}), bootstrap, contract_topics(partitions=2))
     await ensure_topics(kafka, bootstrap, contract_topics(partitions=2))
 
     # After bootstrap clients go where the metadata points: only the TLS port may be there, or they would bypass stunnel.

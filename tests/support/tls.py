@@ -67,13 +67,13 @@ def make_authority(directory: Path, common_name: str) -> Authority:
     return Authority(path, cert, key)
 
 
-def issue_server_cert(authority: Authority, directory: Path) -> tuple[Path, Path]:
-    """Issue a server certificate for 127.0.0.1 and localhost; return (certificate file, key file)."""
+def issue_cert(authority: Authority, directory: Path, name: str, usage: x509.ObjectIdentifier) -> tuple[Path, Path]:
+    """Issue a certificate for 127.0.0.1 and localhost with one extended usage; return (certificate file, key file)."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("localhost"))
+        .subject_name(_name(name))
         .issuer_name(authority.cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -83,15 +83,23 @@ def issue_server_cert(authority: Authority, directory: Path) -> tuple[Path, Path
             x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]), critical=False
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(authority.key.public_key()), critical=False
-        )
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(authority.key.public_key()), critical=False)
         .sign(authority.key, hashes.SHA256())
     )
-    cert_path, key_path = directory / "server.pem", directory / "server.key"
+    cert_path = directory / f"{name}.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path, _write_key(key, key_path)
+    return cert_path, _write_key(key, directory / f"{name}.key")
+
+
+def issue_server_cert(authority: Authority, directory: Path) -> tuple[Path, Path]:
+    """Issue the broker's certificate; return (certificate file, key file)."""
+    return issue_cert(authority, directory, "server", ExtendedKeyUsageOID.SERVER_AUTH)
+
+
+def issue_client_cert(authority: Authority, directory: Path) -> tuple[Path, Path]:
+    """Issue a client's certificate, for a terminator that requires one; return (certificate file, key file)."""
+    return issue_cert(authority, directory, "client", ExtendedKeyUsageOID.CLIENT_AUTH)
 
 
 def stunnel_binary() -> str:
@@ -102,9 +110,11 @@ def stunnel_binary() -> str:
     return found
 
 
-def _handshakes(port: int, cafile: Path) -> bool:
+def _handshakes(port: int, cafile: Path, client: tuple[Path, Path] | None) -> bool:
     # A TLS handshake verified against our CA: an answer from another process that took the port does not count.
     context = ssl.create_default_context(cafile=str(cafile))
+    if client is not None:
+        context.load_cert_chain(*client)
     try:
         with socket.create_connection((HOST, port), timeout=0.5) as raw, context.wrap_socket(raw, server_hostname=HOST):
             return True
@@ -113,13 +123,17 @@ def _handshakes(port: int, cafile: Path) -> bool:
 
 
 class TlsBroker:
-    """The embedded broker behind stunnel: TLS on `tls_port`, forwarded to Tansu's plain port, which advertises `tls_port`."""
+    """The embedded broker behind stunnel: TLS on `tls_port`, forwarded to Tansu's plain port, which advertises `tls_port`.
 
-    def __init__(self, directory: Path, startup_timeout: float = 15.0):
+    With `mutual`, stunnel also requires a client certificate issued by the same CA (`client_cert`).
+    """
+
+    def __init__(self, directory: Path, mutual: bool = False, startup_timeout: float = 15.0):
         self.directory = directory
         self.startup_timeout = startup_timeout
         self.authority = make_authority(directory, "fengqiao-test-ca")
         self.cert_path, self.key_path = issue_server_cert(self.authority, directory)
+        self.client_cert = issue_client_cert(self.authority, directory) if mutual else None
         self.tls_port: int | None = None
         self.broker: EmbeddedBroker | None = None
         self._stunnel: subprocess.Popen[bytes] | None = None
@@ -158,6 +172,7 @@ class TlsBroker:
                     f"connect = {HOST}:{plain_port}",
                     f"cert = {self.cert_path}",
                     f"key = {self.key_path}",
+                    *([f"CAfile = {self.authority.cert_path}", "verifyChain = yes"] if self.client_cert else []),
                     "",
                 ]
             )
@@ -169,7 +184,7 @@ class TlsBroker:
         while time.monotonic() < deadline:
             if self._stunnel.poll() is not None:
                 return False
-            if _handshakes(tls_port, self.authority.cert_path):
+            if _handshakes(tls_port, self.authority.cert_path, self.client_cert):
                 return True
             time.sleep(0.05)
         return False
