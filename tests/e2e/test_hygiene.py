@@ -9,8 +9,10 @@ import uuid
 
 import asyncpg
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REPORTED
+from services.triage.signing import public_key_text
 from tests.support.postgres import empty_postgres
 from tests.support.processes import produce, read_all, start_service
 from tests.support.samples import report_payload
@@ -32,7 +34,8 @@ _PLACEHOLDER_URL = "postgresql+asyncpg://fengqiao:CHANGE-ME@127.0.0.1:1/fengqiao
 )
 def test_production_triage_refuses_known_and_weak_secrets_in_one_line_that_quotes_none(tmp_path, secrets, said, secret):
     env = {k: v for k, v in os.environ.items() if k not in ("TRIAGE_HMAC_KEY", "DATABASE_URL")}
-    env |= {"FENGQIAO_ENV": "production", "TRIAGE_DATA_DIR": str(tmp_path), **secrets}
+    rules_key = public_key_text(Ed25519PrivateKey.generate().public_key())  # production's other requirement, met
+    env |= {"FENGQIAO_ENV": "production", "TRIAGE_DATA_DIR": str(tmp_path), "TRIAGE_RULES_PUBLIC_KEYS": rules_key, **secrets}
     done = subprocess.run([sys.executable, "-m", "services.runtime", "triage"], env=env, capture_output=True, timeout=60, check=False)
     output = (done.stdout + done.stderr).decode()
     assert done.returncode == 2, output

@@ -43,7 +43,7 @@ def _triage_env(tls_broker: TlsBroker, kafka: KafkaSettings, tmp_path) -> dict[s
         "KAFKA_SSL_CAFILE": str(kafka.ssl_cafile),
         "KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
         "TRIAGE_GROUP_ID": f"triage-{uuid.uuid4().hex[:8]}",
-        "TRIAGE_HMAC_KEY": "test-hmac-key-0123456789",
+        "TRIAGE_HMAC_KEY": "test-hmac-key-of-32-bytes-0123456",
         "TRIAGE_DATA_DIR": str(tmp_path / "var"),
     }
 

@@ -4,12 +4,14 @@ import re
 import ssl
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faststream.security import SASLScram256, SASLScram512
 from pydantic import ValidationError
 
 from services.runtime.kafka import TlsSetupError, client_options, faststream_security, ssl_context
 from services.runtime.settings import KafkaSettings, ServiceSettings
 from services.triage.settings import TriageSettings
+from services.triage.signing import public_key_text
 
 
 class TriageLikeSettings(ServiceSettings):
@@ -73,6 +75,8 @@ def test_service_settings_use_their_prefix_and_the_shared_database_url(monkeypat
 
 
 DEVELOPMENT_KEY = "fengqiao-development-only-key"
+# Production also needs a rules signing key; a valid one keeps these tables about the HMAC key and the database.
+RULES_KEY = public_key_text(Ed25519PrivateKey.generate().public_key())
 
 
 @pytest.mark.parametrize(
@@ -93,7 +97,8 @@ DEVELOPMENT_KEY = "fengqiao-development-only-key"
     ],
 )
 def test_production_refuses_weak_and_known_hmac_keys(environment, key, refusal):
-    values = {"FENGQIAO_ENV": environment, "DATABASE_URL": None} | ({"hmac_key": key} if key is not None else {})
+    values = {"FENGQIAO_ENV": environment, "DATABASE_URL": None, "rules_public_keys": RULES_KEY}
+    values |= {"hmac_key": key} if key is not None else {}
     if refusal is None:
         assert TriageSettings(**values).environment == environment
         return
