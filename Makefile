@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test test-unit promtool bench broker schemas clean
+.PHONY: run test test-unit promtool stunnel bench broker schemas clean
 
 ## Run the whole loop on an embedded broker with simulated reporters, departments and revisit teams.
 run: $(STAMP)
@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 # The suite mostly waits (group joins, deadlines, processes starting): four workers share two cores well.
 TEST_WORKERS ?= 4
 
-## Run the whole test suite in parallel workers, real broker, databases and promtool included (pytest's "no tests" exit 5 fails too).
-test: $(STAMP) promtool
+## Run the whole test suite in parallel workers, real broker, databases, promtool and stunnel included (pytest's "no tests" exit 5 fails too).
+test: $(STAMP) promtool stunnel
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 ## The inner loop: the pure unit tests, in seconds.
@@ -33,6 +33,10 @@ test-unit: $(STAMP)
 # promtool checks the alert rules and runs their unit tests; Debian's prometheus package carries it.
 promtool:
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+# The TLS tests put stunnel in front of the embedded broker; Debian's stunnel4 package carries it.
+stunnel:
+	@command -v stunnel4 >/dev/null || command -v stunnel >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends stunnel4 >/dev/null; }
 
 ## Measure each service against a raw aiokafka loop, end-to-end latency and memory; writes bench/results/latest.json.
 bench: $(STAMP)

@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from services.dispatch.routing import RoutingError, load_routing
-from services.runtime.http import serve
+from services.runtime.http import run_service
 
 routing_app = typer.Typer(help="Check dispatch routing tables.", no_args_is_help=True)
 
@@ -17,8 +17,7 @@ def run_dispatch(
     from services.dispatch.app import create_app
     from services.dispatch.settings import DispatchSettings
 
-    settings = DispatchSettings()
-    serve(create_app(settings), settings, port)
+    run_service("dispatch", DispatchSettings, create_app, port)
 
 
 @routing_app.command("check")

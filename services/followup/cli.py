@@ -2,7 +2,7 @@
 
 import typer
 
-from services.runtime.http import serve
+from services.runtime.http import run_service
 
 
 def run_followup(
@@ -12,5 +12,4 @@ def run_followup(
     from services.followup.app import create_app
     from services.followup.settings import FollowupSettings
 
-    settings = FollowupSettings()
-    serve(create_app(settings), settings, port)
+    run_service("followup", FollowupSettings, create_app, port)

@@ -9,6 +9,7 @@ import time
 import typer
 
 from services.runtime.embedded import EmbeddedBroker
+from services.runtime.kafka import TlsSetupError, verify_broker_certificate
 from services.runtime.settings import KafkaSettings
 from services.runtime.topics import contract_topics, ensure_topics
 
@@ -63,6 +64,11 @@ def topics_create(
     if not settings.bootstrap_servers:
         typer.echo("KAFKA_BOOTSTRAP_SERVERS is not set", err=True)
         raise typer.Exit(2)
+    try:
+        verify_broker_certificate(settings)
+    except TlsSetupError as error:
+        typer.echo(f"fengqiao topics create: {error}", err=True)
+        raise typer.Exit(2) from None
     created = asyncio.run(ensure_topics(settings, settings.bootstrap_servers, contract_topics(partitions), replication_factor))
     typer.echo(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else ""))
 

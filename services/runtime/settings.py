@@ -5,12 +5,31 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+# deploy/k8s/common.yaml ships its secrets as CHANGE-ME placeholders; a production service that still
+# has one was deployed without its secrets filled in, and must not run on a value anyone can read.
+_PLACEHOLDER_MARK = "change-me"
+
+
+def is_placeholder(secret: str) -> bool:
+    """Tell whether a secret is still a manifest's CHANGE-ME placeholder."""
+    return _PLACEHOLDER_MARK in secret.lower()
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return make_url(url).password
+    except ArgumentError:
+        return None  # not a URL SQLAlchemy reads: the engine refuses it at start with its own message
 
 
 class KafkaSettings(BaseSettings):
     """Connection to Kafka, shared by every service (`KAFKA_*`)."""
 
-    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+    # A refused setting's error never quotes the environment: it holds the SASL password.
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore", hide_input_in_errors=True)
 
     bootstrap_servers: str | None = Field(None, description="host:port[,host:port]; unset starts the embedded broker")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -81,7 +100,8 @@ class RetrySettings(BaseSettings):
 class ServiceSettings(BaseSettings):
     """Settings every service has; each service subclasses it with its own prefix (`TRIAGE_`, ...)."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    # A refused setting's error never quotes the environment: it holds DATABASE_URL's password and the services' keys.
+    model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
 
     environment: Literal["development", "production"] = Field(
         "development", validation_alias="FENGQIAO_ENV", description="production refuses development defaults"
@@ -123,6 +143,13 @@ class ServiceSettings(BaseSettings):
         description="How long an output waits for the broker before its publish fails and the batch or timer round is tried again",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _no_placeholder_password_in_production(self) -> "ServiceSettings":
+        password = _url_password(self.database_url) if self.database_url else None
+        if self.environment == "production" and password and is_placeholder(password):
+            raise ValueError("DATABASE_URL still has the manifests' CHANGE-ME password: set the database's real one")
+        return self
 
     def sqlite_default(self, service: str) -> str:
         """Return the SQLite URL used when no DATABASE_URL is set."""

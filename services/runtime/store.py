@@ -58,6 +58,11 @@ def _store_times_as_sqlalchemy_does() -> None:
     sqlite3.register_adapter(datetime, _sqlite_time)
 
 
+# A database error's text otherwise carries the statement's parameters: reporters' names, descriptions and
+# phones, which then reach logs and tracebacks. Every engine keeps them out of its errors and its own logging.
+_ENGINE_OPTIONS: dict[str, Any] = {"hide_parameters": True}
+
+
 def create_engine(url: str, checkpoints_elsewhere: bool = False) -> AsyncEngine:
     """Create an async engine; for SQLite make the parent folder and tune the connection.
 
@@ -68,12 +73,12 @@ def create_engine(url: str, checkpoints_elsewhere: bool = False) -> AsyncEngine:
         path = _sqlite_file(url)
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, async_creator=partial(inline_sqlite.connect, path or ":memory:"))
+        engine = create_async_engine(url, async_creator=partial(inline_sqlite.connect, path or ":memory:"), **_ENGINE_OPTIONS)
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         if path and checkpoints_elsewhere:
             event.listen(engine.sync_engine, "connect", _defer_checkpoints)
         return engine
-    return create_async_engine(url, pool_size=5, max_overflow=5)
+    return create_async_engine(url, pool_size=5, max_overflow=5, **_ENGINE_OPTIONS)
 
 
 def create_reader(url: str, engine: AsyncEngine) -> AsyncEngine:
@@ -84,7 +89,7 @@ def create_reader(url: str, engine: AsyncEngine) -> AsyncEngine:
     """
     if _sqlite_file(url) is None:
         return engine  # PostgreSQL answers off the loop already; a memory database exists only in its one connection
-    reader = create_async_engine(url)
+    reader = create_async_engine(url, **_ENGINE_OPTIONS)
     event.listen(reader.sync_engine, "connect", _tune_sqlite)
     return reader
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from schemas.deadletters import rejection_reason
 from schemas.disputes import DisputeReported
 from schemas.rules import RULES_TRIAGE, RULES_TRIAGE_KEY
-from services.runtime.http import serve
+from services.runtime.http import run_service
 from services.runtime.kafka import client_options
 from services.runtime.settings import KafkaSettings
 from services.triage.grading import Features, Grader, detect_keywords
@@ -45,18 +45,7 @@ def run_triage(
     from services.triage.app import create_app
     from services.triage.settings import TriageSettings
 
-    # A refusal to start is one clear line, not a traceback; no input is echoed, so no secret reaches the log.
-    try:
-        settings = TriageSettings()
-        app = create_app(settings)
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors(include_input=False))
-        typer.echo(f"triage cannot start: {problems}", err=True)
-        raise typer.Exit(2) from None
-    except RulesetError as error:
-        typer.echo(f"triage cannot start: {error}", err=True)
-        raise typer.Exit(2) from None
-    serve(app, settings, port)
+    run_service("triage", TriageSettings, create_app, port, refusals=(RulesetError,))
 
 
 def _load(path: Path) -> Grader:

@@ -6,12 +6,15 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from services.runtime.settings import ServiceSettings
+from services.runtime.settings import ServiceSettings, is_placeholder
 from services.triage.ruleset import DEFAULT_RULES
 from services.triage.signing import SignaturePolicy, parse_public_key, split_keys, trusted_keys
 
 # Development only: lets a newcomer run triage with no secrets; production mode refuses it.
 _DEVELOPMENT_HMAC_KEY = "fengqiao-development-only-key"
+# HMAC-SHA256's own block of strength: a shorter key is the easier thing to guess, and the hashed
+# ID numbers and phones are few enough to be tried one by one against a guessed key.
+MIN_PRODUCTION_KEY_BYTES = 32
 
 
 class TriageSettings(ServiceSettings):
@@ -45,9 +48,22 @@ class TriageSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _key_in_production(self) -> "TriageSettings":
-        if self.environment == "production" and self.hmac_key is None:
+        if self.environment != "production":
+            return self
+        if self.hmac_key is None:
             raise ValueError("TRIAGE_HMAC_KEY is required when FENGQIAO_ENV=production")
-        if self.environment == "production" and not self.rules_public_keys:
+        # The messages never quote the key: they are printed and logged.
+        key = self.hmac_key.get_secret_value()
+        if key == _DEVELOPMENT_HMAC_KEY:
+            raise ValueError("TRIAGE_HMAC_KEY is the development key, which is public: production needs its own random secret")
+        if is_placeholder(key):
+            raise ValueError("TRIAGE_HMAC_KEY is still the manifests' CHANGE-ME placeholder: set a random secret")
+        if len(key.encode()) < MIN_PRODUCTION_KEY_BYTES:
+            raise ValueError(
+                f"TRIAGE_HMAC_KEY has {len(key.encode())} bytes; production needs at least {MIN_PRODUCTION_KEY_BYTES} "
+                "(for example `openssl rand -base64 32`)"
+            )
+        if not self.rules_public_keys:
             raise ValueError("TRIAGE_RULES_PUBLIC_KEYS is required when FENGQIAO_ENV=production: rulesets must be signed")
         return self
 

@@ -280,3 +280,26 @@ def test_other_databases_count_on_their_own_engine():
     for url in ("postgresql+asyncpg://postgres@127.0.0.1:5432/test", "sqlite+aiosqlite:///:memory:"):
         engine = create_engine(url)
         assert create_reader(url, engine) is engine
+
+
+@pytest.mark.parametrize("which", ["engine", "reader"])
+async def test_a_refused_statement_names_no_parameter_in_its_error(database_url, which):
+    # A store error is logged and raised through the services: the values it was given are reports' text.
+    engine = create_engine(database_url, checkpoints_elsewhere=True)
+    used = engine if which == "engine" else create_reader(database_url, engine)
+    marker = "FQMARK-a-reporters-words"
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("CREATE TABLE hygiene (name TEXT CHECK (length(name) <= 8))")
+        for statement in (
+            lambda c: c.execute(text("INSERT INTO hygiene (name) VALUES (:name)"), {"name": marker}),
+            lambda c: c.exec_driver_sql(f"INSERT INTO hygiene (name) VALUES ({'$1' if c.dialect.name == 'postgresql' else '?'})", (marker,)),
+        ):
+            with pytest.raises(IntegrityError) as refused:
+                async with used.begin() as connection:
+                    await statement(connection)
+            assert marker not in str(refused.value) and "parameters hidden" in str(refused.value)
+    finally:
+        if used is not engine:
+            await used.dispose()
+        await engine.dispose()

@@ -3,6 +3,7 @@
 import asyncio
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -129,9 +130,14 @@ def start_service(service: str, env: dict[str, str], log_dir: Path) -> ServicePr
     return ServiceProcess(service, env, port, log_dir / f"{service}.log").start()
 
 
-async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
-    """Send (key, value) pairs, awaiting all acknowledgements together."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+def _connection(bootstrap: str, tls: ssl.SSLContext | None) -> dict[str, object]:
+    """Return a test client's connection options: plaintext, or TLS verified by the `tls` context."""
+    return {"bootstrap_servers": bootstrap} | ({"security_protocol": "SSL", "ssl_context": tls} if tls else {})
+
+
+async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]], tls: ssl.SSLContext | None = None) -> None:
+    """Send (key, value) pairs, awaiting all acknowledgements together; over TLS when given a context."""
+    producer = AIOKafkaProducer(**_connection(bootstrap, tls), acks="all")
     await producer.start()
     try:
         pending = [await producer.send(topic, value, key=key) for key, value in messages]
@@ -140,11 +146,13 @@ async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]
         await producer.stop()
 
 
-async def read_all(bootstrap: str, topics: list[str]) -> list:
-    """Read every record now in the topics, from the beginning to the current end, without a group."""
+async def read_all(bootstrap: str, topics: list[str], tls: ssl.SSLContext | None = None) -> list:
+    """Read every record now in the topics, from the beginning to the current end, without a group; over TLS when given a context."""
     # Short waits: an empty partition answers only with the high watermark `_at_end` reads, and tests poll
     # this in their waits (with the client's 500 ms, each read of the 20 department topics took a second).
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=20)
+    consumer = AIOKafkaConsumer(
+        **_connection(bootstrap, tls), enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=20
+    )
     await consumer.start()
     try:
         partitions = [TopicPartition(t, p) for t in topics for p in await _partitions(consumer, t)]

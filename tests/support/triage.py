@@ -30,7 +30,7 @@ def triage_env(embedded_broker, kafka_settings, contract_topics_created, tmp_pat
         "TRIAGE_RULES_FILE": str(rules),
         "TRIAGE_RULES_POLL_SECONDS": "0.2",
         "TRIAGE_BATCH_SIZE": "100",
-        "TRIAGE_HMAC_KEY": "test-hmac-key-0123456789",
+        "TRIAGE_HMAC_KEY": "test-hmac-key-of-32-bytes-0123456",
         "TRIAGE_DATA_DIR": str(tmp_path / "var"),
     }
 

@@ -7,15 +7,18 @@ from pathlib import Path
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 
 from schemas.catalog import SERVICES
 from services.dispatch.metrics import DispatchMetrics
 from services.dispatch.settings import DispatchSettings
 from services.followup.metrics import FollowupMetrics
 from services.followup.settings import FollowupSettings
-from services.runtime.settings import ClockSettings, KafkaSettings
+from services.runtime.settings import ClockSettings, KafkaSettings, is_placeholder
 from services.triage.metrics import TriageMetrics
 from services.triage.settings import TriageSettings
+from services.triage.signing import public_key_text
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
 YAML_FILES = sorted(DEPLOY.rglob("*.yml")) + sorted(DEPLOY.rglob("*.yaml"))
@@ -97,3 +100,32 @@ def test_dashboard_and_alerts_name_real_metrics():
     titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
     for topic in ("throughput", "level", "open work orders", "overdue", "closure", "success", "dead letters", "lag"):
         assert topic in titles
+
+
+def manifest_placeholders() -> list:
+    """List every (variable, value) the Kubernetes manifests ship as a CHANGE-ME placeholder, named by variable."""
+    return [
+        pytest.param(name, value, id=name)
+        for path in sorted((DEPLOY / "k8s").glob("*.yaml"))
+        for doc in documents(path)
+        if doc["kind"] in ("Secret", "ConfigMap")
+        for name, value in (doc.get("stringData", {}) | doc.get("data", {})).items()
+        if is_placeholder(str(value))
+    ]
+
+
+def test_the_manifests_secrets_are_placeholders():
+    assert {p.values[0] for p in manifest_placeholders()} >= {"DATABASE_URL", "TRIAGE_HMAC_KEY"}
+
+
+@pytest.mark.parametrize(("name", "value"), manifest_placeholders())
+def test_production_refuses_each_placeholder_the_manifests_ship(monkeypatch, name, value):
+    # Each variable alone is the placeholder, the others valid: the refusal is that variable's own.
+    monkeypatch.setenv("FENGQIAO_ENV", "production")
+    monkeypatch.setenv("TRIAGE_HMAC_KEY", "a-real-key-of-thirty-two-bytes-x")
+    monkeypatch.setenv("TRIAGE_RULES_PUBLIC_KEYS", public_key_text(Ed25519PrivateKey.generate().public_key()))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv(name, value)
+    field = name.removeprefix("TRIAGE_").lower()
+    with pytest.raises(ValidationError, match=f"{name}|{field}"):
+        TriageSettings()

@@ -1,13 +1,17 @@
 """Settings come from the environment and turn into correct Kafka client configuration."""
 
+import re
 import ssl
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faststream.security import SASLScram256, SASLScram512
 from pydantic import ValidationError
 
-from services.runtime.kafka import client_options, faststream_security
+from services.runtime.kafka import TlsSetupError, client_options, faststream_security, ssl_context
 from services.runtime.settings import KafkaSettings, ServiceSettings
+from services.triage.settings import TriageSettings
+from services.triage.signing import public_key_text
 
 
 class TriageLikeSettings(ServiceSettings):
@@ -68,3 +72,84 @@ def test_service_settings_use_their_prefix_and_the_shared_database_url(monkeypat
     assert settings.database_url == "postgresql+asyncpg://127.0.0.1/test"
     assert settings.sqlite_default("triage") == f"sqlite+aiosqlite:///{tmp_path}/triage.db"
 
+
+
+DEVELOPMENT_KEY = "fengqiao-development-only-key"
+# Production also needs a rules signing key; a valid one keeps these tables about the HMAC key and the database.
+RULES_KEY = public_key_text(Ed25519PrivateKey.generate().public_key())
+
+
+@pytest.mark.parametrize(
+    ("environment", "key", "refusal"),
+    [
+        ("development", None, None),  # a newcomer runs with no secrets
+        ("development", DEVELOPMENT_KEY, None),
+        ("development", "short", None),
+        ("production", None, "TRIAGE_HMAC_KEY is required"),
+        ("production", DEVELOPMENT_KEY, "the development key"),
+        ("production", "CHANGE-ME-to-a-random-secret", "CHANGE-ME placeholder"),
+        ("production", "change-me-" + "x" * 40, "CHANGE-ME placeholder"),
+        ("production", "", "has 0 bytes"),
+        ("production", "x" * 31, "has 31 bytes; production needs at least 32"),
+        ("production", "x" * 32, None),
+        ("production", "键" * 11, None),  # bytes count, not characters: 33 bytes in UTF-8
+        ("production", "键" * 10, "has 30 bytes"),
+    ],
+)
+def test_production_refuses_weak_and_known_hmac_keys(environment, key, refusal):
+    values = {"FENGQIAO_ENV": environment, "DATABASE_URL": None, "rules_public_keys": RULES_KEY}
+    values |= {"hmac_key": key} if key is not None else {}
+    if refusal is None:
+        assert TriageSettings(**values).environment == environment
+        return
+    with pytest.raises(ValidationError, match=re.escape(refusal)) as refused:
+        TriageSettings(**values)
+    assert not key or key not in str(refused.value), "a refusal must not quote the key"
+
+
+@pytest.mark.parametrize(
+    ("environment", "url", "refused"),
+    [
+        ("production", "postgresql+asyncpg://fengqiao:CHANGE-ME@postgres:5432/fengqiao", True),
+        ("production", "postgresql+asyncpg://fengqiao:Ab3-real-password@postgres:5432/fengqiao", False),
+        ("production", "postgresql+asyncpg://postgres@127.0.0.1:5432/fengqiao", False),  # no password: trust or peer auth
+        ("production", None, False),
+        ("development", "postgresql+asyncpg://fengqiao:CHANGE-ME@postgres:5432/fengqiao", False),
+    ],
+)
+def test_production_refuses_the_manifests_placeholder_database_password(environment, url, refused):
+    values = {"FENGQIAO_ENV": environment, "DATABASE_URL": url}
+    if not refused:
+        assert TriageLikeSettings(**values).database_url == url
+        return
+    with pytest.raises(ValidationError, match="CHANGE-ME password") as error:
+        TriageLikeSettings(**values)
+    assert url not in str(error.value)
+
+
+def test_refused_settings_never_quote_their_input():
+    with pytest.raises(ValidationError) as error:
+        KafkaSettings(security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_password="pa55-word-in-env")
+    assert "pa55-word-in-env" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("files", "said"),
+    [
+        ({"ssl_cafile": "absent.pem"}, "KAFKA_SSL_CAFILE={tmp}/absent.pem"),
+        ({"ssl_cafile": "garbage.pem"}, "KAFKA_SSL_CAFILE={tmp}/garbage.pem"),
+        ({"ssl_certfile": "absent.pem", "ssl_keyfile": "absent.key"}, "KAFKA_SSL_CERTFILE={tmp}/absent.pem"),
+    ],
+    ids=["missing-ca", "ca-not-pem", "missing-client-cert"],
+)
+def test_unreadable_tls_files_are_named_before_any_connection(tmp_path, files, said):
+    (tmp_path / "garbage.pem").write_text("not a certificate\n")
+    settings = KafkaSettings(security_protocol="SSL", **{name: tmp_path / file for name, file in files.items()})
+    with pytest.raises(TlsSetupError, match="cannot load the TLS files") as refused:
+        ssl_context(settings)
+    assert said.format(tmp=tmp_path) in str(refused.value)
+
+
+def test_tls_checks_the_brokers_host_name_against_the_trusted_cas():
+    context = ssl_context(KafkaSettings(security_protocol="SSL"))
+    assert context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED

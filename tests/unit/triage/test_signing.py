@@ -152,7 +152,7 @@ def settings_for(tmp_path, monkeypatch, keys: str | None, signed_by: Ed25519Priv
     if signed_by:
         sidecar_path(rules).write_text(format_sidecar(sign(DATA, signed_by)), encoding="utf-8")
     monkeypatch.setenv("FENGQIAO_ENV", env)
-    monkeypatch.setenv("TRIAGE_HMAC_KEY", "test-hmac-key-0123456789")
+    monkeypatch.setenv("TRIAGE_HMAC_KEY", "test-hmac-key-of-32-bytes-0123456")
     monkeypatch.setenv("TRIAGE_RULES_FILE", str(rules))
     if keys is not None:
         monkeypatch.setenv("TRIAGE_RULES_PUBLIC_KEYS", keys)
