@@ -46,9 +46,10 @@ bench: $(STAMP)
 broker: $(STAMP)
 	$(BIN)/fengqiao broker
 
-## Regenerate schemas/json and schemas/asyncapi from the models.
+## Regenerate schemas/json and schemas/asyncapi from the models, and the Kafka ACLs and users from the topic catalogue.
 schemas: $(STAMP)
 	$(BIN)/fengqiao schemas generate
+	$(BIN)/fengqiao acls generate
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

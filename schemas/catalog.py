@@ -1,9 +1,10 @@
-"""Every contract with its topics, and which service consumes and produces each topic."""
+"""Every contract with its topics, and which service (or department) consumes and produces each topic."""
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from schemas.disputes import (
+    DISPUTES_INVALID,
     DISPUTES_REASSESS,
     DISPUTES_REPORTED,
     DISPUTES_TRIAGED,
@@ -11,11 +12,22 @@ from schemas.disputes import (
     DisputeTriaged,
     ReassessmentRequested,
 )
-from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS, FollowupDue, FollowupResult
+from schemas.followups import (
+    FOLLOWUPS_DUE,
+    FOLLOWUPS_RESULTS,
+    FOLLOWUPS_RESULTS_INVALID,
+    FOLLOWUPS_TOPIC_PREFIX,
+    FollowupDue,
+    FollowupResult,
+)
+from schemas.rules import RULES_TRIAGE
 from schemas.workorders import (
+    DEPARTMENTS,
     WORKORDERS_EVENTS,
+    WORKORDERS_EVENTS_INVALID,
     WORKORDERS_TOPIC_PREFIX,
     WORKORDERS_UPDATES,
+    WORKORDERS_UPDATES_INVALID,
     WorkOrderEvent,
     WorkOrderIssued,
     WorkOrderUpdate,
@@ -59,10 +71,17 @@ _TRIAGED = Channel(DISPUTES_TRIAGED, "DisputeTriaged", "Graded disputes (分级)
 _ORDERS = Channel(
     WORKORDERS_TOPIC_PREFIX + "{department}", "WorkOrderIssued", "Work orders (工单), one topic per department"
 )
-_UPDATES = Channel(WORKORDERS_UPDATES, "WorkOrderUpdate", "Departments' progress updates")
+DEPARTMENT_PLACEHOLDER = "{department}"
+_UPDATES = Channel(
+    WORKORDERS_TOPIC_PREFIX + DEPARTMENT_PLACEHOLDER + ".updates", "WorkOrderUpdate",
+    "Departments' progress updates, one topic per department: the topic names the sender",
+)
 _EVENTS = Channel(WORKORDERS_EVENTS, "WorkOrderEvent", "Dispatch audit trail")
 _DUE = Channel(FOLLOWUPS_DUE, "FollowupDue", "Revisits and deadline alerts (回头看)")
-_RESULTS = Channel(FOLLOWUPS_RESULTS, "FollowupResult", "Revisit results")
+_RESULTS = Channel(
+    FOLLOWUPS_TOPIC_PREFIX + DEPARTMENT_PLACEHOLDER + ".results", "FollowupResult",
+    "Revisit results, one topic per department: the topic names the sender",
+)
 
 SERVICES: dict[str, ServiceTopology] = {
     "triage": ServiceTopology(
@@ -81,3 +100,50 @@ SERVICES: dict[str, ServiceTopology] = {
         (_DUE, _REASSESS),
     ),
 }
+
+# What a department's own system does: read its orders, write its updates and its revisit teams' results.
+# Follow-up's due revisits stay on the shared followups.due (no per-department due topic yet), so no department reads it.
+DEPARTMENT = ServiceTopology(
+    "department", "A department's own system: one principal per department.", (_ORDERS,), (_UPDATES, _RESULTS)
+)
+
+# Development only: shared topics any department's simulator may write, the sender named by the payload alone.
+# Services subscribe to them unless FENGQIAO_ENV is production, where no principal may write them.
+DEVELOPMENT_TOPICS: dict[str, str] = {_UPDATES.topic: WORKORDERS_UPDATES, _RESULTS.topic: FOLLOWUPS_RESULTS}
+
+# Where each input's rejected records go: kept per input as before, whatever topic the record came on.
+DEAD_LETTERS: dict[str, str] = {
+    DISPUTES_REPORTED: DISPUTES_INVALID,
+    DISPUTES_REASSESS: DISPUTES_INVALID,
+    DISPUTES_TRIAGED: DISPUTES_INVALID,
+    _UPDATES.topic: WORKORDERS_UPDATES_INVALID,
+    WORKORDERS_EVENTS: WORKORDERS_EVENTS_INVALID,
+    _RESULTS.topic: FOLLOWUPS_RESULTS_INVALID,
+}
+
+# Read outside the contracts: triage follows the compacted rules topic, without a group, from the start.
+EXTRA_READS: dict[str, tuple[str, ...]] = {"triage": (RULES_TRIAGE,)}
+
+Environment = Literal["development", "production"]
+
+
+def expand(topic: str) -> list[str]:
+    """Spell a catalogue topic out: one name per department for a per-department topic, else the name itself."""
+    if DEPARTMENT_PLACEHOLDER in topic:
+        return [topic.replace(DEPARTMENT_PLACEHOLDER, d) for d in DEPARTMENTS]
+    return [topic]
+
+
+def input_topics(channel_topic: str, environment: Environment) -> list[str]:
+    """List the topics a service subscribes to for one consumed channel: the shared development topic only outside production."""
+    shared = DEVELOPMENT_TOPICS.get(channel_topic)
+    return expand(channel_topic) + ([shared] if shared and environment != "production" else [])
+
+
+def sender_departments(channel_topic: str) -> dict[str, str]:
+    """Map each department's own topic of a per-department channel to that department: the transport's identity."""
+    return {channel_topic.replace(DEPARTMENT_PLACEHOLDER, d): d for d in DEPARTMENTS} if DEPARTMENT_PLACEHOLDER in channel_topic else {}
+
+
+UPDATES_CHANNEL = _UPDATES.topic
+RESULTS_CHANNEL = _RESULTS.topic

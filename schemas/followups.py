@@ -5,11 +5,22 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from schemas.common import NO_CONTROL, Contract, DisputeId, EventId, Note, Party, Timestamp
-from schemas.workorders import Department, WorkOrderId
+from schemas.workorders import DEPARTMENTS, Department, WorkOrderId
 
 FOLLOWUPS_DUE = "followups.due"
+# Development only, like workorders.updates: in production each department's revisit team writes results_topic.
 FOLLOWUPS_RESULTS = "followups.results"
 FOLLOWUPS_RESULTS_INVALID = "followups.results.invalid"
+
+FOLLOWUPS_TOPIC_PREFIX = "followups."
+
+
+def results_topic(department: str) -> str:
+    """Name the topic only `department` may write its revisit results to; the result carries no department of its own."""
+    if department not in DEPARTMENTS:
+        raise ValueError(f"unknown department: {department}")
+    return f"{FOLLOWUPS_TOPIC_PREFIX}{department}.results"
+
 
 FollowupId = Annotated[
     str,

@@ -21,6 +21,8 @@ from schemas.common import (
 )
 from schemas.disputes import DisputeReported, Region
 
+# The shared updates topic is for development only: anyone allowed to write it could speak for any department.
+# In production each department writes its own topic (updates_topic), which one ACL per principal authorises.
 WORKORDERS_UPDATES = "workorders.updates"
 WORKORDERS_UPDATES_INVALID = "workorders.updates.invalid"
 WORKORDERS_EVENTS = "workorders.events"
@@ -57,6 +59,13 @@ def work_order_topic(department: str) -> str:
     if department not in DEPARTMENTS:
         raise ValueError(f"unknown department: {department}")
     return f"{WORKORDERS_TOPIC_PREFIX}{department}"
+
+
+def updates_topic(department: str) -> str:
+    """Name the topic only `department` may write its updates to: the topic, not the payload, says who sent them."""
+    if department not in DEPARTMENTS:
+        raise ValueError(f"unknown department: {department}")
+    return f"{WORKORDERS_TOPIC_PREFIX}{department}.updates"
 
 
 WorkOrderId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL), Field(description="Deterministic per dispute, department and attempt")]

@@ -11,7 +11,8 @@ from faststream.asgi import AsgiFastStream
 from prometheus_client import CollectorRegistry
 
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_TRIAGED
-from schemas.workorders import DEPARTMENTS, WORKORDERS_UPDATES, WORKORDERS_UPDATES_INVALID
+from schemas.catalog import UPDATES_CHANNEL, input_topics
+from schemas.workorders import DEPARTMENTS, WORKORDERS_UPDATES_INVALID
 from services.dispatch.calendar import (
     CoverageWatch,
     HolidayFile,
@@ -80,9 +81,10 @@ def create_app(
             records, processor.on_triaged, parts.publisher, kafka.topic(DISPUTES_INVALID), metrics.invalid_triaged.inc, processor.forget_triaged
         )
 
-    # Departments report progress over hours and days: their updates need no eager polling.
+    # Departments report progress over hours and days: their updates need no eager polling. Each writes its own
+    # topic, which names the sender; the shared development topic is not read in production.
     @parts.broker.subscriber(
-        kafka.topic(WORKORDERS_UPDATES), group_id=f"{settings.group_id}.updates", title="dispatch:updates",
+        *(kafka.topic(t) for t in input_topics(UPDATES_CHANNEL, settings.environment)), group_id=f"{settings.group_id}.updates", title="dispatch:updates",
         **batch_options(settings, latency_critical=False),
     )
     async def on_updates(records: Any) -> None:

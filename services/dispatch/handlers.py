@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from schemas.catalog import UPDATES_CHANNEL, sender_departments
 from schemas.common import Contract
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DisputeReported, DisputeTriaged
 from schemas.workorders import WORKORDERS_EVENTS, WORKORDERS_UPDATES_INVALID, WorkOrderUpdate, work_order_topic
@@ -28,6 +29,7 @@ from services.dispatch.lifecycle import (
     Order,
     Rejection,
     apply_update,
+    check_sender,
     check_update,
     content_hash,
     dispatch,
@@ -119,6 +121,8 @@ class DispatchProcessor:
         park_seconds: float = 600.0,
     ):
         self.kafka = kafka
+        # Each department's own updates topic on this cluster -> that department; the shared development topic is absent.
+        self.senders = {kafka.topic(t): d for t, d in sender_departments(UPDATES_CHANNEL).items()}
         self.routing = routing
         self.calendar = calendar
         self.store = store
@@ -299,6 +303,12 @@ class DispatchProcessor:
             by_dispute = _by_dispute(orders.values())
             now, done, waiting = self.clock.now(), {}, []  # done: a dict keeps the order of first sight
             for record, update in inputs:
+                try:
+                    check_sender(update, self.senders.get(record.topic))
+                except Rejection as impostor:
+                    # Not recorded as processed: its id is the named department's, which must stay free for that department.
+                    letters.append(self._refuse(record, impostor, invalid_topic))
+                    continue
                 key, content = update_key(update), content_hash(record.value)
                 try:
                     repeat = is_repeat(done.get(key, hashes.get(key, hashes.get(legacy_update_key(update), UNSEEN))), content)

@@ -202,6 +202,13 @@ def waits_for_order(rejection: Rejection, first_seen: datetime, now: datetime, p
     return rejection.reason == "unknown_work_order" and now - first_seen < patience
 
 
+def check_sender(update: WorkOrderUpdate, sender: str | None) -> None:
+    """Refuse an update naming another department than the one whose topic it came on; None is the shared development topic."""
+    # The ACLs let each department write only its own topic, so the topic is who sent it; the payload is only a claim.
+    if sender is not None and update.department != sender:
+        raise Rejection("department", "department_mismatch", "the topic it came on is another department's")
+
+
 def check_update(update: WorkOrderUpdate, order: Order | None, table: RoutingTable) -> Order:
     """Authorise and validate an update against its order; raise Rejection with the reason otherwise."""
     if order is None:

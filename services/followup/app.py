@@ -9,7 +9,8 @@ from typing import Any
 from faststream.asgi import AsgiFastStream
 from prometheus_client import CollectorRegistry
 
-from schemas.followups import FOLLOWUPS_RESULTS, FOLLOWUPS_RESULTS_INVALID
+from schemas.catalog import RESULTS_CHANNEL, input_topics
+from schemas.followups import FOLLOWUPS_RESULTS_INVALID
 from schemas.workorders import WORKORDERS_EVENTS, WORKORDERS_EVENTS_INVALID
 from services.followup.handlers import FollowupProcessor
 from services.followup.metrics import FollowupMetrics
@@ -46,7 +47,11 @@ def create_app(
         """Set and cancel timers from a batch of dispatch events."""
         await isolate_poison(records, processor.on_events, parts.publisher, kafka.topic(WORKORDERS_EVENTS_INVALID), metrics.invalid.labels("unprocessable").inc)
 
-    @parts.broker.subscriber(kafka.topic(FOLLOWUPS_RESULTS), group_id=f"{settings.group_id}.results", title="followup:results", **batching)
+    # Each department's revisit team writes its own topic, which names the sender; the shared one is development only.
+    @parts.broker.subscriber(
+        *(kafka.topic(t) for t in input_topics(RESULTS_CHANNEL, settings.environment)),
+        group_id=f"{settings.group_id}.results", title="followup:results", **batching,
+    )
     async def on_results(records: Any) -> None:
         """Record a batch of revisit results."""
         await isolate_poison(records, processor.on_results, parts.publisher, kafka.topic(FOLLOWUPS_RESULTS_INVALID), metrics.invalid.labels("unprocessable").inc)

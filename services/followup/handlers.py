@@ -10,13 +10,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from schemas.catalog import RESULTS_CHANNEL, sender_departments
 from schemas.disputes import DISPUTES_REASSESS
 from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS_INVALID, FollowupResult
 from schemas.workorders import WORK_ORDER_EVENT, WORKORDERS_EVENTS_INVALID
 from services.followup.metrics import FollowupMetrics
 from services.followup.settings import FollowupSettings
 from services.followup.store import FollowupStore, Transaction
-from services.followup.timers import DueContext, Judged, Round, Timer, event_effects, fire_round, judge_results
+from services.followup.timers import DueContext, Judged, Round, Timer, event_effects, fire_round, judge_results, split_senders
 from services.runtime.faults import fault_point
 from services.runtime.clock import Clock
 from services.runtime.deadletter import dead_letter, validated
@@ -61,6 +62,8 @@ class FollowupProcessor:
     ):
         self.settings = settings
         self.kafka = kafka
+        # Each department's own results topic on this cluster -> that department; the shared development topic is absent.
+        self.senders = {kafka.topic(t): d for t, d in sender_departments(RESULTS_CHANNEL).items()}
         self.store = store
         self.publish = publish
         self.clock = clock
@@ -194,12 +197,15 @@ class FollowupProcessor:
 
         async def work(connection: Transaction) -> Judged:
             now = self.clock.now()
-            fresh = await self._fresh(connection, valid, lambda pair: _result_key(pair[1]))
+            timers = await self.store.timers_by_id(connection, sorted({r.followup_id for _, r in valid}))
+            # Impostors go first and are not recorded as processed: their event ids must stay free for the real sender.
+            trusted, impostors = split_senders(valid, timers, lambda record: self.senders.get(record.topic))
+            fresh = await self._fresh(connection, trusted, lambda pair: _result_key(pair[1]))
             revisits = sorted({r.followup_id for _, r in fresh})
-            timers = await self.store.timers_by_id(connection, revisits)
             answered = await self.store.answered_revisits(connection, revisits)
             disputes = await self.store.load_disputes(connection, sorted({r.dispute_id for _, r in fresh}))
             judged = judge_results(fresh, timers, answered, disputes, now)
+            judged.refused[:0] = impostors
             refused = [dead_letter(record, why.reason, invalid_topic) for record, why in judged.refused]
             await self.publish(dead + refused + [self._encode(DISPUTES_REASSESS, r, r.event_id, now) for r in judged.reassessments])
             fault_point("after_publish", "results")

@@ -4,7 +4,7 @@ No broker, clock or database here: the handlers load what these functions need a
 """
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
@@ -250,6 +250,7 @@ REFUSALS = {
     refusal.label: refusal
     for refusal in (
         Refusal("unknown_followup", "followup_id: unknown_followup: no timer has this id"),
+        Refusal("department_mismatch", "department: department_mismatch: the topic it came on is not this revisit's department's"),
         Refusal("dispute_mismatch", "dispute_id: dispute_mismatch: not the dispute of this follow-up"),
         Refusal("not_a_revisit", "followup_id: not_a_revisit: only revisits take results"),
         Refusal("not_due", "followup_id: not_due: this revisit has not come due (pending or cancelled)"),
@@ -257,6 +258,27 @@ REFUSALS = {
         Refusal("expired", "followup_id: expired: this revisit's dispute was erased after its retention"),
     )
 }
+
+
+def sender_refusal(timer: Timer | None, sender: str | None) -> Refusal | None:
+    """Refuse a result sent on another department's topic than its revisit's; None is the shared development topic."""
+    # A result names no department: the timer says whose revisit it is, the ACL'd topic who answered.
+    if timer is None or sender is None or timer.department == sender:
+        return None
+    return REFUSALS["department_mismatch"]
+
+
+def split_senders(
+    results: Sequence[tuple[Input, FollowupResult]], timers: Mapping[str, Timer], sender: Callable[[Input], str | None]
+) -> tuple[list[tuple[Input, FollowupResult]], list[tuple[Input, Refusal]]]:
+    """Split results into those sent by their revisit's department (or unknown revisits, refused later) and impostors."""
+    trusted, impostors = [], []
+    for source, result in results:
+        if why := sender_refusal(timers.get(result.followup_id), sender(source)):
+            impostors.append((source, why))
+        else:
+            trusted.append((source, result))
+    return trusted, impostors
 
 
 def refusal(result: FollowupResult, timer: Timer | None, answered: Mapping[str, str], erased: bool = False) -> Refusal | None:

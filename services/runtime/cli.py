@@ -18,6 +18,8 @@ schemas_app = typer.Typer(help="Generated contract documents (JSON Schema, Async
 app.add_typer(schemas_app, name="schemas")
 topics_app = typer.Typer(help="Topics on a Kafka cluster.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
+acls_app = typer.Typer(help="Kafka ACLs and users of every service and department, generated from the topic catalogue.", no_args_is_help=True)
+app.add_typer(acls_app, name="acls")
 
 
 def _catch_stop_signals() -> list[int]:
@@ -94,3 +96,25 @@ def schemas_check() -> None:
         raise typer.Exit(1)
     typer.echo("schemas up to date")
 
+
+
+@acls_app.command("generate")
+def acls_generate() -> None:
+    """Write deploy/acls/kafka-acls.sh, deploy/acls/scram-users.sh and deploy/k8s/kafka-users.yaml from the catalogue."""
+    from services.runtime.acls import write
+
+    for path in write():
+        typer.echo(f"wrote {path}")
+
+
+@acls_app.command("check")
+def acls_check() -> None:
+    """Fail when the committed ACL files drift from the catalogue."""
+    from services.runtime.acls import drift
+
+    problems = drift()
+    for problem in problems:
+        typer.echo(problem, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("acls up to date")

@@ -104,7 +104,9 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
 
     environment: Literal["development", "production"] = Field(
-        "development", validation_alias="FENGQIAO_ENV", description="production refuses development defaults"
+        "development", validation_alias="FENGQIAO_ENV",
+        description="production refuses development defaults and reads departments' input only from their own topics "
+        "(workorders.<department>.updates, followups.<department>.results), never the shared workorders.updates and followups.results",
     )
     database_url: str | None = Field(
         None,

@@ -7,13 +7,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DISPUTES_REPORTED, DISPUTES_TRIAGED
 from schemas.rules import RULES_TRIAGE
-from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS, FOLLOWUPS_RESULTS_INVALID
+from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS, FOLLOWUPS_RESULTS_INVALID, results_topic
 from schemas.workorders import (
     DEPARTMENTS,
     WORKORDERS_EVENTS,
     WORKORDERS_EVENTS_INVALID,
     WORKORDERS_UPDATES,
     WORKORDERS_UPDATES_INVALID,
+    updates_topic,
     work_order_topic,
 )
 from services.runtime.kafka import client_options
@@ -46,6 +47,9 @@ def contract_topics(partitions: int = 4) -> list[TopicSpec]:
         FOLLOWUPS_DUE,
         FOLLOWUPS_RESULTS,
         *(work_order_topic(d) for d in DEPARTMENTS),
+        # Each department writes only its own: one ACL per principal (the shared two above serve development).
+        *(updates_topic(d) for d in DEPARTMENTS),
+        *(results_topic(d) for d in DEPARTMENTS),
     ]
     dead = [DISPUTES_INVALID, WORKORDERS_UPDATES_INVALID, WORKORDERS_EVENTS_INVALID, FOLLOWUPS_RESULTS_INVALID]
     retention = (("retention.ms", str(DEAD_LETTER_RETENTION_MS)),)

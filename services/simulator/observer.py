@@ -45,8 +45,8 @@ class Observed:
         if topic.endswith(".invalid"):
             reason = dict(record.headers or []).get("dlq_reason", b"").decode(errors="replace").split(":")[0]
             self.dead_letters[f"{topic}: {reason}"] += 1
-        elif topic == "workorders.updates":
-            return  # the simulated departments' own messages
+        elif topic.startswith("workorders.") and topic.endswith(".updates"):
+            return  # the simulated departments' own messages, on the shared or their own topics
         elif topic == "disputes.reported":
             report = DisputeReported.model_validate_json(record.value)
             self.reported[report.dispute_id] = report
@@ -66,7 +66,7 @@ class Observed:
             self.due[due.kind] += 1
             if due.kind == "revisit":
                 self.revisited.add(due.dispute_id)
-        elif topic == "followups.results":
+        elif topic.startswith("followups.") and topic.endswith(".results"):
             result = FollowupResult.model_validate_json(record.value)
             self.results += 1
             self.rebounds += result.rebound or not result.agreement_fulfilled

@@ -23,8 +23,8 @@ from aiokafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.disputes import DISPUTES_REPORTED
-from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS, FollowupDue
-from schemas.workorders import DEPARTMENTS, WORKORDERS_UPDATES, WorkOrderIssued, work_order_topic
+from schemas.followups import FOLLOWUPS_DUE, FollowupDue, results_topic
+from schemas.workorders import DEPARTMENTS, WorkOrderIssued, updates_topic, work_order_topic
 from services.runtime.clock import SimulatedClock
 from services.runtime.embedded import EmbeddedBroker, free_port
 from services.runtime.kafka import client_options
@@ -245,7 +245,8 @@ class Simulation:
             async for record in consumer:
                 order = WorkOrderIssued.model_validate_json(record.value)
                 for moment, update in plan_order(order, self.rng, self.behaviour):
-                    scheduler.at(moment, self.kafka.topic(WORKORDERS_UPDATES), order.dispute_id.encode(), update.to_bytes())
+                    # Each department writes its own topic, as its ACL allows in production.
+                    scheduler.at(moment, self.kafka.topic(updates_topic(order.department)), order.dispute_id.encode(), update.to_bytes())
         finally:
             await consumer.stop()
 
@@ -258,7 +259,8 @@ class Simulation:
                 due = FollowupDue.model_validate_json(record.value)
                 if due.kind == "revisit" and due.revisit_number == 1:
                     moment, result = answer_revisit(due, self.rng, self.behaviour)
-                    scheduler.at(moment, self.kafka.topic(FOLLOWUPS_RESULTS), due.dispute_id.encode(), result.to_bytes())
+                    # The revisit's department answers on its own topic: follow-up checks it against the timer's department.
+                    scheduler.at(moment, self.kafka.topic(results_topic(due.department)), due.dispute_id.encode(), result.to_bytes())
         finally:
             await consumer.stop()
 

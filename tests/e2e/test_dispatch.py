@@ -6,10 +6,7 @@ import uuid
 import pytest
 
 from schemas.disputes import DISPUTES_REPORTED, DISPUTES_TRIAGED
-from schemas.workorders import (
-    WORKORDERS_UPDATES,
-    WORKORDERS_UPDATES_INVALID,
-)
+from schemas.workorders import WORKORDERS_UPDATES_INVALID
 from tests.support.conditions import wait_for
 from tests.support.department import Department, report
 from tests.support.postgres import empty_postgres
@@ -72,7 +69,7 @@ async def test_three_failed_mediations_reach_joint_consultation_on_attempt_4(emb
         return any(dict(r.headers)["dlq_reason"].startswith(b"department: department_mismatch") for r in dead)
 
     await wait_for(refused, 60)
-    await wait_until_committed(bootstrap, f"{stack['env']['DISPATCH_GROUP_ID']}.updates", [kafka_settings.topic(WORKORDERS_UPDATES)])
+    await wait_until_committed(bootstrap, f"{stack['env']['DISPATCH_GROUP_ID']}.updates", department.updates_topics())
     assert not [e for e in await department.events() if getattr(e, "work_order_id", None) == lead.work_order_id and e.kind == "status_changed"]
 
 

@@ -122,6 +122,8 @@ async def followup_consumer(tmp_path, topic) -> tuple[Consumer, Published]:
 TOPICS = {
     "disputes.reported": triage_consumer, "disputes.reassess": triage_consumer, "disputes.triaged": dispatch_consumer,
     "workorders.updates": dispatch_consumer, "workorders.events": followup_consumer, "followups.results": followup_consumer,
+    # The departments' own topics (production's only): the lead of the sample dispute is the joint consultation.
+    "workorders.joint_consultation.updates": dispatch_consumer, "followups.joint_consultation.results": followup_consumer,
 }
 
 

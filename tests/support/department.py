@@ -4,6 +4,7 @@ import json
 import uuid
 
 from schemas.disputes import DISPUTES_REPORTED
+from schemas.followups import FOLLOWUPS_RESULTS, FollowupResult, results_topic
 from schemas.workorders import (
     DEPARTMENTS,
     WORK_ORDER_EVENT,
@@ -11,6 +12,7 @@ from schemas.workorders import (
     WORKORDERS_UPDATES,
     WorkOrderIssued,
     WorkOrderUpdate,
+    updates_topic,
     work_order_topic,
 )
 from tests.support.conditions import wait_for
@@ -38,13 +40,31 @@ class Department:
         await wait_for(present, 60)
         return next(o for o in await self.orders(dispute_id) if o.department == department and o.attempt == attempt)
 
-    async def update(self, order, status, department=None):
+    async def update(self, order, status, department=None, topic=None, event_id=None):
+        """Post an update naming `department` (the order's by default) on `topic` (that department's own by default)."""
         self.sent += 1
         body = WorkOrderUpdate(
-            event_id=f"upd-{uuid.uuid4().hex[:12]}", work_order_id=order.work_order_id, dispute_id=order.dispute_id,
+            event_id=event_id or f"upd-{uuid.uuid4().hex[:12]}", work_order_id=order.work_order_id, dispute_id=order.dispute_id,
             department=department or order.department, status=status, note="调解未达成一致", at=at("2026-03-03T10:00:00+08:00"),
         )
-        await produce(self.bootstrap, self.settings.topic(WORKORDERS_UPDATES), [(order.dispute_id.encode(), body.to_bytes())])
+        await produce(self.bootstrap, self.settings.topic(topic or updates_topic(body.department)), [(order.dispute_id.encode(), body.to_bytes())])
+        return body
+
+    def updates_topics(self):
+        """Name every topic dispatch reads updates from in development: each department's own and the shared one."""
+        return [self.settings.topic(t) for t in (*(updates_topic(d) for d in DEPARTMENTS), WORKORDERS_UPDATES)]
+
+    def results_topics(self):
+        """Name every topic follow-up reads revisit results from in development: each department's own and the shared one."""
+        return [self.settings.topic(t) for t in (*(results_topic(d) for d in DEPARTMENTS), FOLLOWUPS_RESULTS)]
+
+    async def answer(self, due, department=None, topic=None, event_id=None, rebound=True):
+        """Post a revisit result on `topic` (the department's own, the revisit's department by default)."""
+        body = FollowupResult(
+            event_id=event_id or f"res-{uuid.uuid4().hex[:12]}", followup_id=due.followup_id, dispute_id=due.dispute_id,
+            satisfaction=2 if rebound else 5, agreement_fulfilled=not rebound, rebound=rebound, note="回访", at=due.fired_at,
+        )
+        await produce(self.bootstrap, self.settings.topic(topic or results_topic(department or due.department)), [(due.dispute_id.encode(), body.to_bytes())])
         return body
 
     async def events(self):

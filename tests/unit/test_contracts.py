@@ -5,12 +5,17 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from schemas.catalog import RESULTS_CHANNEL, UPDATES_CHANNEL, input_topics, sender_departments
 from schemas.deadletters import rejection_reason
+from schemas.followups import FOLLOWUPS_RESULTS, results_topic
 from schemas.disputes import DisputeReported, DisputeTriaged
 from schemas.workorders import (
+    DEPARTMENTS,
     WORK_ORDER_EVENT,
+    WORKORDERS_UPDATES,
     OrderIssued,
     WorkOrderUpdate,
+    updates_topic,
     work_order_topic,
 )
 from tests.support.samples import ALL, ORDER_EVENTS, TRIAGED, UPDATE, report_payload
@@ -142,10 +147,36 @@ def test_models_are_frozen():
         TRIAGED.level = 1
 
 
-def test_each_department_has_its_own_topic():
-    assert work_order_topic("women_federation") == "workorders.women_federation"
+# (topic function, a department, its topic): a department reads one topic and writes two, each its own.
+DEPARTMENT_TOPICS = [
+    (work_order_topic, "women_federation", "workorders.women_federation"),
+    (updates_topic, "women_federation", "workorders.women_federation.updates"),
+    (results_topic, "women_federation", "followups.women_federation.results"),
+]
+
+
+@pytest.mark.parametrize("topic_of, department, topic", DEPARTMENT_TOPICS, ids=[row[0].__name__ for row in DEPARTMENT_TOPICS])
+def test_each_department_has_its_own_topics(topic_of, department, topic):
+    assert topic_of(department) == topic
     with pytest.raises(ValueError, match="unknown department"):
-        work_order_topic("army")
+        topic_of("army")
+
+
+# (channel, environment, topics subscribed beyond the twenty departments' own)
+SUBSCRIPTIONS = [
+    (UPDATES_CHANNEL, "development", {WORKORDERS_UPDATES}),
+    (UPDATES_CHANNEL, "production", set()),
+    (RESULTS_CHANNEL, "development", {FOLLOWUPS_RESULTS}),
+    (RESULTS_CHANNEL, "production", set()),
+]
+
+
+@pytest.mark.parametrize("channel, environment, shared", SUBSCRIPTIONS)
+def test_the_shared_department_topics_are_read_only_in_development(channel, environment, shared):
+    topics = input_topics(channel, environment)
+    own = sender_departments(channel)
+    assert sorted(own.values()) == sorted(DEPARTMENTS) and set(topics) == set(own) | shared
+    assert all(own[topic] in topic for topic in own), "each topic names its department"
 
 
 def test_issued_event_needs_the_report():

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from schemas.disputes import ReassessmentRequested
-from schemas.workorders import WORK_ORDER_EVENT, WorkOrderIssued, WorkOrderUpdate
+from schemas.workorders import WORK_ORDER_EVENT, WorkOrderIssued, WorkOrderUpdate, updates_topic
 from services.dispatch.store import disputes, orders
 from tests.support.pipelines import DISPATCH_NOW as NOW
 from tests.support.pipelines import Record, dispatch_pipeline
@@ -92,3 +92,24 @@ async def test_invalid_triaged_events_are_dead_lettered(pipeline):
     await processor.on_triaged([Record("disputes.triaged", json.dumps({"level": 9}).encode())])
     [dead] = published
     assert dead.topic == "disputes.invalid" and dead.header("dlq_source_topic") == "disputes.triaged"
+
+
+async def test_an_impostor_on_its_own_topic_changes_nothing_and_leaves_the_event_id_free(pipeline):
+    processor, published, engine = pipeline
+    await processor.on_triaged([Record("disputes.triaged", TRIAGED.to_bytes())])
+    lead = issued(published)[0]
+    published.clear()
+    forged = send_update(lead, "resolved", "u-same")
+    # The traffic police write their own topic (all their ACL allows), naming the lead department in the payload.
+    await processor.on_updates([Record(updates_topic("traffic_police"), forged.value, offset=1)])
+    [dead] = published
+    assert dead.topic == "workorders.updates.invalid" and dead.header("dlq_source_topic") == updates_topic("traffic_police")
+    assert dead.header("dlq_reason").startswith("department: department_mismatch: ")
+    published.clear()
+    # The lead department's own update with the same event id is applied: the impostor did not claim it.
+    await processor.on_updates([Record(updates_topic(lead.department), send_update(lead, "accepted", "u-same").value, offset=2)])
+    assert [(e.kind, e.status) for e in events(published)] == [("status_changed", "accepted")]
+    async with engine.connect() as connection:
+        status = dict((await connection.execute(select(orders.c.work_order_id, orders.c.status))).all())
+    assert status[lead.work_order_id] == "accepted"
+    assert processor.metrics.rejected_updates.labels("department_mismatch")._value.get() == 1

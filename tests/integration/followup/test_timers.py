@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import event, inspect
 
 from schemas.disputes import ReassessmentRequested
-from schemas.followups import FollowupDue, FollowupResult
+from schemas.followups import FollowupDue, FollowupResult, results_topic
 from schemas.workorders import DisputeResolved, OrderStatusChanged
 from services.followup.store import FollowupStore
 from services.followup.timers import followup_id
@@ -408,3 +408,23 @@ async def test_closure_figures_are_counted_on_the_reader(tmp_path):
     finally:
         await reader.dispose()
         await engine.dispose()
+
+
+async def test_a_result_on_another_department_s_topic_is_refused_and_leaves_the_event_id_free(followup):
+    processor, clock, published = followup
+    await processor.on_events(records(issued(), closed(), resolved()))
+    clock.advance(timedelta(days=10))  # the 7-day revisit of a dispute resolved on day 2
+    await processor.fire_due()
+    [first] = dues(published)
+    assert first.department == "mediation_room"
+    published.clear()
+    # A forged rebound on the court's own topic: the court may write it, but the revisit is the mediation room's.
+    forged = result(first.followup_id, "res-same", satisfaction=1, rebound=True)
+    await processor.on_results([Record(results_topic("court"), forged.to_bytes(), offset=1)])
+    assert dead_reasons(published) == ["department_mismatch"] and not reassessments(published)
+    assert processor.metrics.invalid.labels("department_mismatch")._value.get() == 1
+    published.clear()
+    # The mediation room's own answer with the same event id counts.
+    await processor.on_results([Record(results_topic("mediation_room"), result(first.followup_id, "res-same").to_bytes(), offset=2)])
+    assert not dead_reasons(published)
+    assert (await processor.store.figures(clock.now()))["results"] == 1

@@ -3,7 +3,9 @@
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
-from schemas.catalog import SERVICES
+import pytest
+
+from schemas.catalog import DEVELOPMENT_TOPICS, SERVICES, expand
 from services.cli import app as cli
 from services.dispatch.app import create_app
 from services.dispatch.routing import DEFAULT_ROUTING
@@ -16,8 +18,22 @@ def test_app_subscribes_to_the_documented_topics_without_connecting(tmp_path):
     app = create_app(DispatchSettings(data_dir=tmp_path), kafka, registry=CollectorRegistry())
     [broker] = app.brokers
     topics = {getattr(t, "name", t) for sub in broker.subscribers for t in sub.topics}
-    assert topics == {kafka.topic(c.topic) for c in SERVICES["dispatch"].consumes}
+    documented = {kafka.topic(t) for c in SERVICES["dispatch"].consumes for t in expand(c.topic)}
+    development = {kafka.topic(DEVELOPMENT_TOPICS[c.topic]) for c in SERVICES["dispatch"].consumes if c.topic in DEVELOPMENT_TOPICS}
+    assert topics == documented | development
     assert not list(tmp_path.iterdir()), "no database file before start"
+
+
+# Production reads departments' input only from their own topics: the shared ones would let anyone speak for anyone.
+@pytest.mark.parametrize("environment, shared_read", [("development", True), ("production", False)])
+def test_shared_department_topics_are_read_only_in_development(tmp_path, monkeypatch, environment, shared_read):
+    monkeypatch.setenv("FENGQIAO_ENV", environment)
+    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")
+    [broker] = create_app(DispatchSettings(data_dir=tmp_path), kafka, registry=CollectorRegistry()).brokers
+    topics = {getattr(t, "name", t) for sub in broker.subscribers for t in sub.topics}
+    per_department = {t for c in SERVICES["dispatch"].consumes if c.topic in DEVELOPMENT_TOPICS for t in expand(c.topic)}
+    assert len(per_department) == 20 and per_department <= topics
+    assert bool(set(DEVELOPMENT_TOPICS.values()) & topics) is shared_read
 
 
 def test_routing_check_command(tmp_path):

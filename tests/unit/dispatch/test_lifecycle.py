@@ -8,7 +8,7 @@ import pytest
 from schemas.disputes import DisputeTriaged
 from schemas.workorders import WorkOrderUpdate
 from services.dispatch.calendar import WorkingCalendar
-from services.dispatch.lifecycle import UNSEEN, Rejection, apply_update, check_update, dispatch, is_repeat, waits_for_order
+from services.dispatch.lifecycle import UNSEEN, Rejection, apply_update, check_sender, check_update, dispatch, is_repeat, waits_for_order
 from services.dispatch.routing import DEFAULT_ROUTING, load_routing
 from tests.support.samples import TRIAGED, at
 
@@ -58,6 +58,29 @@ REJECTIONS = [
     ("another department", lambda o: update(o, "resolved", department="court"), "department", "department_mismatch"),
     ("another dispute", lambda o: update(o, "resolved", dispute_id="D-other"), "dispute_id", "dispute_mismatch"),
 ]
+
+
+# (case, the department the payload names, the department whose topic it came on (None: the shared development topic), refused)
+SENDERS = [
+    ("on its own topic", "community_police", "community_police", False),
+    ("naming another department on its own topic", "community_police", "traffic_police", True),
+    ("naming itself on another department's topic", "traffic_police", "community_police", True),
+    ("on the shared development topic, the payload is trusted", "community_police", None, False),
+]
+
+
+@pytest.mark.parametrize("case, named, sender, refused", SENDERS, ids=[r[0] for r in SENDERS])
+def test_the_topic_an_update_came_on_must_be_the_department_it_names(case, named, sender, refused):
+    _, _, orders = first_dispatch(1)
+    sent = update(orders[0], "resolved", department=named)
+    if not refused:
+        assert check_sender(sent, sender) is None
+        return
+    with pytest.raises(Rejection) as caught:
+        check_sender(sent, sender)
+    assert caught.value.reason == "department_mismatch"
+    assert str(caught.value).startswith("department: department_mismatch: ")
+    assert named not in str(caught.value) and sender not in str(caught.value), "the reason names the field, not the departments"
 
 
 @pytest.mark.parametrize("case, make, field, reason", REJECTIONS, ids=[r[0] for r in REJECTIONS])

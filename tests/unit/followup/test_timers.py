@@ -20,7 +20,9 @@ from services.followup.timers import (
     judge_results,
     refusal,
     revisit_timers,
+    sender_refusal,
     sla_timers,
+    split_senders,
 )
 from services.runtime.retention import erased_report
 from tests.support.samples import DUE_AT as DUE
@@ -251,3 +253,29 @@ def test_a_rebound_is_graded_from_the_remembered_level_one_rebound_more():
 def test_timer_ids_are_derived_from_what_they_are_about():
     assert [t.followup_id for t in sla_timers(issued(), 0.8)] == [followup_id("wo-1", "sla_warning"), followup_id("wo-1", "sla_breached")]
     assert isinstance(REVISIT, Timer) and REVISIT.followup_id == followup_id(DISPUTE, "1", "revisit", "1")
+
+
+IMPOSTOR = ("department_mismatch", "department: department_mismatch: the topic it came on is not this revisit's department's")
+
+# (case, the result's revisit, the department whose topic it came on (None: the shared development topic), refusal or None)
+SENDERS = [
+    ("the revisit's department answers on its own topic", ASKED.followup_id, "mediation_room", None),
+    ("another department answers for it", ASKED.followup_id, "community_police", IMPOSTOR),
+    ("on the shared development topic, the sender is not known", ASKED.followup_id, None, None),
+    ("a deadline's department is checked too", BREACH.followup_id, "community_police", IMPOSTOR),
+    ("a result of no timer is left to the other checks", "fu-unknown", "community_police", None),
+]
+
+
+@pytest.mark.parametrize("case, followup, sender, expected", SENDERS, ids=[row[0] for row in SENDERS])
+def test_only_the_revisit_s_department_may_answer_it(case, followup, sender, expected):
+    refused = sender_refusal(TIMERS.get(followup), sender)
+    assert (refused and (refused.label, refused.reason)) == expected
+
+
+def test_impostors_are_split_off_before_the_results_are_judged():
+    sent = [("mine", result(event="res-a")), ("theirs", result(event="res-a")), ("shared", result(event="res-b"))]
+    senders = {"mine": "mediation_room", "theirs": "court", "shared": None}
+    trusted, impostors = split_senders(sent, TIMERS, senders.get)
+    assert [source for source, _ in trusted] == ["mine", "shared"]
+    assert [(source, why.label) for source, why in impostors] == [("theirs", "department_mismatch")]
