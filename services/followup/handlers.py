@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from schemas.disputes import DISPUTES_REASSESS
 from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS_INVALID, FollowupResult
 from schemas.workorders import WORK_ORDER_EVENT, WORKORDERS_EVENTS_INVALID
+from services.dispatch.disclosure import load_disclosure
 from services.followup.metrics import FollowupMetrics
 from services.followup.settings import FollowupSettings
 from services.followup.store import FollowupStore, Transaction
@@ -59,6 +60,8 @@ class FollowupProcessor:
         writing: asyncio.Lock,
     ):
         self.settings = settings
+        # Read once at start: a re-fire after a crash repeats its fired_at anew anyway, and names the version it used.
+        self.disclosure = load_disclosure(settings.disclosure_file)
         self.kafka = kafka
         self.store = store
         self.publish = publish
@@ -121,7 +124,7 @@ class FollowupProcessor:
             due = await self.store.claim_due(connection, now, self.settings.fire_batch)
             if not due:
                 return now, due, Round()
-            decided = fire_round(due, await self._due_context(connection, due), now)
+            decided = fire_round(due, await self._due_context(connection, due), now, self.disclosure)
             await self.publish(self._round_outgoing(decided, now))
             fault_point("after_publish", "timers")
             regraded = [_breach_key(d, a) for d, a in decided.regraded]

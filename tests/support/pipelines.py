@@ -7,8 +7,9 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry
 
 from schemas.disputes import DisputeTriaged
-from services.dispatch.app import routing_holder
+from services.dispatch.app import disclosure_holder, routing_holder
 from services.dispatch.calendar import WorkingCalendar
+from services.dispatch.disclosure import DEFAULT_DISCLOSURE
 from services.dispatch.handlers import DispatchProcessor
 from services.dispatch.metrics import DispatchMetrics
 from services.dispatch.routing import DEFAULT_ROUTING
@@ -91,6 +92,7 @@ async def dispatch_pipeline(database_url: str, now: datetime = DISPATCH_NOW):
     processor = DispatchProcessor(
         KafkaSettings(), routing_holder(DEFAULT_ROUTING.read_text(encoding="utf-8"), metrics), WorkingCalendar(),
         store, published, ManualClock(now), metrics, Readiness(), asyncio.Lock(),
+        disclosure=disclosure_holder(DEFAULT_DISCLOSURE.read_text(encoding="utf-8"), metrics),
     )
     return processor, published, engine
 

@@ -7,6 +7,7 @@ import pytest
 
 from schemas.followups import FollowupResult
 from schemas.workorders import DisputeResolved, OrderEscalated, OrderStatusChanged
+from services.dispatch.disclosure import DEFAULT_DISCLOSURE, load_disclosure
 from services.followup.timers import (
     Dispute,
     DueContext,
@@ -29,6 +30,7 @@ from tests.support.samples import order_issued as issued
 DISPUTE = "D-2026-0002"
 WARN = ISSUED + (DUE - ISSUED) * 0.8
 NOW = DUE + timedelta(hours=1)
+POLICY = load_disclosure(DEFAULT_DISCLOSURE)
 
 
 def status(order="wo-1", to="resolved", attempt=1):
@@ -152,11 +154,11 @@ ROUNDS = [
 
 @pytest.mark.parametrize("case, due, known, expected", ROUNDS, ids=[row[0] for row in ROUNDS])
 def test_a_round_of_due_timers_fires_cancels_and_regrades(case, due, known, expected):
-    assert round_in_short(fire_round(due, known, NOW)) == expected
+    assert round_in_short(fire_round(due, known, NOW, POLICY)) == expected
 
 
 def test_a_round_says_when_each_timer_was_due_and_fired():
-    [said] = fire_round([BREACH], context(), NOW).dues
+    [said] = fire_round([BREACH], context(), NOW, POLICY).dues
     assert (said.followup_id, said.due_at, said.fired_at) == (BREACH.followup_id, DUE, NOW)
 
 
