@@ -13,8 +13,9 @@ from schemas.workorders import DEPARTMENTS, WORK_ORDER_EVENT, WorkOrderIssued
 from services.dispatch.disclosure import DisclosurePolicy, View, mask_id_number, mask_name, mask_phone
 
 # Whatever the parsed fields say, the raw record must not hold a full mainland ID number or mobile number either.
+# Not within a longer run of letters and digits: a work order id's hex once held eleven digits in a row.
 ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])")
-MOBILE = re.compile(r"(?<![\d.])1[3-9]\d{9}(?!\d)")
+MOBILE = re.compile(r"(?<![0-9A-Za-z.])1[3-9]\d{9}(?![0-9A-Za-z])")
 
 
 @dataclass
