@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
 from schemas.common import Party
@@ -10,6 +11,7 @@ from schemas.disputes import DisputeTriaged
 from schemas.followups import FollowupDue
 from schemas.workorders import DEPARTMENTS, WorkOrderIssued
 from services.cli import app as cli
+from services.dispatch.app import disclosure_holder
 from services.dispatch.calendar import WorkingCalendar
 from services.dispatch.disclosure import (
     DEFAULT_DISCLOSURE,
@@ -25,6 +27,7 @@ from services.dispatch.disclosure import (
     parse_disclosure,
 )
 from services.dispatch.lifecycle import Dispute, dispatch, with_known_parties
+from services.dispatch.metrics import DispatchMetrics
 from services.dispatch.routing import DEFAULT_ROUTING, load_routing, parse_pinned, pinned_text, routing_text
 from services.runtime.kafka import encode_event
 from services.simulator.population import id_check_character
@@ -326,3 +329,12 @@ def test_orders_encode_with_masked_parties():
 
 def test_simulated_id_numbers_carry_a_valid_check_character():
     assert id_check_character("11010519491231002") == "X"  # GB 11643-1999's own example
+
+
+def test_a_broken_policy_offered_at_runtime_is_refused_and_the_old_one_keeps_serving():
+    registry = CollectorRegistry()
+    holder = disclosure_holder(TEXT, DispatchMetrics(registry))
+    assert not holder.offer(_edit("  court:\n", "  fire_brigade:\n").replace('"2026.12.1"', '"2026.12.2"'), "file")
+    assert holder.offer(_edit('version: "2026.12.1"', 'version: "2026.12.2"'), "file") and holder.version == "2026.12.2"
+    active = {v: registry.get_sample_value("fengqiao_dispatch_disclosure_active", {"version": v}) for v in ("2026.12.1", "2026.12.2")}
+    assert active == {"2026.12.1": 0, "2026.12.2": 1}
