@@ -30,6 +30,8 @@ from services.runtime.reload import Reloadable, watch_file
 from services.runtime.service import batch_options, build_parts, every, service_app
 from services.runtime.settings import ClockSettings, KafkaSettings
 
+_PURGE_EVERY_SECONDS = 3600
+
 
 def routing_holder(text: str, metrics: DispatchMetrics) -> Reloadable[RoutingTable]:
     """Hold the routing table in use, swappable at runtime."""
@@ -81,7 +83,9 @@ def create_app(
     )
     async def on_triaged(records: Any) -> None:
         """Issue work orders for a batch of graded disputes."""
-        await isolate_poison(records, processor.on_triaged, parts.publisher, kafka.topic(DISPUTES_INVALID), metrics.invalid_triaged.inc)
+        await isolate_poison(
+            records, processor.on_triaged, parts.publisher, kafka.topic(DISPUTES_INVALID), metrics.invalid_triaged.inc, processor.forget_triaged
+        )
 
     # Departments report progress over hours and days: their updates need no eager polling.
     @parts.broker.subscriber(
@@ -89,7 +93,8 @@ def create_app(
         **batch_options(settings, latency_critical=False),
     )
     async def on_updates(records: Any) -> None:
-        """Apply a batch of department updates."""
+        """Retry the parked updates, then apply a batch of department updates."""
+        await processor.retry_parked()
         await isolate_poison(
             records, processor.on_updates, parts.publisher, kafka.topic(WORKORDERS_UPDATES_INVALID), metrics.rejected_updates.labels("unprocessable").inc
         )
@@ -102,6 +107,9 @@ def create_app(
     async def refresh_coverage() -> None:
         coverage.refresh(clock.now())
 
+    async def purge() -> None:
+        await processor.purge(settings.retention_days)
+
     return service_app(
         parts,
         store.migrate,
@@ -111,7 +119,8 @@ def create_app(
             **follow_holidays,
             "open-order-count": partial(every, settings.gauge_refresh_seconds, recount_open_orders, "open-order count"),
             "calendar-coverage": partial(every, settings.gauge_refresh_seconds, refresh_coverage, "calendar coverage"),
-            # Parked updates are retried by every batch too; this applies or refuses them when no update arrives.
+            # Parked updates are retried before every batch too; this applies or refuses them when no update arrives.
             "parked-updates": partial(every, settings.gauge_refresh_seconds, processor.retry_parked, "parked updates"),
+            "purge": partial(every, _PURGE_EVERY_SECONDS, purge, "purge"),
         },
     )

@@ -16,6 +16,7 @@ A year in the file is wholly described by it: a day it does not list works Monda
 from the file comes from `chinese_calendar` (2004-2026 in 1.11), else counts weekends only, with a warning.
 """
 
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Iterable
@@ -25,6 +26,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
+import yaml
 from prometheus_client import Gauge
 from pydantic import (
     BaseModel,
@@ -154,6 +156,19 @@ class HolidayFile(BaseModel):
 
 
 NO_HOLIDAYS = HolidayFile(version="none", years=[])
+SHIPPED_HOLIDAYS = Path(__file__).parent / "holidays.yaml"  # the notices transcribed so far; deployments point DISPATCH_HOLIDAYS_FILE at it
+
+
+def holidays_text(holidays: HolidayFile) -> str:
+    """Write a holidays file back as text that `parse_holidays` reads into an equal file."""
+    # The callable discriminator of days off leaves pydantic unsure of the union's member; the dump is right (tested).
+    return yaml.safe_dump(holidays.model_dump(mode="python", warnings=False), allow_unicode=True, sort_keys=True)
+
+
+def holidays_id(holidays: HolidayFile, text: str | None = None) -> str:
+    """Name a holidays file by version and content, so a pin always finds the very file it was taken on."""
+    digest = hashlib.sha256((text or holidays_text(holidays)).encode()).hexdigest()
+    return f"{holidays.version}@{digest[:12]}"
 
 
 def parse_holidays(text: str) -> HolidayFile:
@@ -226,6 +241,11 @@ class WorkingCalendar:
     def _follow(self) -> None:
         if self._source is not None and self._source.current is not self.holidays:
             self._use(self._source.current)
+
+    def file(self) -> HolidayFile:
+        """Return the holidays file in use now."""
+        self._follow()
+        return self.holidays
 
     def is_working_day(self, day: date) -> bool:
         """Tell whether government departments work on `day`."""

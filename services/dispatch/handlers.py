@@ -14,12 +14,13 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, NamedTuple, TypeVar
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.common import Contract
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DisputeReported, DisputeTriaged
 from schemas.workorders import WORKORDERS_EVENTS, WORKORDERS_UPDATES_INVALID, WorkOrderUpdate, work_order_topic
-from services.dispatch.calendar import WorkingCalendar
+from services.dispatch.calendar import HolidayFile, WorkingCalendar, holidays_id, holidays_text, parse_holidays
 from services.dispatch.lifecycle import (
     OPEN,
     UNSEEN,
@@ -39,12 +40,14 @@ from services.dispatch.lifecycle import (
 from services.dispatch.metrics import DispatchMetrics
 from services.dispatch.disclosure import DisclosurePolicy
 from services.dispatch.routing import RoutingTable, parse_pinned, pinned_text, routing_id
-from services.dispatch.store import DispatchStore
+from services.dispatch.store import DispatchStore, ParkedUpdate, Pin
 from services.runtime.clock import Clock
 from services.runtime.deadletter import dead_letter, validated
 from services.runtime.faults import fault_point
 from services.runtime.kafka import Outgoing, encode_event
+from services.runtime.poison import isolate_poison
 from services.runtime.reload import Reloadable
+from services.runtime.purge import purge_pages
 from services.runtime.retry import Readiness, in_transaction
 from services.runtime.settings import KafkaSettings
 
@@ -140,10 +143,12 @@ class DispatchProcessor:
         self.patience = timedelta(seconds=park_seconds)
         # The service's one writing lock: one transaction at a time, and none while SQLite's log is emptied.
         self.writing = writing
-        # Routing tables, each with the disclosure policy pinned with it, by id: the current pair, and those pinned
-        # inputs or disputes still name.
+        # Routing tables, each with the disclosure policy pinned with it, and calendars, by id: the current ones,
+        # and those pinned inputs or disputes still name.
         self._tables: dict[str, Policies] = {}
         self._current: tuple[Policies, str, str] | None = None
+        self._calendars: dict[str, WorkingCalendar] = {}
+        self._current_file: tuple[HolidayFile, str, str] | None = None
 
     async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         return await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc, self.writing)
@@ -167,15 +172,32 @@ class DispatchProcessor:
             self._tables[self._current[1]] = self._current[0]
         return self._current
 
-    async def _pin(self, keys: list[str]) -> dict[str, str]:
-        """Pin inputs to the current routing table in a transaction of its own, unless pinned before; return the pins."""
-        _, current, text = self._current_routing()
+    def _current_holidays(self) -> tuple[HolidayFile, str, str]:
+        """Return the holidays file in use with its id and text, naming it once per swap."""
+        holidays = self.calendar.file()
+        if self._current_file is None or self._current_file[0] is not holidays:
+            text = holidays_text(holidays)
+            self._current_file = (holidays, holidays_id(holidays, text), text)
+        return self._current_file
 
-        async def work(connection: AsyncConnection) -> dict[str, str]:
-            # Committed before anything is published: a redelivery after a crash finds the table its first try used.
-            return await self.store.pin_routing(connection, keys, current, text, self.clock.now())
+    async def _pin(self, keys: list[str]) -> dict[str, Pin]:
+        """Pin inputs to the current routing table and holidays file in a transaction of its own, unless pinned before."""
+        _, routing, text = self._current_routing()
+        _, holidays, holidays_body = self._current_holidays()
+
+        async def work(connection: AsyncConnection) -> dict[str, Pin]:
+            # Committed before anything is published: a redelivery after a crash finds the table and file its first try used.
+            return await self.store.pin_routing(connection, keys, (routing, text), (holidays, holidays_body), self.clock.now())
 
         return await self._transaction(work)
+
+    async def _working_calendars(self, connection: AsyncConnection, ids: Iterable[str | None]) -> dict[str | None, WorkingCalendar]:
+        """Return the calendars of these holidays ids; None, pinned before holidays were, gets the calendar in use."""
+        _, current, _ = self._current_holidays()
+        missing = sorted({i for i in ids if i is not None and i != current and i not in self._calendars})
+        for found, text in (await self.store.load_holidays_texts(connection, missing)).items():
+            self._calendars[found] = WorkingCalendar(parse_holidays(text), self.calendar.zone)
+        return {None: self.calendar, current: self.calendar} | {i: self._calendars[i] for i in ids if i is not None and i != current}
 
     async def _routings(self, connection: AsyncConnection, ids: Iterable[str | None]) -> dict[str | None, Policies]:
         """Return the tables and policies of these ids; None, a dispute routed before pins existed, gets the current ones."""
@@ -207,15 +229,18 @@ class DispatchProcessor:
             disputes = await self.store.load_disputes(connection, dispute_ids)
             orders = await self.store.load_orders(connection, dispute_ids, [])
             known_disputes, known_orders = set(disputes), set(orders)
-            tables, batch = await self._routings(connection, pins.values()), Effects()
+            tables, batch = await self._routings(connection, [r for r, _ in pins.values()]), Effects()
+            calendars = await self._working_calendars(connection, [h for _, h in pins.values()])
             by_dispute = _by_dispute(orders.values())
             for _, triaged in fresh:
                 current = disputes.get(triaged.dispute_id)
                 open_orders = [o for o in by_dispute[triaged.dispute_id].values() if o.status in OPEN]
                 # Orders date from when triage graded the dispute: a redelivery must not move issued_at and due_at.
-                pinned = pins[f"triaged:{triaged.source_event_id}"]
-                policies = tables[pinned]
-                effects = dispatch(triaged, current, open_orders, triaged.triaged_at, policies.table, self.calendar, policies.disclosure, pinned)
+                routing, holidays = pins[f"triaged:{triaged.source_event_id}"]
+                policies = tables[routing]
+                effects = dispatch(
+                    triaged, current, open_orders, triaged.triaged_at, policies.table, calendars[holidays], policies.disclosure, routing, holidays
+                )
                 _take(effects, disputes, orders, by_dispute, batch)
             reports = EncodedReports()
             await self.publish(self._outgoing(batch, reports) + dead)
@@ -229,19 +254,51 @@ class DispatchProcessor:
         await self._transaction(work)
         fault_point("after_record", "triaged")
 
+    async def forget_triaged(self, record: Any) -> None:
+        """Drop the routing pin of a graded dispute dead-lettered after it was pinned: no redelivery will need it."""
+        try:
+            key = f"triaged:{DisputeTriaged.model_validate_json(record.value).source_event_id}"
+        except ValidationError:
+            return  # refused by the contract before anything was pinned
+        await self._transaction(lambda connection: self.store.unpin(connection, [key]))
+
     async def on_updates(self, records: Sequence[Any]) -> None:
-        """Apply the parked updates, then a batch of department updates; park those whose order is not yet visible."""
+        """Apply a batch of department updates; park those whose order is not yet visible."""
+        await self._updates(records, None)
+
+    async def retry_parked(self) -> None:
+        """Retry the parked updates: apply those whose order appeared, refuse those past their deadline.
+
+        They run apart from any new batch, under poison isolation of their own: a parked update that fails for a
+        reason other than an outage is dead-lettered alone and unparked, instead of failing every later batch.
+        """
+        parked = await self._transaction(self.store.load_parked)
+        if parked:
+            await isolate_poison(
+                parked, self._retry, self.publish, self.kafka.topic(WORKORDERS_UPDATES_INVALID),
+                self.metrics.rejected_updates.labels("unprocessable").inc, self._forget,
+            )
+
+    async def _retry(self, parked: Sequence[ParkedUpdate]) -> None:
+        await self._updates([], {_where(p) for p in parked})
+
+    async def _forget(self, parked: ParkedUpdate) -> None:
+        await self._transaction(lambda connection: self.store.unpark(connection, [parked]))
+
+    async def _updates(self, records: Sequence[Any], retrying: set[tuple[str, int, int]] | None) -> None:
+        # `retrying`: the places of the parked updates to retry, with no new record; None for a new batch.
         invalid_topic = self.kafka.topic(WORKORDERS_UPDATES_INVALID)
         valid, dead = validated(
             records, WorkOrderUpdate.model_validate_json, invalid_topic, self.max_message_bytes, self.metrics.rejected_updates.labels("invalid").inc
         )
 
         async def work(connection: AsyncConnection) -> None:
-            # Parked updates go first, in order of first sight, and are locked so one instance at a time retries each.
+            # Parked updates are locked, so one instance at a time retries each, and retried in order of first sight.
             parked = await self.store.load_parked(connection)
             first_seen = {_where(p): p.first_seen for p in parked}
+            retried = [p for p in parked if retrying is not None and _where(p) in retrying]
             revived, letters = validated(
-                parked, WorkOrderUpdate.model_validate_json, invalid_topic, self.max_message_bytes, self.metrics.rejected_updates.labels("invalid").inc
+                retried, WorkOrderUpdate.model_validate_json, invalid_topic, self.max_message_bytes, self.metrics.rejected_updates.labels("invalid").inc
             )
             # A record parked by a try whose offsets did not commit comes again: it keeps its first sight.
             inputs = revived + [(r, u) for r, u in valid if _where(r) not in first_seen]
@@ -254,6 +311,7 @@ class DispatchProcessor:
             orders = await self.store.load_orders(connection, dispute_ids, [u.work_order_id for _, u in inputs])
             known_disputes, known_orders = set(disputes), set(orders)
             tables, batch = await self._routings(connection, [d.routing_id for d in disputes.values()]), Effects()
+            calendars = await self._working_calendars(connection, [d.holidays_id for d in disputes.values()])
             by_dispute = _by_dispute(orders.values())
             now, done, waiting = self.clock.now(), {}, []  # done: a dict keeps the order of first sight
             for record, update in inputs:
@@ -266,7 +324,7 @@ class DispatchProcessor:
                 if repeat:
                     self.metrics.duplicates.labels("updates").inc()
                     continue
-                # The attempt's own table and policy decide, whatever was swapped in since it was routed.
+                # The attempt's own table, policy and calendar decide, whatever was swapped in since it was routed.
                 policies = tables[getattr(disputes.get(update.dispute_id), "routing_id", None)]
                 try:
                     order = check_update(update, orders.get(update.work_order_id), policies.table)
@@ -281,7 +339,7 @@ class DispatchProcessor:
                 dispute = disputes[order.dispute_id]
                 siblings = [o for o in by_dispute[dispute.dispute_id].values() if o.attempt == dispute.attempt]
                 effects = apply_update(
-                    update, order, dispute, siblings, update_time(update, order), policies.table, self.calendar, policies.disclosure
+                    update, order, dispute, siblings, update_time(update, order), policies.table, calendars[dispute.holidays_id], policies.disclosure
                 )
                 _take(effects, disputes, orders, by_dispute, batch)
                 self.metrics.updates.labels(update.status).inc()
@@ -291,7 +349,7 @@ class DispatchProcessor:
             await self.store.write(connection, batch, known_disputes, known_orders, list(done), now, reports, done)
             still = {_where(r) for r in waiting}
             await self.store.park(connection, [r for r in waiting if _where(r) not in first_seen], now)
-            await self.store.unpark(connection, [p for p in parked if _where(p) not in still])
+            await self.store.unpark(connection, [p for p in retried if _where(p) not in still])
             for event in batch.events:
                 if event.kind == "escalated":
                     self.metrics.escalations.labels(event.reason).inc()
@@ -300,9 +358,9 @@ class DispatchProcessor:
         await self._transaction(work)
         fault_point("after_record", "updates")
 
-    async def retry_parked(self) -> None:
-        """Retry the parked updates when no update arrives: apply those whose order appeared, refuse those past their deadline."""
-        await self.on_updates([])
+    async def purge(self, retention_days: int) -> int:
+        """Erase the personal data of disputes settled `retention_days` ago (see DispatchStore.retained_page); return how many."""
+        return await purge_pages(self._transaction, self.store, self.clock.now(), retention_days, self.metrics.erased_disputes.inc)
 
     def _refuse(self, record: Any, rejection: Rejection, invalid_topic: str) -> Any:
         self.metrics.rejected_updates.labels(rejection.reason).inc()

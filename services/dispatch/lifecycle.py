@@ -58,6 +58,7 @@ class Dispute:
     report: DisputeReported
     history: History
     routing_id: str | None = None  # None for rows written before routings were pinned: they follow the current table
+    holidays_id: str | None = None  # likewise for holidays files: None follows the file in use
 
 
 @dataclass
@@ -137,10 +138,12 @@ def dispatch(
     calendar: WorkingCalendar,
     disclosure: DisclosurePolicy,
     routing: str | None = None,
+    holidays: str | None = None,
 ) -> Effects:
     """Issue the orders of a graded dispute; a dispute seen before gets the next attempt and its open orders are superseded.
 
-    `routing` names `table` and `disclosure` in the store: the attempt's later updates are judged by the same ones.
+    `routing` names `table` and `disclosure`, `holidays` `calendar`'s file, in the store: the attempt's later updates are
+    judged by the same table and disclosed by the same policy, their deadlines walked on the same calendar.
     """
     attempt = 1 if dispute is None else dispute.attempt + 1
     triaged = with_known_parties(triaged, dispute)
@@ -154,7 +157,7 @@ def dispatch(
         effects.orders[issued.work_order_id] = _order(issued)
         effects.events.append(_issued_event(issued, audited))
     effects.disputes[triaged.dispute_id] = Dispute(
-        triaged.dispute_id, attempt, triaged.level, triaged.urgency, triaged.report, triaged.report.history, routing
+        triaged.dispute_id, attempt, triaged.level, triaged.urgency, triaged.report, triaged.report.history, routing, holidays
     )
     return effects
 

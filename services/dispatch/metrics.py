@@ -59,5 +59,7 @@ class DispatchMetrics:
         self.calendar_covered_days = Gauge(
             "fengqiao_dispatch_calendar_covered_days", "Days ahead the working-day calendar is known", registry=registry
         )
+        # Disputes whose personal data this replica erased after the retention (DISPATCH_RETENTION_DAYS).
+        self.erased_disputes = Counter("fengqiao_dispatch_erased_disputes", "Disputes erased after the retention", registry=registry)
         # Store calls that failed and were retried.
         self.store_retries = Counter("fengqiao_dispatch_store_retries", "Store calls retried", registry=registry)

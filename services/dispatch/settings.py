@@ -21,6 +21,9 @@ class DispatchSettings(ServiceSettings):
     holidays_file: Path | None = Field(None, description="YAML of the State Council's holiday notices, by year (see calendar.py)")
     group_id: str = "fengqiao-dispatch"
     gauge_refresh_seconds: float = Field(5.0, gt=0, le=3600, description="How often the open-order and calendar gauges are refreshed")
+    retention_days: int = Field(
+        180, ge=30, le=3650, description="Days after a dispute settles (no open order) before its report's personal data is erased"
+    )
     park_seconds: float = Field(
         600.0, ge=0, le=7 * 86400, description="How long an update naming an order not yet visible is parked before it is refused"
     )

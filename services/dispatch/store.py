@@ -1,4 +1,8 @@
-"""Dispatch's own store: disputes, work orders, processed event ids, pinned routings and parked updates, migrated with Alembic at start."""
+"""Dispatch's own store: disputes, work orders, processed event ids, pinned routings and parked updates, migrated with Alembic at start.
+
+Personal data lives only in each dispute's report (and, for at most `park_seconds`, in parked updates' notes):
+`purge` erases a report once its dispute has been settled for the retention.
+"""
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -8,16 +12,21 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
-    BigInteger, Column, DateTime, Integer, LargeBinary, MetaData, String, Table, Text, bindparam, delete, func, select, tuple_, update,
+    BigInteger, Column, DateTime, Index, Integer, LargeBinary, MetaData, String, Table, Text, bindparam, delete, exists, func, select, tuple_,
+    update,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.disputes import DisputeReported, History
-from services.dispatch.lifecycle import Dispute, Effects, Order
+from services.dispatch.lifecycle import OPEN, Dispute, Effects, Order
+from services.runtime.retention import Kept, RetentionPlan
 from services.runtime.store import aware, create_schema, insert_ignoring_duplicates, insert_rows, present, utc
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+Pinned = tuple[str, str]  # a routing table's or holidays file's id and text
+Pin = tuple[str, str | None]  # an input's routing id and holidays id
 
 metadata = MetaData()
 disputes = Table(
@@ -30,6 +39,15 @@ disputes = Table(
     Column("report", Text, nullable=False),
     Column("history", Text, nullable=False),
     Column("routing_id", String(64), nullable=True),
+    Column("holidays_id", String(64), nullable=True),
+    # When a retention pass first found the dispute settled (no open order), and when its report was erased.
+    Column("settled_at", DateTime(timezone=True), nullable=True),
+    Column("erased_at", DateTime(timezone=True), nullable=True),
+)
+# The hourly retention pass reads only disputes not yet erased: after years they are the few.
+kept_disputes = Index(
+    "ix_dispatch_disputes_kept", disputes.c.dispute_id,
+    sqlite_where=disputes.c.erased_at.is_(None), postgresql_where=disputes.c.erased_at.is_(None),
 )
 orders = Table(
     "dispatch_orders",
@@ -59,13 +77,21 @@ routing_tables = Table(
     Column("routing_id", String(64), primary_key=True),
     Column("body", Text, nullable=False),
 )
-# The routing an input was first routed by, held from before its outputs are published until its effects commit.
+# Holidays files by id, as routing tables: a deadline is walked on the file its attempt was first routed with.
+holiday_files = Table(
+    "dispatch_holiday_files",
+    metadata,
+    Column("holidays_id", String(64), primary_key=True),
+    Column("body", Text, nullable=False),
+)
+# The routing and holidays an input was first routed by, held from before its outputs are published until its effects commit.
 routing_pins = Table(
     "dispatch_routing_pins",
     metadata,
     Column("input_key", String(80), primary_key=True),
     Column("routing_id", String(64), nullable=False),
     Column("pinned_at", DateTime(timezone=True), nullable=False),
+    Column("holidays_id", String(64), nullable=True),
 )
 
 # Updates whose order was not yet visible, by where they were consumed, kept until it appears or their deadline passes.
@@ -104,7 +130,7 @@ def _upgrade(connection: Connection) -> None:
 def _dispute(row) -> Dispute:
     return Dispute(
         row.dispute_id, row.attempt, row.level, row.urgency,
-        DisputeReported.model_validate_json(row.report), History.model_validate_json(row.history), row.routing_id,
+        DisputeReported.model_validate_json(row.report), History.model_validate_json(row.history), row.routing_id, row.holidays_id,
     )
 
 
@@ -113,6 +139,15 @@ def _order(row) -> Order:
         row.work_order_id, row.dispute_id, row.department, row.role, row.attempt, row.level, row.status,
         aware(row.issued_at), aware(row.due_at),
     )
+
+
+def _retained():
+    needed = exists().where(orders.c.dispute_id == disputes.c.dispute_id, orders.c.status.in_(OPEN))
+    return select(disputes.c.dispute_id, disputes.c.settled_at, needed.label("needed")).where(disputes.c.erased_at.is_(None))
+
+
+def _kept(rows) -> list[Kept]:
+    return [Kept(row.dispute_id, bool(row.needed), aware(row.settled_at) if row.settled_at is not None else None) for row in rows]
 
 
 async def _lookup(connection: AsyncConnection, key: Column, value: Column, keys: list[str]) -> dict[str, str]:
@@ -183,18 +218,21 @@ class DispatchStore:
         return {row.dispute_id: _dispute(row) for row in await connection.execute(query)}
 
     @staticmethod
-    async def pin_routing(connection: AsyncConnection, input_keys: list[str], routing: str, body: str, now) -> dict[str, str]:
-        """Pin these inputs to a routing table unless pinned before, keep the table, and return every input's pin."""
-        await insert_ignoring_duplicates(connection, routing_tables, [{"routing_id": routing, "body": body}])
-        await insert_ignoring_duplicates(
-            connection, routing_pins, [{"input_key": k, "routing_id": routing, "pinned_at": utc(now)} for k in input_keys]
-        )
+    async def pin_routing(connection: AsyncConnection, input_keys: list[str], routing: Pinned, holidays: Pinned, now) -> dict[str, Pin]:
+        """Pin these inputs to a routing table and a holidays file unless pinned before, keep both, and return every input's pin."""
+        await insert_ignoring_duplicates(connection, routing_tables, [{"routing_id": routing[0], "body": routing[1]}])
+        await insert_ignoring_duplicates(connection, holiday_files, [{"holidays_id": holidays[0], "body": holidays[1]}])
+        rows = [{"input_key": k, "routing_id": routing[0], "holidays_id": holidays[0], "pinned_at": utc(now)} for k in input_keys]
+        await insert_ignoring_duplicates(connection, routing_pins, rows)
         return await DispatchStore.load_pins(connection, input_keys)
 
     @staticmethod
-    async def load_pins(connection: AsyncConnection, input_keys: list[str]) -> dict[str, str]:
-        """Return the routing id each of these inputs is pinned to."""
-        return await _lookup(connection, routing_pins.c.input_key, routing_pins.c.routing_id, input_keys)
+    async def load_pins(connection: AsyncConnection, input_keys: list[str]) -> dict[str, Pin]:
+        """Return the routing and holidays ids each of these inputs is pinned to (no holidays id: pinned before they were)."""
+        if not input_keys:
+            return {}
+        query = select(routing_pins.c.input_key, routing_pins.c.routing_id, routing_pins.c.holidays_id).where(routing_pins.c.input_key.in_(input_keys))
+        return {row.input_key: (row.routing_id, row.holidays_id) for row in await connection.execute(query)}
 
     @staticmethod
     async def unpin(connection: AsyncConnection, input_keys: list[str]) -> None:
@@ -206,6 +244,11 @@ class DispatchStore:
     async def load_routing_texts(connection: AsyncConnection, routing_ids: list[str]) -> dict[str, str]:
         """Return the text of each of these routing tables."""
         return await _lookup(connection, routing_tables.c.routing_id, routing_tables.c.body, routing_ids)
+
+    @staticmethod
+    async def load_holidays_texts(connection: AsyncConnection, holidays_ids: list[str]) -> dict[str, str]:
+        """Return the text of each of these holidays files."""
+        return await _lookup(connection, holiday_files.c.holidays_id, holiday_files.c.body, holidays_ids)
 
     @staticmethod
     async def load_orders(connection: AsyncConnection, dispute_ids: list[str], order_ids: list[str]) -> dict[str, Order]:
@@ -227,14 +270,19 @@ class DispatchStore:
             {
                 "key": d.dispute_id, "attempt": d.attempt, "level": d.level, "urgency": d.urgency,
                 "report": encode_report(d.report).decode(), "history": d.history.model_dump_json(), "routing_id": d.routing_id,
+                "holidays_id": d.holidays_id,
             }
             for d in effects.disputes.values()
         ]
         known = [r for r in dispute_rows if r["key"] in known_disputes]
         if known:
+            # A dispute written again is in use again: a new attempt brings its report back, so retention starts over.
             await connection.execute(
                 update(disputes).where(disputes.c.dispute_id == bindparam("key"))
-                .values({c: bindparam(c) for c in ("attempt", "level", "urgency", "report", "history", "routing_id")}),
+                .values({
+                    **{c: bindparam(c) for c in ("attempt", "level", "urgency", "report", "history", "routing_id", "holidays_id")},
+                    "settled_at": None, "erased_at": None,
+                }),
                 known,
             )
         fresh = [{**{k: v for k, v in r.items() if k != "key"}, "dispute_id": r["key"]} for r in dispute_rows if r["key"] not in known_disputes]
@@ -264,3 +312,43 @@ class DispatchStore:
         async with self.reader.connect() as connection:
             query = select(orders.c.department, func.count()).where(orders.c.status.in_(("issued", "accepted", "in_progress")))
             return {row[0]: row[1] for row in await connection.execute(query.group_by(orders.c.department))}
+
+    @staticmethod
+    async def retained_page(connection: AsyncConnection, after: str, limit: int) -> list[Kept]:
+        """Return up to `limit` disputes not yet erased, in id order after `after`, each needed while one of its orders is open.
+
+        A dispute with no open order is settled: dispatch never reads its report again. An update for it is refused
+        as an illegal transition before the report is read, and a new attempt (a reassessment graded again, a
+        rebound found at a revisit) brings the report with it. So dispatch's retention need not wait for revisits.
+        """
+        query = _retained().where(disputes.c.dispute_id > after).order_by(disputes.c.dispute_id).limit(limit)
+        return _kept(await connection.execute(query))
+
+    @staticmethod
+    async def retained_locked(connection: AsyncConnection, dispute_ids: list[str]) -> list[Kept]:
+        """Return these disputes if not yet erased, locked in id order as the batches lock them."""
+        # A batch reopening one of them waits for the pass, or is waited for and seen.
+        query = _retained().where(disputes.c.dispute_id.in_(dispute_ids)).order_by(disputes.c.dispute_id).with_for_update(of=disputes)
+        return _kept(await connection.execute(query))
+
+    @staticmethod
+    async def reports(connection: AsyncConnection, dispute_ids: list[str]) -> dict[str, DisputeReported]:
+        """Return the stored report of each of these disputes."""
+        texts = await _lookup(connection, disputes.c.dispute_id, disputes.c.report, dispute_ids)
+        return {key: DisputeReported.model_validate_json(text) for key, text in texts.items()}
+
+    @staticmethod
+    async def purge(connection: AsyncConnection, plan: RetentionPlan, erased: Mapping[str, DisputeReported], now) -> None:
+        """Write a retention pass: stamp the settled, unstamp the reopened, replace the erased disputes' reports.
+
+        `erased` holds the report each erased dispute keeps: the same figures, no personal data.
+        """
+        if plan.settled:
+            await connection.execute(update(disputes).where(disputes.c.dispute_id.in_(plan.settled)).values(settled_at=utc(now)))
+        if plan.reopened:
+            await connection.execute(update(disputes).where(disputes.c.dispute_id.in_(plan.reopened)).values(settled_at=None))
+        if erased:
+            await connection.execute(
+                update(disputes).where(disputes.c.dispute_id == bindparam("key")).values(report=bindparam("report"), erased_at=utc(now)),
+                [{"key": key, "report": report.to_bytes().decode()} for key, report in erased.items()],
+            )

@@ -20,6 +20,8 @@ from services.runtime.poison import isolate_poison
 from services.runtime.service import batch_options, build_parts, every, service_app
 from services.runtime.settings import ClockSettings, KafkaSettings
 
+_PURGE_EVERY_SECONDS = 3600
+
 
 def create_app(
     settings: FollowupSettings | None = None,
@@ -52,8 +54,15 @@ def create_app(
     async def recount() -> None:
         metrics.show(await store.figures(clock.now()))
 
+    async def purge() -> None:
+        await processor.purge()
+
     return service_app(
         parts,
         store.create,
-        {"timers": processor.run_timers, "closure-figures": partial(every, settings.gauge_refresh_seconds, recount, "closure figures")},
+        {
+            "timers": processor.run_timers,
+            "closure-figures": partial(every, settings.gauge_refresh_seconds, recount, "closure figures"),
+            "purge": partial(every, _PURGE_EVERY_SECONDS, purge, "purge"),
+        },
     )

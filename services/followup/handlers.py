@@ -22,6 +22,7 @@ from services.runtime.faults import fault_point
 from services.runtime.clock import Clock
 from services.runtime.deadletter import dead_letter, validated
 from services.runtime.kafka import Outgoing, encode_event
+from services.runtime.purge import purge_pages
 from services.runtime.retry import Readiness, in_transaction, is_outage
 from services.runtime.settings import KafkaSettings
 
@@ -212,6 +213,11 @@ class FollowupProcessor:
         for _, why in judged.refused:
             self.metrics.invalid.labels(why.label).inc()
         fault_point("after_record", "results")
+
+    async def purge(self) -> int:
+        """Erase the personal data of disputes settled `retention_days` ago (see FollowupStore.retained_page); return how many."""
+        days = self.settings.retention_days
+        return await purge_pages(self._transaction, self.store, self.clock.now(), days, self.metrics.erased_disputes.inc)
 
 
 async def _to_the_end(work: Awaitable[int]) -> int:

@@ -54,6 +54,8 @@ class FollowupMetrics:
         self.timer_lag = Histogram("fengqiao_followup_timer_lag_seconds", "Fired - due", buckets=_LAG_BUCKETS, registry=registry)
         # Inputs refused, by reason.
         self.invalid = Counter("fengqiao_followup_invalid", "Inputs dead-lettered", ["reason"], registry=registry)
+        # Disputes whose personal data this replica erased after the retention (FOLLOWUP_RETENTION_DAYS).
+        self.erased_disputes = Counter("fengqiao_followup_erased_disputes", "Disputes erased after the retention", registry=registry)
         # Store calls that failed and were retried.
         self.store_retries = Counter("fengqiao_followup_store_retries", "Store calls retried", registry=registry)
 

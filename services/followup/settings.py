@@ -19,5 +19,9 @@ class FollowupSettings(ServiceSettings):
     max_tick_seconds: float = Field(1.0, gt=0, le=60, description="Longest real wait between looks at the timer table")
     fire_batch: int = Field(500, ge=1, le=10_000, description="Timers claimed per round")
     disclosure_file: Path = Field(DEFAULT_DISCLOSURE, description="Which party details a revisit carries: the dispatch service's policy file")
+    retention_days: int = Field(
+        180, ge=30, le=3650,
+        description="Days after a dispute settles (no open order, no pending timer) before its report's personal data is erased",
+    )
     group_id: str = "fengqiao-followup"
     gauge_refresh_seconds: float = Field(2.0, gt=0, le=3600, description="How often the closure figures are recounted")

@@ -1,14 +1,21 @@
-"""Follow-up's own store: orders, disputes, durable timers, results, processed ids; and the closure figures."""
+"""Follow-up's own store: orders, disputes, durable timers, results, processed ids; and the closure figures.
 
+Personal data lives only in each dispute's report: `purge` erases it once the dispute has been settled for the retention.
+"""
+
+from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy import Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text, bindparam, func, select, update
+from sqlalchemy import (
+    Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text, bindparam, exists, func, inspect, select, update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.disputes import DisputeReported
 from schemas.followups import FollowupResult
 from services.followup.timers import Dispute, EventEffects, Timer, flared_up
+from services.runtime.retention import Kept, RetentionPlan
 from services.runtime.store import aware, create_schema, insert_ignoring_duplicates, present, utc
 
 # The connection a transaction's work runs on: the handlers pass it along and never write SQL themselves.
@@ -33,6 +40,16 @@ disputes = Table(
     Column("attempt", Integer, nullable=False),
     Column("level", Integer, nullable=False),
     Column("report", Text, nullable=False),
+    # When a retention pass first found the dispute settled, and when its report was erased.
+    Column("settled_at", DateTime(timezone=True), nullable=True),
+    Column("erased_at", DateTime(timezone=True), nullable=True),
+)
+# Added after the first schema: a store created before gets them at start (see _create).
+_RETENTION_COLUMNS = ("settled_at", "erased_at")
+# The hourly retention pass reads only disputes not yet erased: after years they are the few.
+kept_disputes = Index(
+    "ix_followup_disputes_kept", disputes.c.dispute_id,
+    sqlite_where=disputes.c.erased_at.is_(None), postgresql_where=disputes.c.erased_at.is_(None),
 )
 timers = Table(
     "followup_timers",
@@ -178,7 +195,10 @@ class FollowupStore:
         if not dispute_ids:
             return {}
         rows = await connection.execute(select(disputes).where(disputes.c.dispute_id.in_(dispute_ids)))
-        return {r.dispute_id: Dispute(r.dispute_id, r.attempt, r.level, DisputeReported.model_validate_json(r.report)) for r in rows}
+        return {
+            r.dispute_id: Dispute(r.dispute_id, r.attempt, r.level, DisputeReported.model_validate_json(r.report), r.erased_at is not None)
+            for r in rows
+        }
 
     @staticmethod
     async def resolved_attempts(connection: AsyncConnection, dispute_ids: list[str]) -> set[tuple[str, int]]:
@@ -254,6 +274,54 @@ class FollowupStore:
             "overdue": overdue, "fired": fired,
         }
 
+    @staticmethod
+    async def retained_page(connection: AsyncConnection, after: str, limit: int) -> list[Kept]:
+        """Return up to `limit` disputes not yet erased, in id order after `after`, each needed while an order is open or a timer pending.
+
+        With no open order and no pending timer, nothing reads the report again: SLA timers and revisits are all
+        fired or cancelled. A revisit fired but unanswered is still awaited only until the dispute is erased,
+        `retention_days` later: a result after that is refused as expired. A new attempt brings its report with it.
+        """
+        query = _retained().where(disputes.c.dispute_id > after).order_by(disputes.c.dispute_id).limit(limit)
+        return _kept(await connection.execute(query))
+
+    @staticmethod
+    async def retained_locked(connection: AsyncConnection, dispute_ids: list[str]) -> list[Kept]:
+        """Return these disputes if not yet erased, locked in id order (event batches update disputes in id order too)."""
+        query = _retained().where(disputes.c.dispute_id.in_(dispute_ids)).order_by(disputes.c.dispute_id).with_for_update(of=disputes)
+        return _kept(await connection.execute(query))
+
+    @staticmethod
+    async def reports(connection: AsyncConnection, dispute_ids: list[str]) -> dict[str, DisputeReported]:
+        """Return the stored report of each of these disputes."""
+        return {key: dispute.report for key, dispute in (await FollowupStore.load_disputes(connection, dispute_ids)).items()}
+
+    @staticmethod
+    async def purge(connection: AsyncConnection, plan: RetentionPlan, erased: Mapping[str, DisputeReported], now: datetime) -> None:
+        """Write a retention pass: stamp the settled, unstamp the reopened, replace the erased disputes' reports.
+
+        `erased` holds the report each erased dispute keeps: the same figures, no personal data.
+        """
+        if plan.settled:
+            await connection.execute(update(disputes).where(disputes.c.dispute_id.in_(plan.settled)).values(settled_at=utc(now)))
+        if plan.reopened:
+            await connection.execute(update(disputes).where(disputes.c.dispute_id.in_(plan.reopened)).values(settled_at=None))
+        if erased:
+            await connection.execute(
+                update(disputes).where(disputes.c.dispute_id == bindparam("key")).values(report=bindparam("report"), erased_at=utc(now)),
+                [{"key": key, "report": report.model_dump_json()} for key, report in erased.items()],
+            )
+
+
+def _retained():
+    open_order = exists().where(orders.c.dispute_id == disputes.c.dispute_id, orders.c.status == "open")
+    pending = exists().where(timers.c.dispute_id == disputes.c.dispute_id, timers.c.state == "pending")
+    return select(disputes.c.dispute_id, disputes.c.settled_at, (open_order | pending).label("needed")).where(disputes.c.erased_at.is_(None))
+
+
+def _kept(rows) -> list[Kept]:
+    return [Kept(row.dispute_id, bool(row.needed), aware(row.settled_at) if row.settled_at is not None else None) for row in rows]
+
 
 async def _add_timers(connection: AsyncConnection, new: list[Timer]) -> None:
     # A timer that exists keeps its state: a repeated event must not revive a fired or cancelled one.
@@ -265,13 +333,16 @@ async def _cancel(connection: AsyncConnection, *conditions) -> None:
 
 
 async def _remember(connection: AsyncConnection, newest: list[Dispute], known: set[str]) -> None:
+    # In id order, the order the retention pass locks disputes in: the two never wait on each other in a cycle.
     changed = [
-        {"key": d.dispute_id, "attempt": d.attempt, "level": d.level, "report": d.report.model_dump_json()} for d in newest if d.dispute_id in known
+        {"key": d.dispute_id, "attempt": d.attempt, "level": d.level, "report": d.report.model_dump_json()}
+        for d in sorted(newest, key=lambda d: d.dispute_id) if d.dispute_id in known
     ]
     if changed:
+        # A newer attempt is in use again and brings its report back: retention starts over.
         await connection.execute(
             update(disputes).where(disputes.c.dispute_id == bindparam("key"))
-            .values(attempt=bindparam("attempt"), level=bindparam("level"), report=bindparam("report")),
+            .values(attempt=bindparam("attempt"), level=bindparam("level"), report=bindparam("report"), settled_at=None, erased_at=None),
             changed,
         )
     await insert_ignoring_duplicates(connection, disputes, [
@@ -281,8 +352,14 @@ async def _remember(connection: AsyncConnection, newest: list[Dispute], known: s
 
 
 def _create(connection: Connection) -> None:
-    """Create the tables, and bring a store created before the pending-timer or the results index up to date."""
+    """Create the tables, and bring a store created before the retention columns, the pending-timer or the results index up to date."""
     metadata.create_all(connection)
+    # Follow-up has no migrations: added columns are nullable, added the same way on SQLite and PostgreSQL.
+    present_columns = {column["name"] for column in inspect(connection).get_columns(disputes.name)}
+    for name in _RETENTION_COLUMNS:
+        if name not in present_columns:
+            connection.exec_driver_sql(f"ALTER TABLE {disputes.name} ADD COLUMN {name} {disputes.c[name].type.compile(connection.dialect)}")
+    kept_disputes.create(connection, checkfirst=True)
     pending_by_due.create(connection, checkfirst=True)
     results_by_followup.create(connection, checkfirst=True)
     for name in _SUPERSEDED_INDEXES:

@@ -108,12 +108,13 @@ def rebound_reassessment(result: FollowupResult, report: DisputeReported, level:
 
 @dataclass(frozen=True)
 class Dispute:
-    """What follow-up remembers of a dispute: its newest attempt, the level it was graded and its report."""
+    """What follow-up remembers of a dispute: its newest attempt, the level it was graded, its report and whether that was erased."""
 
     dispute_id: str
     attempt: int
     level: int
     report: DisputeReported
+    erased: bool = False  # the report's personal data is gone (see FollowupStore.retained_page)
 
 
 @dataclass(frozen=True)
@@ -256,12 +257,13 @@ REFUSALS = {
         Refusal("not_a_revisit", "followup_id: not_a_revisit: only revisits take results"),
         Refusal("not_due", "followup_id: not_due: this revisit has not come due (pending or cancelled)"),
         Refusal("already_answered", "followup_id: already_answered: another result for this revisit counted"),
+        Refusal("expired", "followup_id: expired: this revisit's dispute was erased after its retention"),
     )
 }
 
 
-def refusal(result: FollowupResult, timer: Timer | None, answered: Mapping[str, str]) -> Refusal | None:
-    """Refuse a result of no timer, of another dispute's, of a deadline, of a revisit not made or answered; None when it counts."""
+def refusal(result: FollowupResult, timer: Timer | None, answered: Mapping[str, str], erased: bool = False) -> Refusal | None:
+    """Refuse a result of no timer, of another dispute's, of a deadline, of a revisit not made, answered or expired; None when it counts."""
     # `answered`: revisit → the event id of the result that counted for it.
     if timer is None:
         return REFUSALS["unknown_followup"]
@@ -273,6 +275,8 @@ def refusal(result: FollowupResult, timer: Timer | None, answered: Mapping[str, 
         return REFUSALS["not_due"]  # nobody was asked yet: such a result is forged or early, and would re-grade unasked
     if result.followup_id in answered:
         return REFUSALS["already_answered"]  # one visit, one answer: more would re-grade the dispute once per result
+    if erased:
+        return REFUSALS["expired"]  # a rebound would send triage a report without its parties: too late to act on
     return None
 
 
@@ -298,7 +302,8 @@ def judge_results(
     for source, result in results:
         if counted.get(result.followup_id) == result.event_id:
             continue  # the result that counted, delivered again (at-least-once): not a second answer
-        if refused := refusal(result, timers.get(result.followup_id), counted):
+        known = disputes.get(result.dispute_id)
+        if refused := refusal(result, timers.get(result.followup_id), counted, known is not None and known.erased):
             judged.refused.append((source, refused))
             continue
         counted[result.followup_id] = result.event_id

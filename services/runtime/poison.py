@@ -19,12 +19,17 @@ log = logging.getLogger(__name__)
 
 Handle = Callable[[Sequence[Any]], Awaitable[None]]
 Publish = Callable[[list[Outgoing]], Awaitable[None]]
+Forget = Callable[[Any], Awaitable[None]]
 
 
 async def isolate_poison(
-    records: Sequence[Any], handle: Handle, publish: Publish, invalid_topic: str, on_poison: Callable[[], None]
+    records: Sequence[Any], handle: Handle, publish: Publish, invalid_topic: str, on_poison: Callable[[], None],
+    forget: Forget | None = None,
 ) -> None:
-    """Handle a batch; if it fails for a reason that is not an outage, handle each half alone, down to single records."""
+    """Handle a batch; if it fails for a reason that is not an outage, handle each half alone, down to single records.
+
+    `forget` drops a dead-lettered record from wherever it was kept for another try (dispatch's parked updates).
+    """
     try:
         await handle(records)
     except Exception as error:
@@ -32,10 +37,12 @@ async def isolate_poison(
             raise
         if len(records) == 1:
             await publish([dead_letter(records[0], f"unprocessable: {type(error).__name__}", invalid_topic)])
+            if forget is not None:
+                await forget(records[0])
             on_poison()
             log.warning("a record of %s failed alone (%s): dead-lettered", records[0].topic, type(error).__name__)
             return
         log.warning("a batch of %d failed (%s): handling each half alone", len(records), type(error).__name__)
         half = len(records) // 2
-        await isolate_poison(records[:half], handle, publish, invalid_topic, on_poison)
-        await isolate_poison(records[half:], handle, publish, invalid_topic, on_poison)
+        await isolate_poison(records[:half], handle, publish, invalid_topic, on_poison, forget)
+        await isolate_poison(records[half:], handle, publish, invalid_topic, on_poison, forget)

@@ -5,7 +5,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import Counter, Gauge
 
@@ -17,8 +17,10 @@ T = TypeVar("T")
 class Reloadable(Generic[T]):
     """Holds the version in use; readers take `current` once per batch, so a swap never splits a batch.
 
-    `screen(text, running_version)` may refuse a text with ValueError before it is built; the running
-    version is None for the first text.
+    `screen(text, running_version, proof)` may refuse a text with ValueError before it is built; the running
+    version is None for the first text, and `proof` is whatever came with the text (a signature), else None.
+    With `reasons`, the reloads counter has a third label, `reason`: the `reason` attribute of the refusal
+    (`invalid` when it has none), empty for an accepted version.
     """
 
     def __init__(
@@ -29,16 +31,19 @@ class Reloadable(Generic[T]):
         version_of: Callable[[T], str],
         active: Gauge,
         reloads: Counter,
-        screen: Callable[[str, str | None], None] | None = None,
+        screen: Callable[[str, str | None, Any], None] | None = None,
+        proof: Any = None,
+        reasons: bool = False,
     ):
         self.what = what
         # Cheap checks run before build, which may be expensive or hold memory for good (e.g. a compile).
-        self._screen = screen or (lambda _text, _running: None)
+        self._screen = screen or (lambda _text, _running, _proof: None)
         self._build = build
         self._version_of = version_of
         self._active = active
         self._reloads = reloads
-        self._screen(text, None)
+        self._reasons = reasons
+        self._screen(text, None, proof)
         self.current = build(text)
         self._digest = _digest(text)
         active.labels(self.version).set(1)
@@ -48,18 +53,18 @@ class Reloadable(Generic[T]):
         """Return the version in use."""
         return self._version_of(self.current)
 
-    def offer(self, text: str, origin: str) -> bool:
+    def offer(self, text: str, origin: str, proof: Any = None) -> bool:
         """Validate a new version and swap it in; return False, log and count when rejected or unchanged."""
         digest = _digest(text)
         if digest == self._digest:
             return False
         try:
-            self._screen(text, self.version)
+            self._screen(text, self.version, proof)
             candidate = self._build(text)
             if self._version_of(candidate) == self.version:
                 raise ValueError(f"version: content changed but version {self.version!r} did not")
         except ValueError as error:
-            self._reloads.labels("rejected", origin).inc()
+            self._count("rejected", origin, getattr(error, "reason", "invalid"))
             # The message only: a record holding the error would hold its traceback and so the offered text.
             log.error("rejected %s from %s, keeping %s: %s", self.what, origin, self.version, str(error))
             return False
@@ -67,25 +72,33 @@ class Reloadable(Generic[T]):
         self.current, self._digest = candidate, digest
         self._active.labels(previous).set(0)
         self._active.labels(self.version).set(1)
-        self._reloads.labels("accepted", origin).inc()
+        self._count("accepted", origin, "")
         log.info("%s %s replaces %s (from %s)", self.what, self.version, previous, origin)
         return True
+
+    def _count(self, result: str, origin: str, reason: str) -> None:
+        self._reloads.labels(result, origin, *([reason] if self._reasons else [])).inc()
 
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-async def watch_file(holder: Reloadable, path: Path, every: float) -> None:
-    """Offer the file whenever its content changes; a rejected content is not offered again until it changes."""
+def read_text(path: Path) -> tuple[str, None]:
+    """Return a file's text and no proof."""
+    return path.read_text(encoding="utf-8"), None
+
+
+async def watch_file(holder: Reloadable, path: Path, every: float, read: Callable[[Path], tuple[str, Any]] = read_text) -> None:
+    """Offer the file whenever its content or proof changes; a rejected pair is not offered again until one changes."""
     last = None
     while True:
         await asyncio.sleep(every)
         try:
-            text = path.read_text(encoding="utf-8")
+            text, proof = read(path)
         except OSError as error:
             log.warning("cannot read %s: %s", path, error.strerror)
             continue
-        if text != last:
-            last = text
-            holder.offer(text, "file")
+        if (text, proof) != last:
+            last = (text, proof)
+            holder.offer(text, "file", proof)

@@ -17,8 +17,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-TRANSIENT = (OSError, OperationalError, DBAPIError, asyncio.TimeoutError)
-
 # SQLSTATE classes that say the server, not the statement, failed: connection (08), transaction rolled back by a
 # deadlock or a serialization conflict (40: trying again succeeds), resources (53), operator intervention (57),
 # system (58). Any other class (22 data, 23 integrity, 42 syntax or access) refuses the statement's values.

@@ -20,7 +20,7 @@ from services.runtime.embedded import EmbeddedBroker, planned_embedded
 from services.runtime.heap import return_freed_heap
 from services.runtime.http import service_routes
 from services.runtime.kafka import BatchPublisher, make_broker
-from services.runtime.retry import TRANSIENT, Readiness
+from services.runtime.retry import Readiness, is_outage
 from services.runtime.settings import KafkaSettings, ServiceSettings
 from services.runtime.store import checkpoint, create_engine, create_reader, ping
 from services.runtime.supervise import Loop, supervise
@@ -38,7 +38,8 @@ async def decodable_headers(records: Any, parse: Callable[[Any], Awaitable[Any]]
     """Parse records as FastStream does, after making every header value decodable.
 
     FastStream decodes each header value as UTF-8 before the handler runs: one undecodable value failed its whole
-    batch on every redelivery and stopped the partition. The pipelines read no header, so a replaced byte costs nothing.
+    batch on every redelivery and stopped the partition. Only the rules subscriber reads headers (a signature, which a
+    replaced byte fails as it should), so a replaced byte costs nothing.
     """
     if isinstance(records, tuple):
         return await parse(tuple(_decodable(record) for record in records))
@@ -152,11 +153,16 @@ def service_app(
 
 
 async def every(seconds: float, work: Callable[[], Awaitable[None]], what: str) -> None:
-    """Run `work` forever at a fixed interval; a failure is logged and tried again next time."""
+    """Run `work` forever at a fixed interval; an outage is logged and tried again next time.
+
+    Any other failure ends the loop, for its supervisor to restart with backoff and report it not ready.
+    """
     while True:
         try:
             await work()
-        except TRANSIENT as error:
+        except Exception as error:
+            if not is_outage(error):
+                raise
             log.warning("%s failed (%s); trying again in %.0f s", what, type(error).__name__, seconds)
         await asyncio.sleep(seconds)
 

@@ -21,7 +21,9 @@ from services.runtime.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-_DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
+# Dead letters hold whole refused records, reports with their parties among them: kept a week, long enough to
+# look at and replay a refusal, not as long as the stores keep personal data (DISPATCH_RETENTION_DAYS and the like).
+DEAD_LETTER_RETENTION_MS = 7 * 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class TopicSpec:
 
 
 def contract_topics(partitions: int = 4) -> list[TopicSpec]:
-    """List every contract topic; dead letters keep one partition and a month of retention."""
+    """List every contract topic; dead letters keep one partition and a week of retention."""
     flowing = [
         DISPUTES_REPORTED,
         DISPUTES_REASSESS,
@@ -46,7 +48,7 @@ def contract_topics(partitions: int = 4) -> list[TopicSpec]:
         *(work_order_topic(d) for d in DEPARTMENTS),
     ]
     dead = [DISPUTES_INVALID, WORKORDERS_UPDATES_INVALID, WORKORDERS_EVENTS_INVALID, FOLLOWUPS_RESULTS_INVALID]
-    retention = (("retention.ms", str(_DEAD_LETTER_RETENTION_MS)),)
+    retention = (("retention.ms", str(DEAD_LETTER_RETENTION_MS)),)
     # Every instance reads the whole rules topic; compaction keeps the latest version per key.
     compacted = (("cleanup.policy", "compact"),)
     return (

@@ -20,19 +20,43 @@ from services.triage.canary import ProvenGraders
 from services.triage.grading import Grader
 from services.triage.handlers import TriageProcessor
 from services.triage.metrics import TriageMetrics
-from services.triage.ruleset import check_newer
 from services.triage.settings import TriageSettings
+from services.triage.signing import Signature, SignatureError, SignaturePolicy, from_headers, read_signed, sidecar_path
 from services.triage.store import TriageStore
 
 _PURGE_EVERY_SECONDS = 3600
 
 
-def rules_holder(text: str, metrics: TriageMetrics) -> Reloadable[Grader]:
-    """Hold the grader of the ruleset in use, swappable at runtime only by a newer version that passes the canary."""
-    # The version and limits are checked first: a refused text is never compiled, and compiles are never freed.
+def rules_holder(
+    text: str, metrics: TriageMetrics, policy: SignaturePolicy = SignaturePolicy({}), signature: Signature | None = None
+) -> Reloadable[Grader]:
+    """Hold the grader of the ruleset in use, swappable at runtime only by a signed, newer version that passes the canary."""
+    # Signature, version and limits are checked first: a refused text is never compiled, and compiles are never freed.
     return Reloadable(
-        "ruleset", text, ProvenGraders(), lambda g: g.version, metrics.ruleset_active, metrics.ruleset_reloads, screen=check_newer
+        "ruleset",
+        text,
+        ProvenGraders(),
+        lambda g: g.version,
+        metrics.ruleset_active,
+        metrics.ruleset_reloads,
+        screen=policy.screen,
+        proof=signature,
+        reasons=True,
     )
+
+
+def starting_rules(settings: TriageSettings, metrics: TriageMetrics, policy: SignaturePolicy) -> Reloadable[Grader]:
+    """Hold the rules file's ruleset; refuse to start, naming the file and the fix, when its signature does not hold."""
+    text, signature = read_signed(settings.rules_file)
+    try:
+        return rules_holder(text, metrics, policy, signature)
+    except SignatureError as error:
+        sidecar = sidecar_path(settings.rules_file)
+        raise SignatureError(
+            error.reason,
+            f"rules file {settings.rules_file}: {error}; TRIAGE_RULES_PUBLIC_KEYS is set, so it must be signed by one of "
+            f"those keys: run `fengqiao rules sign --key PRIVATE_KEY_FILE {settings.rules_file}` to write {sidecar}",
+        ) from None
 
 
 def create_app(
@@ -49,7 +73,8 @@ def create_app(
     metrics = TriageMetrics(registry)
     parts = build_parts("triage", settings, kafka, registry)
     store = TriageStore(parts.engine)
-    holder = rules_holder(settings.rules_file.read_text(encoding="utf-8"), metrics)
+    policy = settings.signature_policy()
+    holder = starting_rules(settings, metrics, policy)
     processor = TriageProcessor(settings, kafka, holder, store, parts.publisher, clock, metrics, parts.readiness, parts.writing)
 
     @parts.broker.subscriber(
@@ -66,8 +91,9 @@ def create_app(
     # No group: every instance reads every version from the start of the compacted topic.
     @parts.broker.subscriber(kafka.topic(RULES_TRIAGE), auto_offset_reset="earliest", decoder=raw_records, parser=decodable_headers, title="triage:rules")
     async def on_ruleset(record: Any) -> None:
-        """Offer a ruleset version published on the rules topic."""
-        holder.offer((record.value or b"").decode("utf-8", errors="replace"), "topic")
+        """Offer a ruleset version published on the rules topic, with the signature its headers carry."""
+        headers = {name: value.decode("utf-8", errors="replace") for name, value in record.headers or ()}
+        holder.offer((record.value or b"").decode("utf-8", errors="replace"), "topic", from_headers(headers))
 
     async def purge() -> None:
         windows = holder.current.ruleset.spec.correlation
@@ -79,7 +105,7 @@ def create_app(
         parts,
         store.create,
         {
-            "rules-file": partial(watch_file, holder, settings.rules_file, settings.rules_poll_seconds),
+            "rules-file": partial(watch_file, holder, settings.rules_file, settings.rules_poll_seconds, read_signed),
             "purge": partial(every, _PURGE_EVERY_SECONDS, purge, "purge"),
         },
     )

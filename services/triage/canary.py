@@ -73,9 +73,9 @@ def run_canary(grader: Grader) -> None:
             triage = grader.grade(report, features)
             triaged_event(Accepted(None, report.event_id, report, cause), triage, grader.version, _AT)
         except ValidationError as error:
-            raise RulesetError(f"canary: report {report.event_id!r} graded to an invalid output: {rejection_reason(error)}") from None
+            raise RulesetError(f"canary: report {report.event_id!r} graded to an invalid output: {rejection_reason(error)}", reason="canary") from None
         except Exception as error:  # noqa: BLE001 - the engine's failures are not typed; any one refuses the version
-            raise RulesetError(f"canary: report {report.event_id!r} failed to grade: {type(error).__name__}") from None
+            raise RulesetError(f"canary: report {report.event_id!r} failed to grade: {type(error).__name__}", reason="canary") from None
 
 
 class ProvenGraders:
@@ -89,18 +89,19 @@ class ProvenGraders:
 
     def __init__(self, remembered: int = 256):
         self.remembered = remembered
-        self._failed: OrderedDict[str, str] = OrderedDict()
+        # The message and reason only: the error itself would hold its traceback's frames, and so the text.
+        self._failed: OrderedDict[str, tuple[str, str]] = OrderedDict()
 
     def __call__(self, text: str) -> Grader:
         """Parse, compile and canary a ruleset text; raise RulesetError with the reason it cannot serve."""
         digest = hashlib.sha256(text.encode("utf-8", errors="replace")).hexdigest()
         if digest in self._failed:
-            raise RulesetError(self._failed[digest])
+            raise RulesetError(*self._failed[digest])
         grader = Grader(parse_ruleset(text))
         try:
             run_canary(grader)
         except RulesetError as error:
-            self._failed[digest] = str(error)
+            self._failed[digest] = (str(error), error.reason)
             if len(self._failed) > self.remembered:
                 self._failed.popitem(last=False)
             raise

@@ -1,20 +1,41 @@
-"""`fengqiao triage` runs the service; `fengqiao rules ...` checks, explains and backtests rules files."""
+"""`fengqiao triage` runs the service; `fengqiao rules ...` checks, explains, backtests, signs and publishes rules files."""
 
+import asyncio
 import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
 
 import typer
+from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from schemas.deadletters import rejection_reason
 from schemas.disputes import DisputeReported
+from schemas.rules import RULES_TRIAGE, RULES_TRIAGE_KEY
 from services.runtime.http import serve
+from services.runtime.kafka import client_options
+from services.runtime.settings import KafkaSettings
 from services.triage.grading import Features, Grader, detect_keywords
 from services.triage.ruleset import RulesetError, load_ruleset
+from services.triage.signing import (
+    SignatureError,
+    format_sidecar,
+    key_id,
+    load_private_key,
+    private_key_pem,
+    public_key_text,
+    read_sidecar,
+    sidecar_path,
+    sign,
+    split_keys,
+    to_headers,
+    trusted_keys,
+    verify,
+)
 
-rules_app = typer.Typer(help="Check, explain and backtest triage rules files.", no_args_is_help=True)
+rules_app = typer.Typer(help="Check, explain, backtest, sign and publish triage rules files.", no_args_is_help=True)
 
 
 def run_triage(
@@ -24,8 +45,18 @@ def run_triage(
     from services.triage.app import create_app
     from services.triage.settings import TriageSettings
 
-    settings = TriageSettings()
-    serve(create_app(settings), settings, port)
+    # A refusal to start is one clear line, not a traceback; no input is echoed, so no secret reaches the log.
+    try:
+        settings = TriageSettings()
+        app = create_app(settings)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors(include_input=False))
+        typer.echo(f"triage cannot start: {problems}", err=True)
+        raise typer.Exit(2) from None
+    except RulesetError as error:
+        typer.echo(f"triage cannot start: {error}", err=True)
+        raise typer.Exit(2) from None
+    serve(app, settings, port)
 
 
 def _load(path: Path) -> Grader:
@@ -104,3 +135,94 @@ def _print_backtest(current: str, new: str, table: Counter, changed: list, n_cha
     for case in changed:
         typer.echo(json.dumps(case, ensure_ascii=False))
     sys.stdout.flush()
+
+
+@rules_app.command("keygen")
+def rules_keygen(private_key: Path = typer.Argument(..., help="Where to write the private key (PEM); the public key goes to the same name + .pub")) -> None:
+    """Make an Ed25519 key pair for signing rules files; print the public key for TRIAGE_RULES_PUBLIC_KEYS."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    public = private_key.with_name(private_key.name + ".pub")
+    key = Ed25519PrivateKey.generate()
+    try:
+        # Exclusive create, owner-only from the first byte: never overwrite a key, never leave one readable.
+        descriptor = os.open(private_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        typer.echo(f"{private_key} exists; not overwriting a key", err=True)
+        raise typer.Exit(1) from None
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(private_key_pem(key))
+    public.write_text(public_key_text(key.public_key()) + "\n", encoding="utf-8")
+    typer.echo(f"wrote {private_key} (secret: keep it off the servers) and {public}, key id {key_id(key.public_key())}")
+    typer.echo(f"TRIAGE_RULES_PUBLIC_KEYS={public_key_text(key.public_key())}")
+
+
+@rules_app.command("sign")
+def rules_sign(
+    file: Path,
+    key: Path = typer.Option(..., "--key", help="Ed25519 private key file (PEM), as `rules keygen` writes."),
+) -> None:
+    """Check a rules file, then sign its exact bytes: write FILE.sig, the rules.triage headers as `name: value` lines."""
+    grader = _load(file)
+    try:
+        private = load_private_key(key.read_bytes())
+    except (OSError, ValueError) as error:
+        typer.echo(f"{key}: {error}", err=True)
+        raise typer.Exit(1) from None
+    signature = sign(file.read_bytes(), private)
+    sidecar_path(file).write_text(format_sidecar(signature), encoding="utf-8")
+    typer.echo(f"{sidecar_path(file)}: ruleset {grader.version} signed by key {signature.key_id}")
+
+
+def _public_keys(options: list[str] | None) -> list[str]:
+    if not options:
+        return list(split_keys(os.environ.get("TRIAGE_RULES_PUBLIC_KEYS", "")))
+    # Each option is a key, or a file holding one (a `.pub` from `rules keygen`, or PEM).
+    return [Path(o).read_text(encoding="utf-8") if Path(o).is_file() else o for o in options]
+
+
+@rules_app.command("verify")
+def rules_verify(
+    file: Path,
+    public_key: list[str] = typer.Option(None, "--public-key", help="Trusted key or key file; repeatable. Default TRIAGE_RULES_PUBLIC_KEYS."),
+) -> None:
+    """Check that FILE.sig is a trusted key's signature of FILE, as triage will; exit 1 with the reason otherwise."""
+    try:
+        keys = trusted_keys(_public_keys(public_key))
+    except ValueError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+    if not keys:
+        typer.echo("no trusted keys: give --public-key or set TRIAGE_RULES_PUBLIC_KEYS", err=True)
+        raise typer.Exit(2)
+    try:
+        signer = verify(file.read_bytes(), read_sidecar(file), keys)
+    except (SignatureError, OSError) as error:
+        typer.echo(f"{file}: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{file}: signed by trusted key {signer}")
+
+
+@rules_app.command("publish")
+def rules_publish(file: Path) -> None:
+    """Publish a rules file with its signature (FILE.sig) on rules.triage at KAFKA_BOOTSTRAP_SERVERS."""
+    kafka = KafkaSettings()
+    if not kafka.bootstrap_servers:
+        typer.echo("KAFKA_BOOTSTRAP_SERVERS is not set", err=True)
+        raise typer.Exit(2)
+    grader = _load(file)
+    signature = read_sidecar(file)
+    if signature is None:
+        typer.echo(f"{file}: no {sidecar_path(file).name}: a triage with TRIAGE_RULES_PUBLIC_KEYS set will refuse it", err=True)
+    headers = to_headers(signature) if signature else {}
+    asyncio.run(_produce(kafka, kafka.topic(RULES_TRIAGE), RULES_TRIAGE_KEY, file.read_bytes(), headers))
+    typer.echo(f"published ruleset {grader.version} on {kafka.topic(RULES_TRIAGE)}" + (f", signed by key {signature.key_id}" if signature else ", unsigned"))
+
+
+async def _produce(kafka: KafkaSettings, topic: str, key: bytes, value: bytes, headers: dict[str, str]) -> None:
+    producer = AIOKafkaProducer(**client_options(kafka, kafka.bootstrap_servers), acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key, headers=[(name, text.encode()) for name, text in headers.items()])
+    finally:
+        await producer.stop()

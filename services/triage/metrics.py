@@ -2,6 +2,8 @@
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.triage.ruleset import REJECTION_REASONS
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -29,9 +31,13 @@ class TriageMetrics:
         )
         # 1 for the ruleset version in use, 0 for versions used before.
         self.ruleset_active = Gauge("fengqiao_triage_ruleset_active", "Ruleset version in use", ["version"], registry=registry)
-        # Ruleset versions offered at runtime, accepted or rejected.
+        # Ruleset versions offered at runtime, accepted or rejected, and why rejected (REJECTION_REASONS, empty when
+        # accepted). Every rejection series exists from the start, so an alert on a signature refusal sees its first.
         self.ruleset_reloads = Counter(
-            "fengqiao_triage_ruleset_reloads", "Ruleset versions offered", ["result", "origin"], registry=registry
+            "fengqiao_triage_ruleset_reloads", "Ruleset versions offered", ["result", "origin", "reason"], registry=registry
         )
+        for origin in ("file", "topic"):
+            for reason in REJECTION_REASONS:
+                self.ruleset_reloads.labels("rejected", origin, reason)
         # Store calls that failed and were retried (database down, file locked).
         self.store_retries = Counter("fengqiao_triage_store_retries", "Store calls retried", registry=registry)

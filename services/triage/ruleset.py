@@ -58,8 +58,16 @@ COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 OPERATORS = (*COMPARISONS, "in", "contains_any")
 
 
+# Why a ruleset version was refused: the closed label set of fengqiao_triage_ruleset_reloads_total{reason}.
+REJECTION_REASONS = ("unsigned", "unknown_key", "bad_signature", "not_newer", "invalid", "canary")
+
+
 class RulesetError(ValueError):
-    """A rules file that cannot be used; the message names the rule and the key."""
+    """A rules file that cannot be used; the message names the rule and the key, `reason` one of REJECTION_REASONS."""
+
+    def __init__(self, message: str, reason: str = "invalid"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -343,7 +351,7 @@ def check_newer(text: str, running: str | None) -> None:
     if not isinstance(version, str):
         raise RulesetError("file: version: must be a quoted string such as \"2026.11.1\"")
     if version_key(version) <= (version_key(running) if running is not None else ()):
-        raise RulesetError(f"version: {version} is not newer than the running {running}")
+        raise RulesetError(f"version: {version} is not newer than the running {running}", reason="not_newer")
 
 
 def _children(node: Any) -> list[Any]:

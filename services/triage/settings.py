@@ -1,12 +1,14 @@
 """Triage settings (`TRIAGE_*`): endpoints, secrets and operational knobs; rules live in the rules file."""
 
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from services.runtime.settings import ServiceSettings
 from services.triage.ruleset import DEFAULT_RULES
+from services.triage.signing import SignaturePolicy, parse_public_key, split_keys, trusted_keys
 
 # Development only: lets a newcomer run triage with no secrets; production mode refuses it.
 _DEVELOPMENT_HMAC_KEY = "fengqiao-development-only-key"
@@ -22,12 +24,36 @@ class TriageSettings(ServiceSettings):
     hmac_key: SecretStr | None = Field(None, description="Key of the HMAC that hashes ID numbers and phones")
     dedupe_days: int = Field(7, ge=7, le=3650, description="How long processed event ids are remembered")
     group_id: str = "fengqiao-triage"
+    # NoDecode: the variable is a comma-separated list (or a JSON list), not pydantic-settings' JSON only.
+    rules_public_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Ed25519 public keys trusted to sign rulesets, comma-separated, each PEM or base64 of the raw 32 bytes; "
+        "when set, every ruleset (file and rules.triage) must be signed by one of them",
+    )
+
+    @field_validator("rules_public_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        return split_keys(value) if isinstance(value, str) else value
+
+    @field_validator("rules_public_keys")
+    @classmethod
+    def _keys_parse(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for key in value:
+            parse_public_key(key)
+        return value
 
     @model_validator(mode="after")
     def _key_in_production(self) -> "TriageSettings":
         if self.environment == "production" and self.hmac_key is None:
             raise ValueError("TRIAGE_HMAC_KEY is required when FENGQIAO_ENV=production")
+        if self.environment == "production" and not self.rules_public_keys:
+            raise ValueError("TRIAGE_RULES_PUBLIC_KEYS is required when FENGQIAO_ENV=production: rulesets must be signed")
         return self
+
+    def signature_policy(self) -> SignaturePolicy:
+        """Return which rulesets may serve: signed by a listed key, or any when none is listed (development only)."""
+        return SignaturePolicy(trusted_keys(self.rules_public_keys))
 
     def hmac_key_bytes(self) -> bytes:
         """Return the HMAC key, or the development key outside production."""

@@ -107,7 +107,7 @@ async def test_rules_reload_from_file_and_topic_while_serving(embedded_broker, k
         rules.write_text(text.replace('version: "2026.11.1"', 'version: "2026.11.3"').replace("level_at_least: 3", "level_at_least: 9"), encoding="utf-8")
 
         async def rejected() -> bool:
-            return await service.metric('fengqiao_triage_ruleset_reloads_total{origin="file",result="rejected"}') == 1
+            return await service.metric('fengqiao_triage_ruleset_reloads_total{origin="file",reason="invalid",result="rejected"}') == 1
 
         await wait_for(rejected, 30)
         third = await grade_one(2)

@@ -1,14 +1,15 @@
 """Each service's batch pipeline built in-process on a real store, with a recording publisher and a stopped clock."""
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry
 
 from schemas.disputes import DisputeTriaged
-from services.dispatch.app import disclosure_holder, routing_holder
-from services.dispatch.calendar import WorkingCalendar
+from services.dispatch.app import disclosure_holder, holidays_holder, routing_holder
+from services.dispatch.calendar import SHIPPED_HOLIDAYS, WorkingCalendar
 from services.dispatch.disclosure import DEFAULT_DISCLOSURE
 from services.dispatch.handlers import DispatchProcessor
 from services.dispatch.metrics import DispatchMetrics
@@ -90,7 +91,8 @@ async def dispatch_pipeline(database_url: str, now: datetime = DISPATCH_NOW):
     """Build the dispatch pipelines on a migrated store, a recording publisher and a clock stopped at `now`."""
     engine, store, metrics, published = await _parts(database_url, DispatchStore, "migrate", DispatchMetrics)
     processor = DispatchProcessor(
-        KafkaSettings(), routing_holder(DEFAULT_ROUTING.read_text(encoding="utf-8"), metrics), WorkingCalendar(),
+        KafkaSettings(), routing_holder(DEFAULT_ROUTING.read_text(encoding="utf-8"), metrics),
+        WorkingCalendar(holidays_holder(SHIPPED_HOLIDAYS.read_text(encoding="utf-8"), metrics)),
         store, published, ManualClock(now), metrics, Readiness(), asyncio.Lock(),
         disclosure=disclosure_holder(DEFAULT_DISCLOSURE.read_text(encoding="utf-8"), metrics),
     )
@@ -103,3 +105,14 @@ def followup_processor(engine, clock: Clock, published: Published) -> FollowupPr
         FollowupSettings(), KafkaSettings(), FollowupStore(engine), published, clock, FollowupMetrics(CollectorRegistry()), Readiness(),
         asyncio.Lock(),
     )
+
+
+def failing_for(decide, refused) -> Callable:
+    """Wrap a decision so that it raises, as a bug meeting an odd input would, for the inputs `refused` picks."""
+
+    def decision(given, *args):
+        if refused(given):
+            raise ValueError("a bug meeting this input")  # what only a later layer refuses: neither outage nor contract
+        return decide(given, *args)
+
+    return decision

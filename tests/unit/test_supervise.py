@@ -5,9 +5,11 @@ import logging
 
 import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import DataError
 
 from services.runtime.http import service_routes
 from services.runtime.retry import Readiness
+from services.runtime.service import every
 from services.runtime.supervise import Backoff, failing_mark, supervise
 from tests.support.conditions import wait_for
 
@@ -135,3 +137,36 @@ async def _started(flaky: Flaky, count: int) -> bool:
 
 async def _healthy(readiness: Readiness) -> bool:
     return readiness.ready
+
+
+@pytest.mark.parametrize(
+    "error, ends",
+    [
+        (ConnectionRefusedError("store gone"), False),  # an outage: tried again at the next interval
+        (asyncio.TimeoutError(), False),
+        (ValueError("a bug"), True),  # anything else ends the loop, for its supervisor to restart and report
+        (KeyError("x"), True),
+        (DataError("INSERT", {}, ValueError("value too long")), True),  # the store refuses what it was given: no outage
+    ],
+    ids=["refused", "timeout", "value_error", "key_error", "data_error"],
+)
+async def test_a_periodic_task_waits_out_outages_and_hands_anything_else_to_its_supervisor(error, ends):
+    runs = []
+
+    async def work() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise error
+
+    async def ended_or_ran_again() -> bool:
+        return loop.done() or len(runs) >= 3
+
+    loop = asyncio.create_task(every(0.001, work, "test work"))
+    try:
+        await wait_for(ended_or_ran_again, timeout=5)
+        assert loop.done() is ends
+        if ends:
+            assert loop.exception() is error
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)

@@ -3,13 +3,15 @@
 from datetime import timedelta
 
 import pytest
+
+import services.dispatch.handlers
 from sqlalchemy import func, insert, select
 
 from schemas.workorders import WORK_ORDER_EVENT, WorkOrderUpdate
 from services.dispatch.routing import work_order_id
 from services.dispatch.store import parked_updates, processed
 from tests.support.pipelines import DISPATCH_NOW as NOW
-from tests.support.pipelines import Record, dispatch_pipeline
+from tests.support.pipelines import Record, dispatch_pipeline, failing_for
 from tests.support.samples import TRIAGED
 
 LEAD, SUPPORT = "joint_consultation", "labor_arbitration"  # TRIAGED's lead and one of its support departments
@@ -55,6 +57,8 @@ async def _background(processor) -> None:
 
 
 async def _next_batch(processor) -> None:
+    # As the updates subscriber does: the parked first, in order of first sight, then the new batch.
+    await processor.retry_parked()
     await processor.on_updates([update("u-3", "resolved", offset=3)])
 
 
@@ -143,3 +147,21 @@ async def test_an_update_processed_before_ids_were_scoped_by_department_is_not_a
         await connection.execute(insert(processed).values(event_id="update:u-1", processed_at=NOW))
     await processor.on_updates([update("u-1", "accepted")])
     assert changes(published) == [] and refused(published) == []
+
+
+async def test_a_parked_update_that_fails_when_retried_is_dead_lettered_alone_and_the_others_proceed(pipeline, monkeypatch):
+    processor, published, engine = pipeline
+    await processor.on_updates([update("u-1", "accepted", offset=1), update("u-2", "in_progress", offset=2)])
+    await _triaged(processor)
+    failing = failing_for(services.dispatch.handlers.apply_update, lambda update: update.event_id == "u-1")
+    monkeypatch.setattr(services.dispatch.handlers, "apply_update", failing)
+    await processor.retry_parked()
+    assert [(r.header("dlq_reason"), r.header("dlq_source_offset")) for r in published if r.topic == "workorders.updates.invalid"] == [
+        ("unprocessable: ValueError", "1")
+    ]
+    assert await parked_count(engine) == 0
+    await processor.retry_parked()
+    await processor.on_updates([update("u-3", "resolved", offset=3)])  # later batches are no longer failed by it
+    assert refused(published) == ["unprocessable: ValueError"]
+    assert changes(published) == [(LEAD, "in_progress"), (LEAD, "resolved")]
+    assert processor.metrics.rejected_updates.labels("unprocessable")._value.get() == 1

@@ -1,4 +1,4 @@
-"""A batch published but not committed, redelivered after the clock moved and the routing table and disclosure policy were swapped."""
+"""A batch published but not committed, redelivered after the clock moved and the routing table, disclosure policy and holidays were swapped."""
 
 from datetime import timedelta
 
@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from schemas.workorders import WorkOrderIssued, WorkOrderUpdate
+from services.dispatch.calendar import SHIPPED_HOLIDAYS
 from services.dispatch.disclosure import DEFAULT_DISCLOSURE
 from services.dispatch.routing import DEFAULT_ROUTING
 from services.dispatch.store import orders
@@ -15,25 +16,31 @@ from tests.support.pipelines import Record, dispatch_pipeline
 from tests.support.samples import TRIAGED
 
 
-def _swapped() -> str:
-    text = DEFAULT_ROUTING.read_text(encoding="utf-8")
-    for old, new in [
-        ('version: "2026.11.1"', 'version: "2026.12.1"'),
-        ("joint_consultation: joint_consultation", "joint_consultation: mediation_room"),
-        ("returned_to: governance_centre", "returned_to: justice_office"),
-        ("  3: 15", "  3: 10"),
-    ]:
+def edited(path, replacements: list[tuple[str, str]]) -> str:
+    """Return a file's text with each of these passages, found exactly once, replaced."""
+    text = path.read_text(encoding="utf-8")
+    for old, new in replacements:
         assert text.count(old) == 1, old
         text = text.replace(old, new)
     return text
 
 
 # Another lead, another centre for returned orders, shorter deadlines: every output of the first try would change.
-SWAPPED = _swapped()
+SWAPPED = edited(DEFAULT_ROUTING, [
+    ('version: "2026.11.1"', 'version: "2026.12.1"'),
+    ("joint_consultation: joint_consultation", "joint_consultation: mediation_room"),
+    ("returned_to: governance_centre", "returned_to: justice_office"),
+    ("  3: 15", "  3: 10"),
+])
+# Nine more days off right after NOW: every deadline of the first try would move.
+NEW_YEAR = "      元旦: {first: 2026-01-01, last: 2026-01-03}"
+MORE_HOLIDAYS = edited(SHIPPED_HOLIDAYS, [
+    ('version: "2026.1"', 'version: "2026.2"'), (NEW_YEAR, NEW_YEAR + "\n      停工: {first: 2026-03-03, last: 2026-03-13}"),
+])
 # Leads see masked names and phones: every order and audit record of the first try would change.
-SWAPPED_DISCLOSURE = DEFAULT_DISCLOSURE.read_text(encoding="utf-8").replace('version: "2026.12.1"', 'version: "2026.12.2"').replace(
-    "lead: {name: full, phone: full,", "lead: {name: masked, phone: masked,"
-)
+SWAPPED_DISCLOSURE = edited(DEFAULT_DISCLOSURE, [
+    ('version: "2026.12.1"', 'version: "2026.12.2"'), ("lead: {name: full, phone: full,", "lead: {name: masked, phone: masked,"),
+])
 
 
 def wire(published) -> list[tuple]:
@@ -53,7 +60,7 @@ def update(order: WorkOrderIssued, status: str) -> Record:
 
 
 def fail_next_write(processor, published, error: Exception, first: list) -> None:
-    """Make the next store write keep what was published, move the clock three days, swap the routing table and policy and raise."""
+    """Make the next store write keep what was published, move the clock three days, swap routing, disclosure and holidays and raise."""
     write = processor.store.write
 
     async def failing(*args, **kwargs):
@@ -62,6 +69,7 @@ def fail_next_write(processor, published, error: Exception, first: list) -> None
         processor.clock.advance(timedelta(days=3))
         assert processor.routing.offer(SWAPPED, "file")
         assert processor.disclosure.offer(SWAPPED_DISCLOSURE, "file")
+        assert processor.calendar._source.offer(MORE_HOLIDAYS, "file")
         raise error
 
     processor.store.write = failing

@@ -13,20 +13,22 @@ from prometheus_client import CollectorRegistry
 from services.dispatch.app import create_app, holidays_holder
 from services.dispatch.calendar import (
     CHINA,
+    SHIPPED_HOLIDAYS,
     CoverageWatch,
     HolidaysError,
     WorkingCalendar,
     covered_days,
     covered_until,
     load_holidays,
+    holidays_id,
     parse_holidays,
 )
+from services.dispatch.calendar import holidays_text as written_back
 from services.dispatch.metrics import DispatchMetrics
 from services.dispatch.settings import DispatchSettings
 from services.runtime.settings import KafkaSettings
 
 CALENDAR = WorkingCalendar()
-SHIPPED = Path(__file__).parents[3] / "services" / "dispatch" / "holidays.yaml"
 # Invented test data in the file's format, not the State Council's 2027 notice.
 TEST_2027 = Path(__file__).parents[2] / "data" / "holidays-2027.yaml"
 WITH_2027 = WorkingCalendar(load_holidays(TEST_2027))
@@ -112,7 +114,7 @@ def test_a_year_in_the_file_replaces_the_librarys_whole_year(tmp_path):
 
 
 def test_the_shipped_file_is_the_librarys_2026_day_by_day():
-    shipped = WorkingCalendar(load_holidays(SHIPPED))
+    shipped = WorkingCalendar(load_holidays(SHIPPED_HOLIDAYS))
     assert shipped.file_years == {2026}
     days = [date(2026, 1, 1) + timedelta(days=n) for n in range(365)]
     assert [d for d in days if shipped.is_working_day(d) != chinese_calendar.is_workday(d)] == []
@@ -227,7 +229,7 @@ def test_next_years_file_silences_the_warning(caplog):
 
 def test_the_calendar_follows_a_reloaded_file():
     registry = CollectorRegistry()
-    holder = holidays_holder(SHIPPED.read_text(encoding="utf-8"), DispatchMetrics(registry))
+    holder = holidays_holder(SHIPPED_HOLIDAYS.read_text(encoding="utf-8"), DispatchMetrics(registry))
     calendar = WorkingCalendar(holder)
     assert calendar.add_working_days(local("2027-02-04T09:00"), 1) == local("2027-02-05T09:00")
     assert calendar.covered_days(date(2026, 11, 30)) == 31
@@ -248,3 +250,11 @@ def test_the_app_reads_the_holidays_file_at_start(tmp_path):
     broken.write_text(holidays_text(year_2027(make_up_workdays=[date(2027, 2, 15)])), encoding="utf-8")
     with pytest.raises(HolidaysError, match=r"years\[2027\]: make_up_workdays"):
         create_app(DispatchSettings(data_dir=tmp_path, holidays_file=broken), kafka, registry=CollectorRegistry())
+
+
+@pytest.mark.parametrize("path", [SHIPPED_HOLIDAYS, TEST_2027], ids=["shipped", "test_2027"])
+def test_a_holidays_file_written_back_reads_into_an_equal_file_under_the_same_id(path):
+    holidays = load_holidays(path)
+    text = written_back(holidays)
+    assert parse_holidays(text) == holidays
+    assert holidays_id(parse_holidays(text)) == holidays_id(holidays, text) and holidays_id(holidays).startswith(f"{holidays.version}@")

@@ -8,6 +8,7 @@ import pytest
 from schemas.followups import FollowupResult
 from schemas.workorders import DisputeResolved, OrderEscalated, OrderStatusChanged
 from services.dispatch.disclosure import DEFAULT_DISCLOSURE, load_disclosure, parse_disclosure
+from services.followup.timers import REFUSALS as REFUSALS_BY_LABEL
 from services.followup.timers import (
     Dispute,
     DueContext,
@@ -23,6 +24,7 @@ from services.followup.timers import (
     revisit_timers,
     sla_timers,
 )
+from services.runtime.retention import erased_report
 from tests.support.samples import DUE_AT as DUE
 from tests.support.samples import ISSUED_AT as ISSUED
 from tests.support.samples import WAGE_REPORT
@@ -241,6 +243,24 @@ def test_results_are_recorded_refused_or_sent_back(case, sent, answered, recorde
     assert [r.event_id for r in judged.recorded] == recorded
     assert [(record, why.label) for record, why in judged.refused] == refused
     assert [r.reason for r in judged.reassessments] == reasons
+
+
+ERASED = {DISPUTE: Dispute(DISPUTE, 1, 2, erased_report(WAGE_REPORT), erased=True)}
+# (case, results of one batch for a dispute whose personal data was erased, answered before, recorded, (input, label) refused)
+AFTER_ERASURE = [
+    ("a late result of a fired revisit is expired and re-grades nothing", [result(rebound=True)], {}, [], [("record-0", "expired")]),
+    ("a second result is refused as answered first", [result(event="res-late")], ANSWERED, [], [("record-0", "already_answered")]),
+    ("the result that counted, delivered again, is dropped silently", [result(event="res-before")], ANSWERED, [], []),
+    ("a result of no timer is unknown, erased or not", [result(followup="fu-x")], {}, [], [("record-0", "unknown_followup")]),
+]
+
+
+@pytest.mark.parametrize("case, sent, answered, recorded, refused", AFTER_ERASURE, ids=[row[0] for row in AFTER_ERASURE])
+def test_results_after_erasure_never_reach_triage(case, sent, answered, recorded, refused):
+    judged = judge_results([(f"record-{n}", r) for n, r in enumerate(sent)], TIMERS, answered, ERASED, NOW)
+    assert ([r.event_id for r in judged.recorded], [(record, why.label) for record, why in judged.refused]) == (recorded, refused)
+    assert judged.reassessments == []
+    assert REFUSALS_BY_LABEL["expired"].reason == "followup_id: expired: this revisit's dispute was erased after its retention"
 
 
 def test_a_rebound_is_graded_from_the_remembered_level_one_rebound_more():

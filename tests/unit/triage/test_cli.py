@@ -1,6 +1,8 @@
-"""The rules tooling: check, explain and backtest, as an operator runs them before promoting a version."""
+"""The rules tooling: check, explain, backtest, keygen, sign and verify, as an operator runs them before promoting a version."""
 
 import json
+
+import pytest
 
 from typer.testing import CliRunner
 
@@ -62,3 +64,68 @@ def test_backtest_shows_level_changes_and_the_changed_cases(tmp_path):
     changed = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
     assert [c["event_id"] for c in changed] == ["e2", "e2"]
     assert changed[0]["before"]["level"] == 1 and changed[0]["after"]["level"] == 2
+
+
+def keygen(tmp_path):
+    result = runner.invoke(app, ["rules", "keygen", str(tmp_path / "signing.pem")])
+    assert result.exit_code == 0, result.output
+    return tmp_path / "signing.pem", tmp_path / "signing.pem.pub", result.output
+
+
+def test_keygen_sign_and_verify_round_trip(tmp_path, monkeypatch):
+    private, public, output = keygen(tmp_path)
+    assert private.stat().st_mode & 0o077 == 0, "the private key is readable by its owner only"
+    public_text = public.read_text(encoding="utf-8").strip()
+    assert f"TRIAGE_RULES_PUBLIC_KEYS={public_text}" in output and "PRIVATE" not in output
+    rules = tmp_path / "rules.yaml"
+    rules.write_bytes(DEFAULT_RULES.read_bytes())
+
+    signed = runner.invoke(app, ["rules", "sign", "--key", str(private), str(rules)])
+    assert signed.exit_code == 0, signed.output
+    assert "ruleset 2026.11.1 signed by key" in signed.output
+    assert (tmp_path / "rules.yaml.sig").read_text(encoding="utf-8").startswith("rules_key_id: ")
+    for keys in (["--public-key", str(public)], ["--public-key", public_text]):
+        verified = runner.invoke(app, ["rules", "verify", *keys, str(rules)])
+        assert verified.exit_code == 0 and "signed by trusted key" in verified.output, verified.output
+    monkeypatch.setenv("TRIAGE_RULES_PUBLIC_KEYS", public_text)
+    assert runner.invoke(app, ["rules", "verify", str(rules)]).exit_code == 0
+
+    rules.write_bytes(DEFAULT_RULES.read_bytes().replace(b">=\": 10}", b">=\": 100}"))
+    tampered = runner.invoke(app, ["rules", "verify", str(rules)])
+    assert tampered.exit_code == 1 and "signature: does not match the text for key" in tampered.output
+
+
+# (case, what is wrong, words in the refusal)
+REFUSED_SIGNINGS = [
+    ("a broken rules file is not signed", "broken", "unknown operator '~'"),
+    ("a key file that is not a private key", "key", "not an unencrypted PEM private key"),
+]
+
+
+@pytest.mark.parametrize("case, wrong, words", REFUSED_SIGNINGS, ids=[row[0] for row in REFUSED_SIGNINGS])
+def test_sign_refuses_and_writes_nothing(tmp_path, case, wrong, words):
+    private, public, _ = keygen(tmp_path)
+    rules = tmp_path / "rules.yaml"
+    text = DEFAULT_RULES.read_text(encoding="utf-8")
+    rules.write_text(text.replace('party_count: {">=": 10}', 'party_count: {"~": 10}') if wrong == "broken" else text, encoding="utf-8")
+    key = public if wrong == "key" else private
+    result = runner.invoke(app, ["rules", "sign", "--key", str(key), str(rules)])
+    assert result.exit_code == 1 and words in result.output, result.output
+    assert not (tmp_path / "rules.yaml.sig").exists()
+
+
+def test_keygen_never_overwrites_a_key(tmp_path):
+    private, _, _ = keygen(tmp_path)
+    before = private.read_bytes()
+    result = runner.invoke(app, ["rules", "keygen", str(private)])
+    assert result.exit_code == 1 and "not overwriting" in result.output
+    assert private.read_bytes() == before
+
+
+def test_verify_without_a_signature_or_keys_says_so(tmp_path, monkeypatch):
+    _, public, _ = keygen(tmp_path)
+    unsigned = runner.invoke(app, ["rules", "verify", "--public-key", str(public), str(DEFAULT_RULES)])
+    assert unsigned.exit_code == 1 and "the ruleset is not signed" in unsigned.output
+    monkeypatch.delenv("TRIAGE_RULES_PUBLIC_KEYS", raising=False)
+    no_keys = runner.invoke(app, ["rules", "verify", str(DEFAULT_RULES)])
+    assert no_keys.exit_code == 2 and "no trusted keys" in no_keys.output

@@ -9,7 +9,7 @@ from services.runtime.heap import return_freed_heap
 from services.triage import canary
 from services.triage.app import rules_holder
 from services.triage.metrics import TriageMetrics
-from services.triage.ruleset import DEFAULT_RULES, RulesetError, check_newer
+from services.triage.ruleset import DEFAULT_RULES, REJECTION_REASONS, RulesetError, check_newer
 from tests.support.samples import FLAG_RULES
 
 TEXT = DEFAULT_RULES.read_text(encoding="utf-8")
@@ -55,20 +55,20 @@ SELF_REFERENCE = """
     then: {level_at_least: 2}"""
 PADDING = "\n# " + "填" * 100_000 + "\n"
 
-# (case, text offered while 2026.11.1 serves, words the logged reason must contain)
+# (case, text offered while 2026.11.1 serves, reason counted, words the logged reason must contain)
 REFUSED = [
-    ("older version", versioned("2026.10.9"), ["version: 2026.10.9 is not newer than the running 2026.11.1"]),
-    ("older by numbers, newer by letters", versioned("2026.9.1"), ["not newer than the running 2026.11.1"]),
-    ("same version, other content", versioned(RUNNING, TEXT.replace("三次以上调解无效", "三次调解无效")), ["not newer than the running"]),
-    ("same version, trailing zero", versioned("2026.11.1.0"), ["not newer than the running"]),
-    ("non-numeric version", versioned("2026.12-beta"), ["'2026.12-beta' is not dotted numbers"]),
-    ("unquoted version", TEXT.replace(f'version: "{RUNNING}"', "version: 2026.12"), ["version: must be a quoted string"]),
-    ("70 flag rules", with_rules("2026.11.70", FLAG_RULES), ["canary: report 'canary-most-", "flags: List should have at most 64 items"]),
-    ("5,000-deep nesting", with_rules("2026.11.2", deep_rule(5000)), ["rule 'DEEP' (rules[", "nested", "deeper than the limit of 32"]),
-    ("flow nesting past the parser", with_rules("2026.11.2", deep_rule(2) + "\n  - " + "[" * 5000 + "]" * 5000), ["not valid YAML"]),
-    ("alias bomb", with_rules("2026.11.2", ALIAS_BOMB), ["more than the limit of 100000"]),
-    ("alias containing itself", with_rules("2026.11.2", SELF_REFERENCE), ["refers to a mapping or list that contains it"]),
-    ("oversized text", versioned("2026.11.2") + PADDING, ["larger than the 256 kB limit"]),
+    ("older version", versioned("2026.10.9"), "not_newer", ["version: 2026.10.9 is not newer than the running 2026.11.1"]),
+    ("older by numbers, newer by letters", versioned("2026.9.1"), "not_newer", ["not newer than the running 2026.11.1"]),
+    ("same version, other content", versioned(RUNNING, TEXT.replace("三次以上调解无效", "三次调解无效")), "not_newer", ["not newer than the running"]),
+    ("same version, trailing zero", versioned("2026.11.1.0"), "not_newer", ["not newer than the running"]),
+    ("non-numeric version", versioned("2026.12-beta"), "invalid", ["'2026.12-beta' is not dotted numbers"]),
+    ("unquoted version", TEXT.replace(f'version: "{RUNNING}"', "version: 2026.12"), "invalid", ["version: must be a quoted string"]),
+    ("70 flag rules", with_rules("2026.11.70", FLAG_RULES), "canary", ["canary: report 'canary-most-", "flags: List should have at most 64 items"]),
+    ("5,000-deep nesting", with_rules("2026.11.2", deep_rule(5000)), "invalid", ["rule 'DEEP' (rules[", "nested", "deeper than the limit of 32"]),
+    ("flow nesting past the parser", with_rules("2026.11.2", deep_rule(2) + "\n  - " + "[" * 5000 + "]" * 5000), "invalid", ["not valid YAML"]),
+    ("alias bomb", with_rules("2026.11.2", ALIAS_BOMB), "invalid", ["more than the limit of 100000"]),
+    ("alias containing itself", with_rules("2026.11.2", SELF_REFERENCE), "invalid", ["refers to a mapping or list that contains it"]),
+    ("oversized text", versioned("2026.11.2") + PADDING, "invalid", ["larger than the 256 kB limit"]),
 ]
 
 
@@ -77,17 +77,23 @@ def holder_and_registry():
     return rules_holder(TEXT, TriageMetrics(registry)), registry
 
 
-def rejected(registry: CollectorRegistry) -> float:
-    return registry.get_sample_value("fengqiao_triage_ruleset_reloads_total", {"result": "rejected", "origin": "topic"}) or 0
+def rejected(registry: CollectorRegistry, reason: str | None = None) -> float:
+    reasons = [reason] if reason else REJECTION_REASONS
+    return sum(
+        registry.get_sample_value("fengqiao_triage_ruleset_reloads_total", {"result": "rejected", "origin": "topic", "reason": r}) or 0
+        for r in reasons
+    )
 
 
 def test_refused_versions_leave_the_running_one_serving_with_a_reason(caplog):
     holder, registry = holder_and_registry()
-    for case, text, words in REFUSED:
+    for case, text, reason, words in REFUSED:
         caplog.clear()
+        before = rejected(registry, reason)
         with caplog.at_level(logging.ERROR, logger="services.runtime.reload"):
             assert holder.offer(text, "topic") is False, case
         assert holder.version == RUNNING, case
+        assert rejected(registry, reason) == before + 1, case
         for word in words:
             assert word in caplog.text, f"{case}: {caplog.text[:300]}"
         assert len(caplog.text) < 2000, f"{case}: the text is not logged"
@@ -127,9 +133,9 @@ def test_a_canary_failing_text_is_compiled_once_however_often_it_is_offered(monk
     for _ in range(5):
         assert holder.offer(with_rules("2026.11.70", FLAG_RULES), "topic") is False
     assert compiled == ["2026.11.70"]
-    assert rejected(registry) == 5
+    assert rejected(registry, "canary") == 5
     # Texts refused by the cheap checks are never compiled.
-    for _, text, _ in REFUSED:
+    for _, text, _, _ in REFUSED:
         holder.offer(text, "topic")
     assert compiled == ["2026.11.70"]
 
