@@ -21,6 +21,7 @@ from schemas.common import Contract
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DisputeReported, DisputeTriaged
 from schemas.workorders import WORKORDERS_EVENTS, WORKORDERS_UPDATES_INVALID, WorkOrderUpdate, work_order_topic
 from services.dispatch.calendar import HolidayFile, WorkingCalendar, holidays_id, holidays_text, parse_holidays
+from services.dispatch.disclosure import DisclosurePolicy
 from services.dispatch.lifecycle import (
     OPEN,
     UNSEEN,
@@ -38,7 +39,6 @@ from services.dispatch.lifecycle import (
     waits_for_order,
 )
 from services.dispatch.metrics import DispatchMetrics
-from services.dispatch.disclosure import DisclosurePolicy
 from services.dispatch.routing import RoutingTable, parse_pinned, pinned_text, routing_id
 from services.dispatch.store import DispatchStore, ParkedUpdate, Pin
 from services.runtime.clock import Clock

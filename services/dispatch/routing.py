@@ -13,7 +13,7 @@ from schemas.common import Category, MatchedRule, Tier, Urgency, Vulnerability
 from schemas.disputes import DisputeReported, DisputeTriaged
 from schemas.workorders import Department, WorkOrderIssued
 from services.dispatch.calendar import WorkingCalendar
-from services.dispatch.disclosure import DisclosurePolicy, disclose_to, disclosure_text, parse_disclosure
+from services.dispatch.disclosure import DisclosurePolicy, disclose_to, parse_disclosure
 from services.runtime.yamlfile import yaml_mapping
 
 _Strict = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -112,8 +112,8 @@ def routing_id(table: RoutingTable, text: str | None = None) -> str:
 def pinned_text(table: RoutingTable, disclosure: DisclosurePolicy) -> str:
     """Write a routing table and the disclosure policy used with it as one pinned text; `routing_id` names it."""
     # Pinned together: a redelivered input must disclose to each department exactly what its first try did.
-    return yaml.safe_dump({"routing": yaml.safe_load(routing_text(table)), "disclosure": yaml.safe_load(disclosure_text(disclosure))},
-                          allow_unicode=True, sort_keys=True)
+    document = {"routing": table.model_dump(mode="python"), "disclosure": disclosure.model_dump(mode="python")}
+    return yaml.safe_dump(document, allow_unicode=True, sort_keys=True)
 
 
 def parse_pinned(text: str, current_disclosure: DisclosurePolicy) -> tuple[RoutingTable, DisclosurePolicy]:
