@@ -227,7 +227,8 @@ def test_disclosure_check_command(tmp_path):
 
 
 NOW = at("2026-03-02T10:00:00+08:00")
-WITH_IDS = [PERSON, PERSON.model_copy(update={"role": "respondent", "name": "王五", "id_number": "330681198001011233", "phone": "13700000002"})]
+WITH_IDS = [PERSON, PERSON.model_copy(update={"role": "respondent", "name": "王五", "id_number": "330681201001011233", "phone": "13700000002",
+                                             "age": 16, "vulnerable": ["minor"]})]
 
 
 def _graded(**report) -> DisputeTriaged:
@@ -248,11 +249,13 @@ def test_dispatch_discloses_each_order_and_the_audit_stream_by_the_policy():
     triaged = _graded()
     effects = dispatch(triaged, None, [], NOW, TABLE, WorkingCalendar(), POLICY)
     roles = [(o.department, o.role) for o in effects.issued]
-    assert roles == [("community_police", "lead"), ("mediation_room", "lead"), ("traffic_police", "support")]
+    assert roles == [("community_police", "lead"), ("mediation_room", "lead"), ("traffic_police", "support"), ("women_federation", "support")]
     ids = {o.department: [p.id_number for p in o.parties] for o in effects.issued}
-    assert ids == {"community_police": [p.id_number for p in WITH_IDS], "mediation_room": [None, None], "traffic_police": [p.id_number for p in WITH_IDS]}
+    assert ids == {"community_police": [p.id_number for p in WITH_IDS], "mediation_room": [None, None],
+                   "traffic_police": [p.id_number for p in WITH_IDS], "women_federation": [None, None]}
+    assert [(p.name, p.phone, p.age) for p in effects.issued[-1].parties] == [("李**", "139****0001", None), ("王**", "137****0002", None)]
     assert {o.disclosure for o in effects.issued} | {e.disclosure for e in effects.events} == {"2026.12.1"}
-    assert [p.id_number for e in effects.events for p in e.report.parties] == [None] * 6
+    assert [p.id_number for e in effects.events for p in e.report.parties] == [None] * 8
     # Dispatch keeps the whole report for the next attempt: only what leaves it is disclosed.
     assert effects.disputes[triaged.dispute_id].report.parties == WITH_IDS
     audit = audit_topics(_records(triaged), POLICY)
@@ -295,7 +298,8 @@ def _party(n: int, **fields):
 LEAKS = [
     ("an ID number to a support department", "workorders.mediation_room", _party(0, id_number="33068119900101001X"), "party 0 id_number"),
     ("a full phone to a support department", "workorders.traffic_police", _party(1, phone="13700000002"), "a full phone number"),
-    ("a full name to a masked reader", "workorders.traffic_police", _party(0, name="李**"), "party 0 name"),
+    ("a full name to a reader of masked names", "workorders.women_federation", _party(1, name="王五"), "party 1 full name in the record"),
+    ("a masked name to a reader of full names", "workorders.traffic_police", _party(0, name="李**"), "party 0 name"),
     ("an ID number on the audit stream", "workorders.events", _party(1, id_number="330681198001011233"), "an ID number in a record"),
     ("a masked phone to the lead", "workorders.mediation_room", _party(0, phone="139****0001"), "party 0 phone"),
     ("an age to a support department", "workorders.traffic_police", _party(0, age=34), "party 0 age"),
