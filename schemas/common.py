@@ -74,14 +74,28 @@ Category = Literal[
 Vulnerability = Literal["minor", "elderly", "disabled", "pregnant"]
 
 
+# A full value, or its masked form (only ever in outgoing records): 3301**********1234 and 139****0001; too short a
+# value to show any part of is all stars. Every value valid before stays valid.
+ID_NUMBER = r"^(?:[0-9A-Za-z]+|[0-9A-Za-z]{4}\*{1,24}[0-9A-Za-z]{4}|\*{4,8})$"
+PHONE = r"^(?:\+?[0-9][0-9 -]*|[0-9]{3}\*{4}[0-9]{4}|\*{4})$"
+_ID_NUMBER_TEXT = "ID number, or masked (3301**********1234) where the recipient's disclosure policy says so"
+_PHONE_TEXT = "Phone number, or masked (139****0001) where the recipient's disclosure policy says so"
+DisclosureVersion = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=48, pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,47}$"),
+    Field(description="Version of the disclosure policy that chose which party details this record carries"),
+]
+
+
 class Party(Contract):
     """A person or organisation on one side of a dispute; the only place contact details live."""
 
     role: Literal["complainant", "respondent", "other"]
     kind: Literal["person", "organization"]
     name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=TEXT)]
-    id_number: Annotated[str, StringConstraints(min_length=4, max_length=32, pattern=r"^[0-9A-Za-z]+$")] | None = None
-    phone: Annotated[str, StringConstraints(min_length=3, max_length=24, pattern=r"^\+?[0-9][0-9 -]*$")] | None = None
+    # Outgoing records may carry these masked, as the disclosure policy says (services/dispatch/disclosure.yaml).
+    id_number: Annotated[str, StringConstraints(min_length=4, max_length=32, pattern=ID_NUMBER), Field(description=_ID_NUMBER_TEXT)] | None = None
+    phone: Annotated[str, StringConstraints(min_length=3, max_length=24, pattern=PHONE), Field(description=_PHONE_TEXT)] | None = None
     age: Annotated[int, Field(ge=0, le=150)] | None = None
     vulnerable: Annotated[list[Vulnerability], Field(max_length=4)] = []
 

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from schemas.common import NO_CONTROL, Contract, DisputeId, EventId, Note, Party, Timestamp
+from schemas.common import NO_CONTROL, Contract, DisclosureVersion, DisputeId, EventId, Note, Party, Timestamp
 from schemas.workorders import DEPARTMENTS, Department, WorkOrderId
 
 FOLLOWUPS_DUE = "followups.due"
@@ -43,6 +43,7 @@ class FollowupDue(Contract):
     fired_at: Timestamp
     revisit_number: Annotated[int, Field(ge=1, le=100)] | None = None
     parties: Annotated[list[Party], Field(max_length=200)] = Field([], description="Contact details, revisits only")
+    disclosure: DisclosureVersion | None = None
 
 
 class FollowupResult(Contract):

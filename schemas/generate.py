@@ -13,7 +13,8 @@ from schemas.catalog import CONTRACTS, SERVICES, ServiceTopology
 SCHEMAS_DIR = Path(__file__).parent
 JSON_DIR = SCHEMAS_DIR / "json"
 ASYNCAPI_DIR = SCHEMAS_DIR / "asyncapi"
-CONTRACT_VERSION = "1.0.0"
+# 1.1.0: masked phones and ID numbers in outgoing parties, and the disclosure policy version on the records that carry them.
+CONTRACT_VERSION = "1.1.0"
 
 
 def _dump(document: dict[str, Any]) -> str:

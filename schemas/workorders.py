@@ -12,6 +12,7 @@ from schemas.common import (
     DisputeId,
     EventId,
     Level,
+    DisclosureVersion,
     MatchedRule,
     Note,
     Party,
@@ -97,6 +98,7 @@ class WorkOrderIssued(Contract):
     instructions: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=TEXT)]
     parties: Annotated[list[Party], Field(min_length=1, max_length=200)]
     matched_rules: Annotated[list[MatchedRule], Field(max_length=256)]
+    disclosure: DisclosureVersion | None = None
 
 
 class WorkOrderUpdate(Contract):
@@ -137,6 +139,7 @@ class OrderIssued(_AboutOneOrder):
     first_response: bool = False
     issued_at: Timestamp
     due_at: Timestamp
+    disclosure: DisclosureVersion | None = None
     report: DisputeReported
 
 
@@ -159,6 +162,7 @@ class DisputeResolved(_OrderEventBase):
     kind: Literal["dispute_resolved"] = "dispute_resolved"
     resolving_department: Department
     level: Level
+    disclosure: DisclosureVersion | None = None
     report: DisputeReported
 
 

@@ -1,6 +1,6 @@
 """The `fengqiao` command: one entry point gathering each part's subcommands."""
 
-from services.dispatch.cli import routing_app, run_dispatch
+from services.dispatch.cli import disclosure_app, routing_app, run_dispatch
 from services.followup.cli import run_followup
 from services.runtime.cli import app
 from services.simulator.cli import run_loop
@@ -12,6 +12,7 @@ app.command("followup")(run_followup)
 app.command("run")(run_loop)
 app.add_typer(rules_app, name="rules")
 app.add_typer(routing_app, name="routing")
+app.add_typer(disclosure_app, name="disclosure")
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from services.dispatch.calendar import (
     WorkingCalendar,
     parse_holidays,
 )
+from services.dispatch.disclosure import DisclosurePolicy, parse_disclosure
 from services.dispatch.handlers import DispatchProcessor
 from services.dispatch.metrics import DispatchMetrics
 from services.dispatch.routing import RoutingTable, parse_routing
@@ -36,6 +37,11 @@ _PURGE_EVERY_SECONDS = 3600
 def routing_holder(text: str, metrics: DispatchMetrics) -> Reloadable[RoutingTable]:
     """Hold the routing table in use, swappable at runtime."""
     return Reloadable("routing", text, parse_routing, lambda t: t.version, metrics.routing_active, metrics.routing_reloads)
+
+
+def disclosure_holder(text: str, metrics: DispatchMetrics) -> Reloadable[DisclosurePolicy]:
+    """Hold the disclosure policy in use, swappable at runtime."""
+    return Reloadable("disclosure", text, parse_disclosure, lambda p: p.version, metrics.disclosure_active, metrics.disclosure_reloads)
 
 
 def holidays_holder(text: str, metrics: DispatchMetrics) -> Reloadable[HolidayFile]:
@@ -66,11 +72,12 @@ def create_app(
     parts = build_parts("dispatch", settings, kafka, registry)
     store = DispatchStore(parts.engine, parts.reader)
     routing = routing_holder(settings.routing_file.read_text(encoding="utf-8"), metrics)
+    disclosure = disclosure_holder(settings.disclosure_file.read_text(encoding="utf-8"), metrics)
     calendar, follow_holidays = working_calendar(settings, metrics)
     coverage = CoverageWatch(calendar, metrics.calendar_covered_days)
     processor = DispatchProcessor(
         kafka, routing, calendar, store, parts.publisher, clock, metrics, parts.readiness, parts.writing, settings.max_message_bytes,
-        settings.park_seconds,
+        settings.park_seconds, disclosure=disclosure,
     )
     @parts.broker.subscriber(
         kafka.topic(DISPUTES_TRIAGED), group_id=f"{settings.group_id}.triaged", title="dispatch:triaged", **batch_options(settings)
@@ -110,6 +117,7 @@ def create_app(
         store.migrate,
         {
             "routing-file": partial(watch_file, routing, settings.routing_file, settings.routing_poll_seconds),
+            "disclosure-file": partial(watch_file, disclosure, settings.disclosure_file, settings.routing_poll_seconds),
             **follow_holidays,
             "open-order-count": partial(every, settings.gauge_refresh_seconds, recount_open_orders, "open-order count"),
             "calendar-coverage": partial(every, settings.gauge_refresh_seconds, refresh_coverage, "calendar coverage"),

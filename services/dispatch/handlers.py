@@ -12,7 +12,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,6 +22,7 @@ from schemas.common import Contract
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DisputeReported, DisputeTriaged
 from schemas.workorders import WORKORDERS_EVENTS, WORKORDERS_UPDATES_INVALID, WorkOrderUpdate, work_order_topic
 from services.dispatch.calendar import HolidayFile, WorkingCalendar, holidays_id, holidays_text, parse_holidays
+from services.dispatch.disclosure import DisclosurePolicy
 from services.dispatch.lifecycle import (
     OPEN,
     UNSEEN,
@@ -40,7 +41,7 @@ from services.dispatch.lifecycle import (
     waits_for_order,
 )
 from services.dispatch.metrics import DispatchMetrics
-from services.dispatch.routing import RoutingTable, parse_routing, routing_id, routing_text
+from services.dispatch.routing import RoutingTable, parse_pinned, pinned_text, routing_id
 from services.dispatch.store import DispatchStore, ParkedUpdate, Pin
 from services.runtime.clock import Clock
 from services.runtime.deadletter import dead_letter, validated
@@ -103,6 +104,13 @@ def _take(effects: Effects, disputes: dict, orders: dict, by_dispute: defaultdic
     batch.merge(effects)
 
 
+class Policies(NamedTuple):
+    """A routing table and the disclosure policy pinned with it."""
+
+    table: RoutingTable
+    disclosure: DisclosurePolicy
+
+
 class DispatchProcessor:
     """Runs both pipelines; one lock serialises them in a process, row locks across processes."""
 
@@ -119,11 +127,15 @@ class DispatchProcessor:
         writing: asyncio.Lock,
         max_message_bytes: int = 256 * 1024,
         park_seconds: float = 600.0,
+        *,
+        disclosure: Reloadable[DisclosurePolicy],
     ):
         self.kafka = kafka
         # Each department's own updates topic on this cluster -> that department; the shared development topic is absent.
         self.senders = {kafka.topic(t): d for t, d in sender_departments(UPDATES_CHANNEL).items()}
         self.routing = routing
+        # Swapped like the routing table, and pinned with it: an attempt discloses by the policy it was routed with.
+        self.disclosure = disclosure
         self.calendar = calendar
         self.store = store
         self.publish = publish
@@ -135,9 +147,10 @@ class DispatchProcessor:
         self.patience = timedelta(seconds=park_seconds)
         # The service's one writing lock: one transaction at a time, and none while SQLite's log is emptied.
         self.writing = writing
-        # Routing tables and calendars by id: the current ones, and those pinned inputs or disputes still name.
-        self._tables: dict[str, RoutingTable] = {}
-        self._current: tuple[RoutingTable, str, str] | None = None
+        # Routing tables, each with the disclosure policy pinned with it, and calendars, by id: the current ones,
+        # and those pinned inputs or disputes still name.
+        self._tables: dict[str, Policies] = {}
+        self._current: tuple[Policies, str, str] | None = None
         self._calendars: dict[str, WorkingCalendar] = {}
         self._current_file: tuple[HolidayFile, str, str] | None = None
 
@@ -154,13 +167,13 @@ class DispatchProcessor:
         records += [encode_event(self.kafka.topic(DISPUTES_REASSESS), r, r.event_id, CE_SOURCE, r.requested_at) for r in effects.reassessments]
         return records
 
-    def _current_routing(self) -> tuple[RoutingTable, str, str]:
-        """Return the table in use with its id and text, naming it once per swap."""
-        table = self.routing.current
-        if self._current is None or self._current[0] is not table:
-            text = routing_text(table)
-            self._current = (table, routing_id(table, text), text)
-            self._tables[self._current[1]] = table
+    def _current_routing(self) -> tuple[Policies, str, str]:
+        """Return the table and disclosure policy in use with their id and text, naming them once per swap."""
+        table, disclosure = self.routing.current, self.disclosure.current
+        if self._current is None or self._current[0].table is not table or self._current[0].disclosure is not disclosure:
+            text = pinned_text(table, disclosure)
+            self._current = (Policies(table, disclosure), routing_id(table, text), text)
+            self._tables[self._current[1]] = self._current[0]
         return self._current
 
     def _current_holidays(self) -> tuple[HolidayFile, str, str]:
@@ -190,13 +203,13 @@ class DispatchProcessor:
             self._calendars[found] = WorkingCalendar(parse_holidays(text), self.calendar.zone)
         return {None: self.calendar, current: self.calendar} | {i: self._calendars[i] for i in ids if i is not None and i != current}
 
-    async def _routings(self, connection: AsyncConnection, ids: Iterable[str | None]) -> dict[str | None, RoutingTable]:
-        """Return the tables of these ids; None, a dispute routed before pins existed, gets the current table."""
-        self._current_routing()
+    async def _routings(self, connection: AsyncConnection, ids: Iterable[str | None]) -> dict[str | None, Policies]:
+        """Return the tables and policies of these ids; None, a dispute routed before pins existed, gets the current ones."""
+        current = self._current_routing()[0]
         missing = sorted({i for i in ids if i is not None and i not in self._tables})
         for found, text in (await self.store.load_routing_texts(connection, missing)).items():
-            self._tables[found] = parse_routing(text)
-        return {None: self.routing.current} | {i: self._tables[i] for i in ids if i is not None}
+            self._tables[found] = Policies(*parse_pinned(text, current.disclosure))
+        return {None: current} | {i: self._tables[i] for i in ids if i is not None}
 
     async def on_triaged(self, records: Sequence[Any]) -> None:
         """Issue the orders of a batch of graded disputes."""
@@ -228,7 +241,10 @@ class DispatchProcessor:
                 open_orders = [o for o in by_dispute[triaged.dispute_id].values() if o.status in OPEN]
                 # Orders date from when triage graded the dispute: a redelivery must not move issued_at and due_at.
                 routing, holidays = pins[f"triaged:{triaged.source_event_id}"]
-                effects = dispatch(triaged, current, open_orders, triaged.triaged_at, tables[routing], calendars[holidays], routing, holidays)
+                policies = tables[routing]
+                effects = dispatch(
+                    triaged, current, open_orders, triaged.triaged_at, policies.table, calendars[holidays], policies.disclosure, routing, holidays
+                )
                 _take(effects, disputes, orders, by_dispute, batch)
             reports = EncodedReports()
             await self.publish(self._outgoing(batch, reports) + dead)
@@ -318,10 +334,10 @@ class DispatchProcessor:
                 if repeat:
                     self.metrics.duplicates.labels("updates").inc()
                     continue
-                # The attempt's own table and calendar decide, whatever was swapped in since it was routed.
-                table = tables[getattr(disputes.get(update.dispute_id), "routing_id", None)]
+                # The attempt's own table, policy and calendar decide, whatever was swapped in since it was routed.
+                policies = tables[getattr(disputes.get(update.dispute_id), "routing_id", None)]
                 try:
-                    order = check_update(update, orders.get(update.work_order_id), table)
+                    order = check_update(update, orders.get(update.work_order_id), policies.table)
                 except Rejection as rejection:
                     if waits_for_order(rejection, first_seen.get(_where(record), now), now, self.patience):
                         waiting.append(record)
@@ -332,7 +348,9 @@ class DispatchProcessor:
                 done[key] = content
                 dispute = disputes[order.dispute_id]
                 siblings = [o for o in by_dispute[dispute.dispute_id].values() if o.attempt == dispute.attempt]
-                effects = apply_update(update, order, dispute, siblings, update_time(update, order), table, calendars[dispute.holidays_id])
+                effects = apply_update(
+                    update, order, dispute, siblings, update_time(update, order), policies.table, calendars[dispute.holidays_id], policies.disclosure
+                )
                 _take(effects, disputes, orders, by_dispute, batch)
                 self.metrics.updates.labels(update.status).inc()
             reports = EncodedReports()

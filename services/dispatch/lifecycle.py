@@ -15,6 +15,7 @@ from schemas.workorders import (
     WorkOrderUpdate,
 )
 from services.dispatch.calendar import WorkingCalendar
+from services.dispatch.disclosure import DisclosurePolicy, for_events
 from services.dispatch.routing import Assignment, RoutingTable, issue_order, route, work_order_id
 
 OPEN = ("issued", "accepted", "in_progress")
@@ -95,6 +96,7 @@ def _order(issued: WorkOrderIssued) -> Order:
 
 
 def _issued_event(issued: WorkOrderIssued, report: DisputeReported) -> OrderIssued:
+    # `report` as the audit stream may carry it (`for_events`): follow-up needs no more.
     return OrderIssued(
         event_id=derived_id("ev", issued.work_order_id, "issued"),
         dispute_id=issued.dispute_id,
@@ -108,6 +110,7 @@ def _issued_event(issued: WorkOrderIssued, report: DisputeReported) -> OrderIssu
         first_response=issued.first_response,
         issued_at=issued.issued_at,
         due_at=issued.due_at,
+        disclosure=issued.disclosure,
         report=report,
     )
 
@@ -133,27 +136,40 @@ def dispatch(
     now: datetime,
     table: RoutingTable,
     calendar: WorkingCalendar,
+    disclosure: DisclosurePolicy,
     routing: str | None = None,
     holidays: str | None = None,
 ) -> Effects:
     """Issue the orders of a graded dispute; a dispute seen before gets the next attempt and its open orders are superseded.
 
-    `routing` and `holidays` name `table` and `calendar`'s file in the store: the attempt's later updates are judged
-    by the same table, their deadlines walked on the same calendar.
+    `routing` names `table` and `disclosure`, `holidays` `calendar`'s file, in the store: the attempt's later updates are
+    judged by the same table and disclosed by the same policy, their deadlines walked on the same calendar.
     """
     attempt = 1 if dispute is None else dispute.attempt + 1
+    triaged = with_known_parties(triaged, dispute)
     effects = Effects()
     for order in open_orders:
         effects.events.append(_status_event(order, "superseded", triaged.event_id, now))
         effects.orders[order.work_order_id] = replace(order, status="superseded")
-    for issued in route(triaged, attempt, now, table, calendar):
+    audited = for_events(disclosure, triaged.report)  # one copy for every order's event: encoded once
+    for issued in route(triaged, attempt, now, table, calendar, disclosure):
         effects.issued.append(issued)
         effects.orders[issued.work_order_id] = _order(issued)
-        effects.events.append(_issued_event(issued, triaged.report))
+        effects.events.append(_issued_event(issued, audited))
     effects.disputes[triaged.dispute_id] = Dispute(
         triaged.dispute_id, attempt, triaged.level, triaged.urgency, triaged.report, triaged.report.history, routing, holidays
     )
     return effects
+
+
+def with_known_parties(triaged: DisputeTriaged, dispute: Dispute | None) -> DisputeTriaged:
+    """Give a re-graded dispute the parties dispatch holds: a reassessment from follow-up carries the audit stream's."""
+    # Reassessment never changes the parties, but follow-up only ever saw them as workorders.events discloses them
+    # (no ID numbers by default): the police and courts of the next attempt must receive them whole again.
+    if dispute is None or triaged.cause == "reported" or triaged.report.parties == dispute.report.parties:
+        return triaged
+    report = triaged.report.model_copy(update={"parties": dispute.report.parties})
+    return triaged.model_copy(update={"report": report})
 
 
 def update_time(update: WorkOrderUpdate, order: Order) -> datetime:
@@ -232,6 +248,7 @@ def apply_update(
     now: datetime,
     table: RoutingTable,
     calendar: WorkingCalendar,
+    disclosure: DisclosurePolicy,
 ) -> Effects:
     """Apply a checked update: change the order, and escalate or resolve the dispute when it must."""
     effects = Effects()
@@ -242,7 +259,7 @@ def apply_update(
     if update.status == "mediation_failed" and order.role == "lead":
         _escalate_to_triage(update, order, dispute, now, effects)
     elif update.status == "returned":
-        _reroute(update, order, dispute, siblings, now, table, calendar, effects)
+        _reroute(update, order, dispute, siblings, now, table, calendar, disclosure, effects)
     elif update.status == "resolved":
         leads = [o for o in siblings.values() if o.role == "lead" and o.status not in ("returned", "superseded")]
         if leads and all(o.status == "resolved" for o in leads):
@@ -254,7 +271,8 @@ def apply_update(
                     at=now,
                     resolving_department=order.department if order.role == "lead" else leads[-1].department,
                     level=dispute.level,
-                    report=dispute.report.model_copy(update={"history": dispute.history}),
+                    disclosure=disclosure.version,
+                    report=for_events(disclosure, dispute.report.model_copy(update={"history": dispute.history})),
                 )
             )
     return effects
@@ -291,6 +309,7 @@ def _reroute(
     now: datetime,
     table: RoutingTable,
     calendar: WorkingCalendar,
+    disclosure: DisclosurePolicy,
     effects: Effects,
 ) -> None:
     effects.events.append(_escalation(update, order, "returned", "governance_centre", now))
@@ -304,11 +323,11 @@ def _reroute(
     grade = (dispute.level, TIER_BY_LEVEL[dispute.level], dispute.urgency)
     issued = issue_order(
         dispute.report, Assignment(table.returned_to, order.role), grade, dispute.attempt, now,
-        table.instructions.returned, [], table, calendar,
+        table.instructions.returned, [], table, calendar, disclosure,
     )
     effects.issued.append(issued)
     effects.orders[target] = _order(issued)
-    effects.events.append(_issued_event(issued, dispute.report))
+    effects.events.append(_issued_event(issued, for_events(disclosure, dispute.report)))
 
 
 def _escalation(update: WorkOrderUpdate, order: Order, reason: str, to: str, now: datetime) -> OrderEscalated:

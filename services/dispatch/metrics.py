@@ -42,6 +42,12 @@ class DispatchMetrics:
         self.routing_reloads = Counter(
             "fengqiao_dispatch_routing_reloads", "Routing versions offered", ["result", "origin"], registry=registry
         )
+        # 1 for the disclosure policy version in use, 0 for versions used before.
+        self.disclosure_active = Gauge("fengqiao_dispatch_disclosure_active", "Disclosure policy version in use", ["version"], registry=registry)
+        # Disclosure policy versions offered at runtime, accepted or rejected.
+        self.disclosure_reloads = Counter(
+            "fengqiao_dispatch_disclosure_reloads", "Disclosure policy versions offered", ["result", "origin"], registry=registry
+        )
         # 1 for the holidays file version in use, 0 for versions used before.
         self.holidays_active = Gauge("fengqiao_dispatch_holidays_active", "Holidays file version in use", ["version"], registry=registry)
         # Holidays file versions offered at runtime, accepted or rejected.

@@ -13,6 +13,7 @@ from schemas.common import Category, MatchedRule, Tier, Urgency, Vulnerability
 from schemas.disputes import DisputeReported, DisputeTriaged
 from schemas.workorders import Department, WorkOrderIssued
 from services.dispatch.calendar import WorkingCalendar
+from services.dispatch.disclosure import DisclosurePolicy, disclose_to, parse_disclosure
 from services.runtime.yamlfile import yaml_mapping
 
 _Strict = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -108,6 +109,21 @@ def routing_id(table: RoutingTable, text: str | None = None) -> str:
     return f"{table.version}@{digest[:12]}"
 
 
+def pinned_text(table: RoutingTable, disclosure: DisclosurePolicy) -> str:
+    """Write a routing table and the disclosure policy used with it as one pinned text; `routing_id` names it."""
+    # Pinned together: a redelivered input must disclose to each department exactly what its first try did.
+    document = {"routing": table.model_dump(mode="python"), "disclosure": disclosure.model_dump(mode="python")}
+    return yaml.safe_dump(document, allow_unicode=True, sort_keys=True)
+
+
+def parse_pinned(text: str, current_disclosure: DisclosurePolicy) -> tuple[RoutingTable, DisclosurePolicy]:
+    """Read a pinned text back; a routing pinned before disclosure policies existed is used with the current one."""
+    document = yaml_mapping(text)
+    if set(document) != {"routing", "disclosure"}:
+        return parse_routing(text), current_disclosure
+    return parse_routing(yaml.safe_dump(document["routing"])), parse_disclosure(yaml.safe_dump(document["disclosure"]))
+
+
 @dataclass(frozen=True)
 class Assignment:
     """One department's part in a dispute: role and why."""
@@ -159,8 +175,9 @@ def issue_order(
     matched_rules: list[MatchedRule],
     table: RoutingTable,
     calendar: WorkingCalendar,
+    disclosure: DisclosurePolicy,
 ) -> WorkOrderIssued:
-    """Write one department's order for a dispute; `grade` is (level, tier, urgency)."""
+    """Write one department's order for a dispute, with the party details its policy allows; `grade` is (level, tier, urgency)."""
     level, tier, urgency = grade
     return WorkOrderIssued(
         work_order_id=work_order_id(report.dispute_id, assignment.department, attempt),
@@ -178,13 +195,14 @@ def issue_order(
         region=report.region,
         description=report.description,
         instructions=instructions,
-        parties=report.parties,
+        parties=disclose_to(disclosure, assignment.department, assignment.role, report.parties),
         matched_rules=matched_rules,
+        disclosure=disclosure.version,
     )
 
 
 def route(
-    triaged: DisputeTriaged, attempt: int, issued_at: datetime, table: RoutingTable, calendar: WorkingCalendar
+    triaged: DisputeTriaged, attempt: int, issued_at: datetime, table: RoutingTable, calendar: WorkingCalendar, disclosure: DisclosurePolicy
 ) -> list[WorkOrderIssued]:
     """Turn a graded dispute into its work orders for one attempt."""
     grade = (triaged.level, triaged.tier, triaged.urgency)
@@ -192,7 +210,7 @@ def route(
         issue_order(
             triaged.report, assignment, grade, attempt, issued_at,
             getattr(table.instructions, "first_response" if assignment.first_response else assignment.role),
-            triaged.matched_rules, table, calendar,
+            triaged.matched_rules, table, calendar, disclosure,
         )
         for assignment in assign(triaged, table)
     ]

@@ -1,10 +1,11 @@
-"""Dispatch settings (`DISPATCH_*`): endpoints and operational knobs; routing and holidays live in their files."""
+"""Dispatch settings (`DISPATCH_*`): endpoints and operational knobs; routing, disclosure and holidays live in their files."""
 
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.dispatch.disclosure import DEFAULT_DISCLOSURE
 from services.dispatch.routing import DEFAULT_ROUTING
 from services.runtime.settings import ServiceSettings
 
@@ -15,7 +16,8 @@ class DispatchSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="DISPATCH_")
 
     routing_file: Path = DEFAULT_ROUTING
-    routing_poll_seconds: float = Field(2.0, gt=0, le=3600, description="How often the routing and holidays files are checked")
+    disclosure_file: Path = Field(DEFAULT_DISCLOSURE, description="Which party details each recipient receives (disclosure.py)")
+    routing_poll_seconds: float = Field(2.0, gt=0, le=3600, description="How often the routing, disclosure and holidays files are checked")
     holidays_file: Path | None = Field(None, description="YAML of the State Council's holiday notices, by year (see calendar.py)")
     group_id: str = "fengqiao-dispatch"
     gauge_refresh_seconds: float = Field(5.0, gt=0, le=3600, description="How often the open-order and calendar gauges are refreshed")

@@ -14,6 +14,7 @@ from schemas.catalog import RESULTS_CHANNEL, sender_departments
 from schemas.disputes import DISPUTES_REASSESS
 from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS_INVALID, FollowupResult
 from schemas.workorders import WORK_ORDER_EVENT, WORKORDERS_EVENTS_INVALID
+from services.dispatch.disclosure import load_disclosure
 from services.followup.metrics import FollowupMetrics
 from services.followup.settings import FollowupSettings
 from services.followup.store import FollowupStore, Transaction
@@ -61,6 +62,8 @@ class FollowupProcessor:
         writing: asyncio.Lock,
     ):
         self.settings = settings
+        # Read once at start: a re-fire after a crash repeats its fired_at anew anyway, and names the version it used.
+        self.disclosure = load_disclosure(settings.disclosure_file)
         self.kafka = kafka
         # Each department's own results topic on this cluster -> that department; the shared development topic is absent.
         self.senders = {kafka.topic(t): d for t, d in sender_departments(RESULTS_CHANNEL).items()}
@@ -125,7 +128,7 @@ class FollowupProcessor:
             due = await self.store.claim_due(connection, now, self.settings.fire_batch)
             if not due:
                 return now, due, Round()
-            decided = fire_round(due, await self._due_context(connection, due), now)
+            decided = fire_round(due, await self._due_context(connection, due), now, self.disclosure)
             await self.publish(self._round_outgoing(decided, now))
             fault_point("after_publish", "timers")
             regraded = [_breach_key(d, a) for d, a in decided.regraded]

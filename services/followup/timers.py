@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 from schemas.disputes import DisputeReported, ReassessmentRequested
 from schemas.followups import FollowupDue, FollowupResult
 from schemas.workorders import OrderIssued, WorkOrderEvent
+from services.dispatch.disclosure import DisclosurePolicy, disclose
 
 GOVERNANCE_CENTRE = "governance_centre"
 # Statuses that end an order, and what follow-up remembers of each: only a resolution counts as resolved (办结).
@@ -63,8 +64,9 @@ def revisit_timers(dispute_id: str, attempt: int, department: str, resolved_at: 
     ]
 
 
-def due_message(timer: Timer, report: DisputeReported, fired_at: datetime) -> FollowupDue:
-    """Say that a timer came due; revisits carry the parties' contact details."""
+def due_message(timer: Timer, report: DisputeReported, fired_at: datetime, disclosure: DisclosurePolicy) -> FollowupDue:
+    """Say that a timer came due; revisits carry the parties' details the policy gives the revisit team."""
+    revisit = timer.kind == "revisit"
     return FollowupDue(
         followup_id=timer.followup_id,
         kind=timer.kind,
@@ -74,7 +76,8 @@ def due_message(timer: Timer, report: DisputeReported, fired_at: datetime) -> Fo
         due_at=timer.due_at,
         fired_at=fired_at,
         revisit_number=timer.revisit_number,
-        parties=report.parties if timer.kind == "revisit" else [],
+        parties=disclose(disclosure.revisit, report.parties) if revisit else [],
+        disclosure=disclosure.version if revisit else None,
     )
 
 
@@ -217,7 +220,7 @@ class Round:
     regraded: list[tuple[str, int]] = field(default_factory=list)
 
 
-def fire_round(due: list[Timer], known: DueContext, now: datetime) -> Round:
+def fire_round(due: list[Timer], known: DueContext, now: datetime, disclosure: DisclosurePolicy) -> Round:
     """Decide a round of due timers: fire those still meaningful, and re-grade each attempt on its first breach only."""
     done = Round()
     # A support order left open after its dispute was resolved is reported, but re-grades nothing.
@@ -228,7 +231,7 @@ def fire_round(due: list[Timer], known: DueContext, now: datetime) -> Round:
             continue
         dispute = known.disputes[timer.dispute_id]
         done.fired.append(timer)
-        done.dues.append(due_message(timer, dispute.report, now))
+        done.dues.append(due_message(timer, dispute.report, now, disclosure))
         attempt = (timer.dispute_id, timer.attempt)
         if timer.kind == "sla_breached" and timer.regrades and attempt not in settled:
             settled.add(attempt)

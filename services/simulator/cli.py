@@ -72,9 +72,10 @@ def run_loop(
     seed: int = typer.Option(7, help="Seed of the simulated world."),
     workdir: Path = typer.Option(Path("var/run"), help="Where stores and service logs go."),
     report_json: Path = typer.Option(None, help="Also write the report here as JSON."),
+    dump_topics: Path = typer.Option(None, help="Also write every record of the topics here, one JSON line each (personal data included)."),
 ) -> None:
     """Run the whole loop with simulated reporters, departments and revisit teams, then print a report."""
-    options = RunOptions(disputes, days, seconds_per_month, bootstrap, seed, workdir)
+    options = RunOptions(disputes, days, seconds_per_month, bootstrap, seed, workdir, dump_topics=dump_topics)
     with Live(console=console, refresh_per_second=2, transient=False) as live:
         report = asyncio.run(run(options, lambda simulation, stack: live.update(_progress(simulation, stack))))
     print_report(report)

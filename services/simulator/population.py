@@ -33,6 +33,17 @@ RISK_PHRASES = {
 }
 
 
+REFERENCE_YEAR = 2026  # birth years follow from the ages as of this year
+# GB 11643-1999: the weights of the first 17 digits, and the check character by the sum modulo 11.
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+
+
+def id_check_character(body: str) -> str:
+    """Return the check character (GB 11643-1999) of an ID number's first 17 digits."""
+    return _ID_CHECK[sum(int(d) * w for d, w in zip(body, _ID_WEIGHTS)) % 11]
+
+
 class ReportFactory:
     """Makes reports: seeded, so a run can be repeated; with group wage disputes and repeat parties."""
 
@@ -60,7 +71,13 @@ class ReportFactory:
         age = self.rng.choice([8, 15, 34, 45, 52, 67, 78, 83])
         vulnerable = ["minor"] if age < 18 else ["elderly"] if age >= 70 else []
         name = self.rng.choice(SURNAMES) + "某"
-        return Party(role=role, kind="person", name=name, phone=phone, age=age, vulnerable=vulnerable)
+        # Every person has a resident ID number: the disclosure policy decides who sees it.
+        return Party(role=role, kind="person", name=name, id_number=self._id_number(age), phone=phone, age=age, vulnerable=vulnerable)
+
+    def _id_number(self, age: int) -> str:
+        """Make an 18-character resident ID number of 诸暨 (330681) for someone of this age, check character included."""
+        body = f"330681{REFERENCE_YEAR - age}{self.rng.randrange(1, 13):02d}{self.rng.randrange(1, 29):02d}{self.rng.randrange(1000):03d}"
+        return body + id_check_character(body)
 
     def make(self, reported_at: datetime) -> DisputeReported:
         """Make the next report, reported at the given (simulated) time."""

@@ -55,6 +55,8 @@ class RunOptions:
     seed: int = 7
     workdir: Path = Path("var/run")
     revisit_days: list[int] = field(default_factory=lambda: [7, 30])
+    # Where to write every record of the run's topics, personal data included: for audits of what each topic carried.
+    dump_topics: Path | None = None
 
     @property
     def speed(self) -> float:
@@ -265,17 +267,24 @@ class Simulation:
             await consumer.stop()
 
     async def observe(self) -> None:
-        """Read every topic of the run into the observer."""
+        """Read every topic of the run into the observer, and into the dump file when one is asked for."""
         consumer = self._consumer([], None)
         await consumer.start()
         consumer.subscribe(pattern=f"^{self.kafka.topic_prefix.replace('.', '[.]')}(disputes|workorders|followups)[.].*")
+        dump = self.options.dump_topics.open("w", encoding="utf-8") if self.options.dump_topics else None
         try:
             while True:
                 batch = await consumer.getmany(timeout_ms=200, max_records=5000)
                 for topic, records in group_by_topic(self.kafka.topic_prefix, batch).items():
                     for record in records:
                         self.observed.take(topic, record)
+                        if dump is not None:
+                            dump.write(json.dumps({"topic": topic, "value": record.value.decode("utf-8", "replace")}, ensure_ascii=False) + "\n")
+                if dump is not None:
+                    dump.flush()
         finally:
+            if dump is not None:
+                dump.close()
             await consumer.stop()
 
     @property

@@ -39,12 +39,13 @@ def _normalise_phone(phone: str) -> str:
 
 
 def party_keys(report: DisputeReported, hasher: Hasher) -> set[str]:
-    """Hash every ID number and phone of the report's parties."""
+    """Hash every ID number and phone of the report's parties; masked ones say too little to tell anybody apart."""
     keys = set()
     for party in report.parties:
-        if party.id_number:
+        # A masked value (139****0001) is shared by many people: it would tie strangers' disputes together.
+        if party.id_number and "*" not in party.id_number:
             keys.add(hasher("id", party.id_number.upper()))
-        if party.phone:
+        if party.phone and "*" not in party.phone:
             keys.add(hasher("phone", _normalise_phone(party.phone)))
     return keys
 

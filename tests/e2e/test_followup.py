@@ -14,12 +14,14 @@ from schemas.followups import (
     FollowupDue,
     FollowupResult,
 )
+from services.dispatch.disclosure import DEFAULT_DISCLOSURE, disclose, load_disclosure
 from tests.support.conditions import wait_for
 from tests.support.department import Department, report
 from tests.support.processes import produce, read_all, start_service
 from tests.support.samples import report_payload
 
 # One simulated day every two real seconds, from a Monday morning in Beijing.
+POLICY = load_disclosure(DEFAULT_DISCLOSURE)
 SPEED = "43200"
 START = "2026-03-02T09:00:00+08:00"
 
@@ -82,7 +84,9 @@ async def test_a_resolved_dispute_is_revisited_and_a_rebound_is_regraded(embedde
 
     await wait_for(revisited, 60)
     revisit = next(d for d in await due_messages(bootstrap, kafka_settings) if d.kind == "revisit" and d.dispute_id == "D-back")
-    assert (revisit.department, revisit.revisit_number, revisit.parties) == ("community_police", 1, lead.parties)
+    # The police lead received every detail; the revisit team what its policy gives it (no ID numbers).
+    assert (revisit.department, revisit.revisit_number, revisit.parties) == ("community_police", 1, disclose(POLICY.revisit, lead.parties))
+    assert [p.id_number for p in revisit.parties] == [None, None] != [p.id_number for p in lead.parties]
     answer = FollowupResult(
         event_id="res-back", followup_id=revisit.followup_id, dispute_id="D-back", satisfaction=2,
         agreement_fulfilled=False, rebound=True, note="双方再次争吵", at=revisit.fired_at,

@@ -8,7 +8,10 @@ import urllib.request
 
 import pytest
 
+from schemas.workorders import DEPARTMENTS
+from services.dispatch.disclosure import DEFAULT_DISCLOSURE, load_disclosure
 from services.simulator.population import SURNAMES
+from tests.support.disclosure import audit_topics, read_dump
 
 # Phones, ID numbers and the simulated parties' names (a surname and 某), wherever they might leak. Digits
 # right after a decimal point are a fraction (a histogram's sum of 59475.14720000002 once matched as a phone).
@@ -33,10 +36,10 @@ def test_the_personal_data_pattern_tells_numbers_from_phones_and_ids(text, perso
 
 
 def test_a_short_run_closes_the_loop_and_its_report_agrees_with_the_metrics(tmp_path):
-    report_path = tmp_path / "report.json"
+    report_path, dump = tmp_path / "report.json", tmp_path / "topics.jsonl"
     finished = subprocess.run(
         [sys.executable, "-m", "services.runtime", "run", "--disputes", "200", "--days", "10",
-         "--workdir", str(tmp_path / "run"), "--report-json", str(report_path)],
+         "--workdir", str(tmp_path / "run"), "--report-json", str(report_path), "--dump-topics", str(dump)],
         capture_output=True, text=True, timeout=400,
     )
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
@@ -66,6 +69,19 @@ def test_a_short_run_closes_the_loop_and_its_report_agrees_with_the_metrics(tmp_
     written["console"] = finished.stdout + finished.stderr
     for name, text in written.items():
         assert not PERSONAL.search(text), f"{name}: {PERSONAL.search(text).group(0)!r}"
+
+    # Minimum necessary: every record on every department's topic, followups.due and workorders.events carries each
+    # party detail as the disclosure policy shows it to that reader, and no more (tests/support/disclosure.py).
+    policy = load_disclosure(DEFAULT_DISCLOSURE)
+    audit = audit_topics(read_dump(dump.read_text(encoding="utf-8")), policy)
+    assert audit.breaches == [], audit.breaches[:20]
+    assert audit.records["workorders.events"] > 0 and audit.records["followups.due"] == sum(report[k] for k in ("sla_warnings", "sla_breaches", "revisits_due"))
+    assert sum(n for topic, n in audit.records.items() if topic.removeprefix("workorders.") in DEPARTMENTS) == report["orders"]
+    # The audit saw every kind of disclosure the policy makes: ID numbers to the police alone, masked phones to support.
+    seen = {(reader.split(":")[-1] if ":" in reader else reader, name, shown) for reader, name, shown in audit.checked}
+    assert {("lead", "phone", "full"), ("support", "phone", "masked"), ("support", "name", "masked"), ("lead", "id_number", "withheld"),
+            ("revisit", "phone", "full"), ("revisit", "id_number", "withheld"), ("events", "id_number", "withheld")} <= seen
+    assert audit.checked["community_police:lead", "id_number", "full"] > 0
 
     # Nothing is left running.
     for url in report["metrics_urls"].values():

@@ -8,8 +8,9 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry
 
 from schemas.disputes import DisputeTriaged
-from services.dispatch.app import holidays_holder, routing_holder
+from services.dispatch.app import disclosure_holder, holidays_holder, routing_holder
 from services.dispatch.calendar import SHIPPED_HOLIDAYS, WorkingCalendar
+from services.dispatch.disclosure import DEFAULT_DISCLOSURE
 from services.dispatch.handlers import DispatchProcessor
 from services.dispatch.metrics import DispatchMetrics
 from services.dispatch.routing import DEFAULT_ROUTING
@@ -93,6 +94,7 @@ async def dispatch_pipeline(database_url: str, now: datetime = DISPATCH_NOW):
         KafkaSettings(), routing_holder(DEFAULT_ROUTING.read_text(encoding="utf-8"), metrics),
         WorkingCalendar(holidays_holder(SHIPPED_HOLIDAYS.read_text(encoding="utf-8"), metrics)),
         store, published, ManualClock(now), metrics, Readiness(), asyncio.Lock(),
+        disclosure=disclosure_holder(DEFAULT_DISCLOSURE.read_text(encoding="utf-8"), metrics),
     )
     return processor, published, engine
 

@@ -113,3 +113,26 @@ async def test_an_impostor_on_its_own_topic_changes_nothing_and_leaves_the_event
         status = dict((await connection.execute(select(orders.c.work_order_id, orders.c.status))).all())
     assert status[lead.work_order_id] == "accepted"
     assert processor.metrics.rejected_updates.labels("department_mismatch")._value.get() == 1
+
+
+async def test_orders_are_disclosed_by_the_policy_and_a_reassessment_from_follow_up_gets_the_stored_parties_back(pipeline):
+    processor, published, engine = pipeline
+    people = [{"role": "complainant", "kind": "person", "name": "王五", "id_number": "330681198001011233", "phone": "13700000002", "age": 46},
+              {"role": "respondent", "kind": "person", "name": "赵六", "id_number": "330681197502021234", "phone": "13600000003"}]
+    raw = TRIAGED.model_dump(mode="json")
+    raw["report"] |= {"parties": people, "category": "traffic_accident"}
+    raw |= {"level": 2, "tier": "mediation_room", "urgency": "immediate", "flags": []}
+    first = TRIAGED.model_validate_json(json.dumps(raw))
+    await processor.on_triaged([Record("disputes.triaged", first.to_bytes())])
+    ids = {(o.department, o.role): [p.id_number for p in o.parties] for o in issued(published)}
+    assert ids == {("community_police", "lead"): [p["id_number"] for p in people], ("mediation_room", "lead"): [None, None],
+                   ("traffic_police", "support"): [p["id_number"] for p in people]}
+    audited = [e.report for e in events(published)]
+    assert audited and all(p.id_number is None for r in audited for p in r.parties)
+
+    # Follow-up re-grades an overdue dispute with the audit stream's report: no ID numbers.
+    published.clear()
+    again = first.model_copy(update={"event_id": "tri-breach", "source_event_id": "rea-breach", "cause": "sla_breached", "report": audited[0]})
+    await processor.on_triaged([Record("disputes.triaged", again.to_bytes())])
+    police = [o for o in issued(published) if o.department == "community_police"]
+    assert [(o.attempt, [p.id_number for p in o.parties]) for o in police] == [(2, [p["id_number"] for p in people])]

@@ -1,4 +1,4 @@
-"""A batch published but not committed, redelivered after the clock moved and the routing table and holidays were swapped."""
+"""A batch published but not committed, redelivered after the clock moved and the routing table, disclosure policy and holidays were swapped."""
 
 from datetime import timedelta
 
@@ -8,6 +8,7 @@ from sqlalchemy.exc import OperationalError
 
 from schemas.workorders import WorkOrderIssued, WorkOrderUpdate
 from services.dispatch.calendar import SHIPPED_HOLIDAYS
+from services.dispatch.disclosure import DEFAULT_DISCLOSURE
 from services.dispatch.routing import DEFAULT_ROUTING
 from services.dispatch.store import orders
 from tests.support.pipelines import DISPATCH_NOW as NOW
@@ -36,6 +37,10 @@ NEW_YEAR = "      元旦: {first: 2026-01-01, last: 2026-01-03}"
 MORE_HOLIDAYS = edited(SHIPPED_HOLIDAYS, [
     ('version: "2026.1"', 'version: "2026.2"'), (NEW_YEAR, NEW_YEAR + "\n      停工: {first: 2026-03-03, last: 2026-03-13}"),
 ])
+# Leads see masked names and phones: every order and audit record of the first try would change.
+SWAPPED_DISCLOSURE = edited(DEFAULT_DISCLOSURE, [
+    ('version: "2026.12.1"', 'version: "2026.12.2"'), ("lead: {name: full, phone: full,", "lead: {name: masked, phone: masked,"),
+])
 
 
 def wire(published) -> list[tuple]:
@@ -55,7 +60,7 @@ def update(order: WorkOrderIssued, status: str) -> Record:
 
 
 def fail_next_write(processor, published, error: Exception, first: list) -> None:
-    """Make the next store write keep what was published, move the clock three days, swap routing and holidays and raise."""
+    """Make the next store write keep what was published, move the clock three days, swap routing, disclosure and holidays and raise."""
     write = processor.store.write
 
     async def failing(*args, **kwargs):
@@ -63,6 +68,7 @@ def fail_next_write(processor, published, error: Exception, first: list) -> None
         first.extend(published)
         processor.clock.advance(timedelta(days=3))
         assert processor.routing.offer(SWAPPED, "file")
+        assert processor.disclosure.offer(SWAPPED_DISCLOSURE, "file")
         assert processor.calendar._source.offer(MORE_HOLIDAYS, "file")
         raise error
 
@@ -128,10 +134,13 @@ async def test_a_new_attempt_is_routed_by_the_table_in_use(database_url):
     try:
         await _triaged(processor, published)
         assert processor.routing.offer(SWAPPED, "file")
+        assert processor.disclosure.offer(SWAPPED_DISCLOSURE, "file")
         again = TRIAGED.model_copy(update={"event_id": "tri-again", "source_event_id": "rep-again", "triaged_at": NOW + timedelta(days=1)})
         published.clear()
         await processor.on_triaged([Record("disputes.triaged", again.to_bytes())])
         leads = [WorkOrderIssued.model_validate_json(o.value) for o in published if o.topic == "workorders.mediation_room"]
         assert [(o.attempt, o.role, o.issued_at) for o in leads] == [(2, "lead", again.triaged_at)]
+        # ...and disclosed by the policy in use.
+        assert [(o.disclosure, o.parties[0].name, o.parties[0].phone) for o in leads] == [("2026.12.2", "张**", "139****0002")]
     finally:
         await engine.dispose()

@@ -8,11 +8,13 @@ import pytest
 from schemas.disputes import DisputeTriaged
 from schemas.workorders import WorkOrderUpdate
 from services.dispatch.calendar import WorkingCalendar
+from services.dispatch.disclosure import DEFAULT_DISCLOSURE, load_disclosure
 from services.dispatch.lifecycle import UNSEEN, Rejection, apply_update, check_sender, check_update, dispatch, is_repeat, waits_for_order
 from services.dispatch.routing import DEFAULT_ROUTING, load_routing
 from tests.support.samples import TRIAGED, at
 
 TABLE = load_routing(DEFAULT_ROUTING)
+POLICY = load_disclosure(DEFAULT_DISCLOSURE)
 CALENDAR = WorkingCalendar()
 NOW = at("2026-03-02T10:00:00+08:00")
 TIERS = {1: "on_site", 2: "mediation_room", 3: "joint_consultation"}
@@ -25,7 +27,7 @@ def graded(level, event="tri-1", urgency="routine", category="labor_wage", histo
 
 
 def first_dispatch(level=2, **kwargs):
-    effects = dispatch(graded(level, **kwargs), None, [], NOW, TABLE, CALENDAR)
+    effects = dispatch(graded(level, **kwargs), None, [], NOW, TABLE, CALENDAR, POLICY)
     return effects, effects.disputes[TRIAGED.dispute_id], list(effects.orders.values())
 
 
@@ -45,7 +47,7 @@ def test_first_dispatch_is_attempt_one():
 
 def test_a_second_grading_opens_the_next_attempt_and_supersedes_open_orders():
     _, dispute, orders = first_dispatch(2)
-    effects = dispatch(graded(3, event="tri-2", urgency="urgent"), dispute, orders, NOW, TABLE, CALENDAR)
+    effects = dispatch(graded(3, event="tri-2", urgency="urgent"), dispute, orders, NOW, TABLE, CALENDAR, POLICY)
     superseded = [e for e in effects.events if e.kind == "status_changed"]
     assert [(e.work_order_id, e.previous_status, e.status) for e in superseded] == [(o.work_order_id, "issued", "superseded") for o in orders]
     assert {o.attempt for o in effects.issued} == {2}
@@ -123,7 +125,7 @@ def test_status_transitions(case, current, new, allowed):
 def test_failed_mediation_on_the_lead_asks_triage_again_with_the_history():
     _, dispute, orders = first_dispatch(2, history={"failed_mediations": 1, "mediation_attempts": 1})
     lead = orders[0]
-    effects = apply_update(update(lead, "mediation_failed"), lead, dispute, orders, NOW, TABLE, CALENDAR)
+    effects = apply_update(update(lead, "mediation_failed"), lead, dispute, orders, NOW, TABLE, CALENDAR, POLICY)
     [request] = effects.reassessments
     assert (request.reason, request.caused_by) == ("mediation_failed", "upd-1")
     assert (request.history.failed_mediations, request.history.mediation_attempts, request.history.previous_level) == (2, 2, 2)
@@ -134,14 +136,14 @@ def test_failed_mediation_on_the_lead_asks_triage_again_with_the_history():
 def test_failed_mediation_on_a_support_order_only_changes_its_status():
     _, dispute, orders = first_dispatch(2)
     support = orders[1]
-    effects = apply_update(update(support, "mediation_failed"), support, dispute, orders, NOW, TABLE, CALENDAR)
+    effects = apply_update(update(support, "mediation_failed"), support, dispute, orders, NOW, TABLE, CALENDAR, POLICY)
     assert effects.reassessments == [] and [e.kind for e in effects.events] == ["status_changed"]
 
 
 def test_a_returned_order_goes_to_the_governance_centre():
     _, dispute, orders = first_dispatch(2)
     lead = orders[0]
-    effects = apply_update(update(lead, "returned"), lead, dispute, orders, NOW, TABLE, CALENDAR)
+    effects = apply_update(update(lead, "returned"), lead, dispute, orders, NOW, TABLE, CALENDAR, POLICY)
     [new] = effects.issued
     assert (new.department, new.role, new.attempt, new.instructions) == ("governance_centre", "lead", 1, TABLE.instructions.returned)
     escalated = [e for e in effects.events if e.kind == "escalated"]
@@ -158,10 +160,10 @@ def test_the_centre_cannot_return_to_itself():
 def test_the_dispute_is_resolved_when_every_lead_of_the_attempt_is():
     _, dispute, orders = first_dispatch(3, urgency="immediate")
     police, consultation = [o for o in orders if o.role == "lead"]
-    first = apply_update(update(police, "resolved", "u1"), police, dispute, orders, NOW, TABLE, CALENDAR)
+    first = apply_update(update(police, "resolved", "u1"), police, dispute, orders, NOW, TABLE, CALENDAR, POLICY)
     assert [e.kind for e in first.events] == ["status_changed"]
     after = [first.orders.get(o.work_order_id, o) for o in orders]
-    second = apply_update(update(consultation, "resolved", "u2"), consultation, dispute, after, NOW, TABLE, CALENDAR)
+    second = apply_update(update(consultation, "resolved", "u2"), consultation, dispute, after, NOW, TABLE, CALENDAR, POLICY)
     resolved = [e for e in second.events if e.kind == "dispute_resolved"]
     assert [(e.resolving_department, e.attempt, e.level) for e in resolved] == [("joint_consultation", 1, 3)]
     assert resolved[0].report.parties == TRIAGED.report.parties

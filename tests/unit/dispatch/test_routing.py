@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from schemas.disputes import DisputeTriaged
 from services.dispatch.app import routing_holder
 from services.dispatch.calendar import CHINA, WorkingCalendar
+from services.dispatch.disclosure import DEFAULT_DISCLOSURE, load_disclosure
 from services.dispatch.metrics import DispatchMetrics
 from services.dispatch.routing import (
     DEFAULT_ROUTING,
@@ -26,6 +27,7 @@ from tests.support.conditions import wait_for
 from tests.support.samples import TRIAGED
 
 TABLE = load_routing(DEFAULT_ROUTING)
+POLICY = load_disclosure(DEFAULT_DISCLOSURE)
 TIERS = {1: "on_site", 2: "mediation_room", 3: "joint_consultation"}
 
 
@@ -89,15 +91,15 @@ DEADLINES = [
 
 @pytest.mark.parametrize("case, dispute, department, due", DEADLINES, ids=[d[0] for d in DEADLINES])
 def test_deadlines(case, dispute, department, due):
-    orders = {o.department: o for o in route(dispute, 1, ISSUED, TABLE, WorkingCalendar())}
+    orders = {o.department: o for o in route(dispute, 1, ISSUED, TABLE, WorkingCalendar(), POLICY)}
     assert orders[department].due_at == due
     assert orders[department].first_response == (due - ISSUED == timedelta(hours=1))
 
 
 def test_orders_are_deterministic_per_dispute_department_and_attempt():
-    first = route(graded(2), 1, ISSUED, TABLE, WorkingCalendar())
-    again = route(graded(2), 1, ISSUED + timedelta(minutes=5), TABLE, WorkingCalendar())
-    later = route(graded(2), 2, ISSUED, TABLE, WorkingCalendar())
+    first = route(graded(2), 1, ISSUED, TABLE, WorkingCalendar(), POLICY)
+    again = route(graded(2), 1, ISSUED + timedelta(minutes=5), TABLE, WorkingCalendar(), POLICY)
+    later = route(graded(2), 2, ISSUED, TABLE, WorkingCalendar(), POLICY)
     assert [o.work_order_id for o in first] == [o.work_order_id for o in again]
     assert not {o.work_order_id for o in first} & {o.work_order_id for o in later}
     assert first[0].work_order_id == work_order_id(TRIAGED.dispute_id, "mediation_room", 1)

@@ -7,6 +7,7 @@ import pytest
 
 from schemas.followups import FollowupResult
 from schemas.workorders import DisputeResolved, OrderEscalated, OrderStatusChanged
+from services.dispatch.disclosure import DEFAULT_DISCLOSURE, load_disclosure, parse_disclosure
 from services.followup.timers import REFUSALS as REFUSALS_BY_LABEL
 from services.followup.timers import (
     Dispute,
@@ -14,6 +15,7 @@ from services.followup.timers import (
     EventEffects,
     Round,
     Timer,
+    due_message,
     event_effects,
     fire_round,
     followup_id,
@@ -33,6 +35,7 @@ from tests.support.samples import order_issued as issued
 DISPUTE = "D-2026-0002"
 WARN = ISSUED + (DUE - ISSUED) * 0.8
 NOW = DUE + timedelta(hours=1)
+POLICY = load_disclosure(DEFAULT_DISCLOSURE)
 
 
 def status(order="wo-1", to="resolved", attempt=1):
@@ -156,11 +159,29 @@ ROUNDS = [
 
 @pytest.mark.parametrize("case, due, known, expected", ROUNDS, ids=[row[0] for row in ROUNDS])
 def test_a_round_of_due_timers_fires_cancels_and_regrades(case, due, known, expected):
-    assert round_in_short(fire_round(due, known, NOW)) == expected
+    assert round_in_short(fire_round(due, known, NOW, POLICY)) == expected
+
+
+WITH_ID = WAGE_REPORT.model_copy(update={"parties": [WAGE_REPORT.parties[0].model_copy(update={"id_number": "330681195001011234", "age": 76}),
+                                                     WAGE_REPORT.parties[1]]})
+TERSE = parse_disclosure(DEFAULT_DISCLOSURE.read_text(encoding="utf-8").replace('version: "2026.12.1"', 'version: "terse"').replace(
+    "revisit: {name: full, phone: full, id_number: withheld, age: full,", "revisit: {name: masked, phone: masked, id_number: withheld, age: withheld,"))
+
+
+# (case, timer, policy) → (phone, name, id_number, age) of the person as the due record carries them, and the version named
+@pytest.mark.parametrize(("timer", "policy", "person", "version"), [
+    (REVISIT, POLICY, ("13900000002", "张某", None, 76), "2026.12.1"),
+    (REVISIT, TERSE, ("139****0002", "张**", None, None), "terse"),
+    (BREACH, POLICY, None, None),
+], ids=["a revisit by the default policy", "a revisit by a terser policy", "a deadline alert carries nobody"])
+def test_a_due_record_carries_the_parties_as_the_revisit_team_may_see_them(timer, policy, person, version):
+    said = due_message(timer, WITH_ID, NOW, policy)
+    assert said.disclosure == version
+    assert [(p.phone, p.name, p.id_number, p.age) for p in said.parties if p.kind == "person"] == ([person] if person else [])
 
 
 def test_a_round_says_when_each_timer_was_due_and_fired():
-    [said] = fire_round([BREACH], context(), NOW).dues
+    [said] = fire_round([BREACH], context(), NOW, POLICY).dues
     assert (said.followup_id, said.due_at, said.fired_at) == (BREACH.followup_id, DUE, NOW)
 
 

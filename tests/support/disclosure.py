@@ -1,0 +1,106 @@
+"""An auditor of disclosure: every party detail on every outgoing topic against what the policy lets its reader see."""
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from schemas.common import Party
+from schemas.disputes import DisputeReported
+from schemas.followups import FollowupDue
+from schemas.workorders import DEPARTMENTS, WORK_ORDER_EVENT, WorkOrderIssued
+from services.dispatch.disclosure import DisclosurePolicy, View, mask_id_number, mask_name, mask_phone
+
+# Whatever the parsed fields say, the raw record must not hold a full mainland ID number or mobile number either.
+# Not within a longer run of letters and digits: a work order id's hex once held eleven digits in a row.
+ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])")
+MOBILE = re.compile(r"(?<![0-9A-Za-z.])1[3-9]\d{9}(?![0-9A-Za-z])")
+
+
+@dataclass
+class Audit:
+    """What the audit found: breaches (no personal data in them), and how often each (reader, field, shown) was checked."""
+
+    breaches: list[str] = field(default_factory=list)
+    checked: Counter = field(default_factory=Counter)
+    records: Counter = field(default_factory=Counter)
+
+
+def _expected(view: View, original: Party) -> dict[str, object]:
+    def shown(how: str, value, mask):
+        return value if how == "full" or value is None else (mask(value) if how == "masked" else None)
+
+    return {
+        "name": original.name if view.name == "full" or original.kind != "person" else mask_name(original.name),
+        "phone": shown(view.phone, original.phone, mask_phone),
+        "id_number": shown(view.id_number, original.id_number, mask_id_number),
+        "age": original.age if view.age == "full" else None,
+        "vulnerable": original.vulnerable if view.vulnerable == "full" else [],
+    }
+
+
+def _check(audit: Audit, reader: str, where: str, view: View, parties: list[Party], originals: list[Party] | None, raw: str) -> None:
+    if originals is None:
+        audit.breaches.append(f"{where}: no report of this dispute was seen")
+        return
+    if len(parties) != len(originals):
+        audit.breaches.append(f"{where}: {len(parties)} parties where {len(originals)} were reported")
+        return
+    for n, (party, original) in enumerate(zip(parties, originals)):
+        for name, expected in _expected(view, original).items():
+            if getattr(party, name) != expected:
+                audit.breaches.append(f"{where}: party {n} {name} is not as the policy shows it ({getattr(view, name)})")
+            if getattr(original, name) not in (None, []):
+                audit.checked[reader, name, getattr(view, name)] += 1
+        if view.name == "masked" and original.kind == "person" and original.name in raw:
+            audit.breaches.append(f"{where}: party {n} full name in the record")
+    if view.id_number != "full" and ID_NUMBER.search(raw):
+        audit.breaches.append(f"{where}: an ID number in a record whose reader may not see one")
+    if view.phone != "full" and MOBILE.search(raw):
+        audit.breaches.append(f"{where}: a full phone number in a record whose reader may not see one")
+
+
+def audit_topics(records: Iterable[tuple[str, str]], policy: DisclosurePolicy) -> Audit:
+    """Check every record, (topic without prefix, JSON text), against the policy and the parties as first reported."""
+    records = list(records)
+    audit, reported = Audit(), {}
+    for topic, raw in records:
+        if topic == "disputes.reported":
+            report = DisputeReported.model_validate_json(raw)
+            reported.setdefault(report.dispute_id, report.parties)
+    for topic, raw in records:
+        if topic == "workorders.events":
+            event = WORK_ORDER_EVENT.validate_json(raw)
+            if event.kind in ("issued", "dispute_resolved"):
+                audit.records[topic] += 1
+                _version(audit, topic, event.disclosure, policy)
+                where = f"{topic} {event.kind} {event.dispute_id}"
+                _check(audit, "events", where, policy.events, event.report.parties, reported.get(event.dispute_id), raw)
+        elif topic == "followups.due":
+            due = FollowupDue.model_validate_json(raw)
+            audit.records[topic] += 1
+            if due.kind == "revisit":
+                _version(audit, topic, due.disclosure, policy)
+                _check(audit, "revisit", f"{topic} {due.followup_id}", policy.revisit, due.parties, reported.get(due.dispute_id), raw)
+            elif due.parties:
+                audit.breaches.append(f"{topic} {due.followup_id}: parties on a {due.kind}")
+        elif topic.removeprefix("workorders.") in DEPARTMENTS:
+            order = WorkOrderIssued.model_validate_json(raw)
+            audit.records[topic] += 1
+            if topic != f"workorders.{order.department}":
+                audit.breaches.append(f"{topic} {order.work_order_id}: an order of {order.department}")
+            _version(audit, topic, order.disclosure, policy)
+            view = policy.view(order.department, order.role)
+            _check(audit, f"{order.department}:{order.role}", f"{topic} {order.work_order_id}", view, order.parties, reported.get(order.dispute_id), raw)
+    return audit
+
+
+def _version(audit: Audit, where: str, version: str | None, policy: DisclosurePolicy) -> None:
+    if version != policy.version:
+        audit.breaches.append(f"{where}: disclosed by {version!r}, not {policy.version!r}")
+
+
+def read_dump(text: str) -> list[tuple[str, str]]:
+    """Read a run's `--dump-topics` file: one JSON object with topic and value a line."""
+    return [(line["topic"], line["value"]) for line in map(json.loads, text.splitlines())]
