@@ -29,7 +29,7 @@ from services.runtime.settings import KafkaSettings
 from services.runtime.topics import TopicSpec, contract_topics, ensure_topics
 from services.simulator.population import ReportFactory
 from services.simulator.run import Stack
-from services.triage.grading import Features, Grader, detect_keywords
+from services.triage.grading import Features, Grader
 from services.dispatch.routing import DEFAULT_ROUTING, assign, load_routing
 from services.triage.handlers import Accepted, triaged_event
 from services.triage.ruleset import DEFAULT_RULES, load_ruleset
@@ -273,7 +273,7 @@ async def run(args: argparse.Namespace) -> dict:
         triaged = []
         for report in sample:
             accepted = Accepted(None, report.event_id, report, "reported")
-            grade = grader.grade(report, Features(detect_keywords(report.description, grader.ruleset.spec.keywords)))
+            grade = grader.grade(report, Features.of_text(report.description, grader.ruleset))
             triaged.append(triaged_event(accepted, grade, grader.version, now))
 
         async def load_triaged(bootstrap, kafka):

@@ -106,6 +106,14 @@ class ReassessmentRequested(Contract):
         return self.report.model_copy(update={"history": self.history})
 
 
+class RiskDetection(Contract):
+    """A phrase of the description that raised a risk flag, and the rules-file pattern that matched it."""
+
+    flag: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL)]
+    pattern: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL)]
+    phrase: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=TEXT)]
+
+
 class DisputeTriaged(Contract):
     """A dispute graded by triage (分级), with the rules that decided it."""
 
@@ -120,6 +128,8 @@ class DisputeTriaged(Contract):
     urgency: Urgency
     flags: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL)]], Field(max_length=64)]
     matched_rules: Annotated[list[MatchedRule], Field(max_length=256)]
+    # Added in contract 1.2.0, optional: consumers of 1.1.0 events see an empty list.
+    detections: Annotated[list[RiskDetection], Field(max_length=64, description="Phrases that raised detected flags")] = []
     ruleset_version: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL)]
     triaged_at: Timestamp
     report: DisputeReported

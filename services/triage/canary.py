@@ -66,7 +66,7 @@ def sample_reports() -> list[tuple[DisputeReported, str]]:
 def run_canary(grader: Grader) -> None:
     """Grade every sample and build its output event; raise RulesetError naming the first that cannot be published."""
     # Every flag the enrichment could add, as if every keyword was in the text and every correlation found.
-    detected = frozenset(grader.ruleset.spec.keywords)
+    detected = frozenset(grader.ruleset.spec.keywords) | frozenset(grader.ruleset.spec.detection.flags)
     for report, cause in sample_reports():
         features = Features(detected, frozenset(CORRELATION_FLAGS), cause)
         try:

@@ -17,7 +17,7 @@ from schemas.rules import RULES_TRIAGE, RULES_TRIAGE_KEY
 from services.runtime.http import run_service
 from services.runtime.kafka import client_options
 from services.runtime.settings import KafkaSettings
-from services.triage.grading import Features, Grader, detect_keywords
+from services.triage.grading import Features, Grader
 from services.triage.ruleset import RulesetError, load_ruleset
 from services.triage.signing import (
     SignatureError,
@@ -56,9 +56,9 @@ def _load(path: Path) -> Grader:
         raise typer.Exit(1) from None
 
 
-def _explain(grader: Grader, report: DisputeReported) -> dict[str, object]:
-    detected = detect_keywords(report.description, grader.ruleset.spec.keywords)
-    triage = grader.grade(report, Features(detected=detected))
+def _explain(grader: Grader, report: DisputeReported, correlated: frozenset[str] = frozenset()) -> dict[str, object]:
+    features = Features.of_text(report.description, grader.ruleset, correlated)
+    triage = grader.grade(report, features)
     return {
         "ruleset_version": grader.version,
         "level": triage.level,
@@ -66,6 +66,7 @@ def _explain(grader: Grader, report: DisputeReported) -> dict[str, object]:
         "urgency": triage.urgency,
         "flags": triage.flags,
         "matched_rules": [r.model_dump() for r in triage.matched_rules],
+        "detections": [{"flag": d.flag, "pattern": d.pattern, "phrase": d.phrase} for d in features.detections],
     }
 
 
@@ -86,6 +87,24 @@ def rules_explain(file: Path, report: Path) -> None:
         typer.echo(f"{report}: {rejection_reason(error)}", err=True)
         raise typer.Exit(1) from None
     typer.echo(json.dumps(_explain(grader, parsed), ensure_ascii=False, indent=2))
+
+
+@rules_app.command("evaluate")
+def rules_evaluate(
+    file: Path,
+    corpus: Path = typer.Option(..., "--corpus", help="Labelled sentences, one {\"text\": ..., \"flags\": [...]} per line."),
+) -> None:
+    """Measure a rules file's risk-language detection on a labelled corpus: per-flag precision, recall, F1 and the misses."""
+    from services.triage.evaluation import evaluate, load_corpus, report_lines
+
+    grader = _load(file)
+    try:
+        examples = load_corpus(corpus)
+    except (OSError, ValueError) as error:
+        typer.echo(f"{corpus}: {error}", err=True)
+        raise typer.Exit(1) from None
+    for line in report_lines(evaluate(grader.ruleset, examples)):
+        typer.echo(line)
 
 
 @rules_app.command("backtest")

@@ -25,6 +25,7 @@ from services.triage.ruleset import (
     Not,
     Ruleset,
 )
+from services.triage.detection import Detection, detect, detected_flags
 
 _NEGATED = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 _DURABLE_OP = {"!=": "$neq", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
@@ -98,13 +99,27 @@ def detect_keywords(description: str, keywords: dict[str, KeywordSpec]) -> froze
     return frozenset(found)
 
 
+def detect_text(description: str, ruleset: Ruleset) -> tuple[frozenset[str], tuple[Detection, ...]]:
+    """Return the flags a description raises (keyword lists and detection patterns) and the phrases that raised them."""
+    detections = detect(description, ruleset.detector)
+    return detect_keywords(description, ruleset.spec.keywords) | detected_flags(detections), detections
+
+
 @dataclass(frozen=True)
 class Features:
-    """What enrichment found beside the report: keyword flags and store correlations."""
+    """What enrichment found beside the report: detected flags (with their phrases) and store correlations."""
 
     detected: frozenset[str] = frozenset()
     correlated: frozenset[str] = frozenset()
     cause: str = "reported"
+    # Not part of the grade (it depends only on the flags), so not in the memo key; copied to the output event.
+    detections: tuple[Detection, ...] = ()
+
+    @classmethod
+    def of_text(cls, description: str, ruleset: Ruleset, correlated: frozenset[str] = frozenset(), cause: str = "reported") -> "Features":
+        """Detect a description's risk language and wrap it with correlations and the cause."""
+        detected, detections = detect_text(description, ruleset)
+        return cls(detected, correlated, cause, detections)
 
 
 @dataclass(frozen=True)

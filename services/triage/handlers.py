@@ -20,6 +20,7 @@ from schemas.disputes import (
     DisputeReported,
     DisputeTriaged,
     ReassessmentRequested,
+    RiskDetection,
 )
 from services.runtime.clock import Clock
 from services.runtime.deadletter import dead_letter, too_large
@@ -29,7 +30,8 @@ from services.runtime.reload import Reloadable
 from services.runtime.retry import Readiness, retry_holding
 from services.runtime.settings import KafkaSettings
 from services.triage.correlation import Hasher, Subject, correlate, probes, subject_of
-from services.triage.grading import Features, Grader, Triage, detect_keywords
+from services.triage.detection import Detection
+from services.triage.grading import Features, Grader, Triage
 from services.triage.metrics import TriageMetrics
 from services.triage.settings import TriageSettings
 from services.triage.store import Processed, TriageStore
@@ -101,8 +103,13 @@ def decode(record: Any, reassess_topic: str, max_bytes: int, latest: datetime) -
     return accepted
 
 
-def triaged_event(accepted: Accepted, triage: Triage, version: str, now: Any) -> DisputeTriaged:
-    """Build the output event of one graded report."""
+# The contract's bounds: a description full of risk words lists its first phrases, not all of them.
+MAX_DETECTIONS = 64
+MAX_PHRASE = 200
+
+
+def triaged_event(accepted: Accepted, triage: Triage, version: str, now: Any, detections: tuple[Detection, ...] = ()) -> DisputeTriaged:
+    """Build the output event of one graded report, with the phrases that raised its detected flags."""
     return DisputeTriaged(
         event_id=triaged_event_id(accepted.event_id, version),
         dispute_id=accepted.report.dispute_id,
@@ -113,6 +120,7 @@ def triaged_event(accepted: Accepted, triage: Triage, version: str, now: Any) ->
         urgency=triage.urgency,
         flags=triage.flags,
         matched_rules=triage.matched_rules,
+        detections=[RiskDetection(flag=d.flag, pattern=d.pattern, phrase=d.phrase[:MAX_PHRASE]) for d in detections[:MAX_DETECTIONS]],
         ruleset_version=version,
         triaged_at=now,
         report=accepted.report,
@@ -159,8 +167,9 @@ class TriageProcessor:
         subjects = [subject_of(a.event_id, a.report, self.hasher, grader.ruleset.spec.correlation) for a in todo]
         correlated = await self._correlate(subjects, grader)
         now = self.clock.now()
-        graded = [(a, self._grade(grader, a, correlated[a.event_id])) for a in todo]
-        events = [triaged_event(a, t, grader.version, now) for a, t in graded]
+        features = [Features.of_text(a.report.description, grader.ruleset, correlated[a.event_id], a.cause) for a in todo]
+        graded = [(a, grader.grade(a.report, f)) for a, f in zip(todo, features)]
+        events = [triaged_event(a, t, grader.version, now, f.detections) for (a, t), f in zip(graded, features)]
         outgoing = [encode_event(self.triaged_topic, e, e.event_id, CE_SOURCE, now) for e in events] + dead
         await self.publish(outgoing)
         fault_point("after_publish", "reports")
@@ -196,11 +205,6 @@ class TriageProcessor:
         asked = probes(subjects, spec)
         stored = await self._store("store", lambda: self.store.other_disputes(asked)) if asked else {}
         return correlate(subjects, stored, spec)
-
-    @staticmethod
-    def _grade(grader: Grader, accepted: Accepted, correlated: frozenset[str]) -> Triage:
-        detected = detect_keywords(accepted.report.description, grader.ruleset.spec.keywords)
-        return grader.grade(accepted.report, Features(detected, correlated, accepted.cause))
 
     def _observe(self, graded: list[tuple[Accepted, Triage]], records: Sequence[Any], started: float) -> None:
         acknowledged = time.time()

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from schemas.common import TIER_BY_LEVEL, Category, Tier, Urgency
 from schemas.disputes import ReassessmentReason, Source
 from services.runtime.yamlfile import yaml_mapping
+from services.triage import detection
 
 RISK_FLAGS = ("violence_threat", "weapon_involved", "self_harm_threat", "cross_region", "mass_gathering", "petition_history")
 CORRELATION_FLAGS = ("repeat_parties", "group_wage_risk")
@@ -144,6 +145,103 @@ class KeywordSpec(BaseModel):
     not_within: list[Annotated[str, StringConstraints(min_length=2, max_length=20)]] = []
 
 
+_Cue = Annotated[str, StringConstraints(min_length=1, max_length=20)]
+_Regex = Annotated[str, StringConstraints(min_length=1)]
+
+
+def _check_regexes(regexes: list[str]) -> list[str]:
+    for index, text in enumerate(regexes):
+        try:
+            detection.compile_pattern(text)
+        except detection.PatternError as error:
+            raise ValueError(f"[{index}] {text[:40]!r}: {error}") from None
+    return regexes
+
+
+class PatternSpec(BaseModel):
+    """One phrase pattern of a detected flag: a bounded regular expression and its weight."""
+
+    model_config = _Strict
+
+    id: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
+    regex: _Regex
+    weight: Annotated[float, Field(gt=0, le=10)] = 1.0
+    needs_intent: bool = False  # counts only after a cue of intent or threat (扬言, 要, 准备) in its clause
+
+    @model_validator(mode="after")
+    def _compiles(self) -> "PatternSpec":
+        try:
+            detection.compile_pattern(self.regex)
+        except detection.PatternError as error:
+            raise ValueError(f"pattern {self.id!r}: regex: {error}") from None
+        return self
+
+
+class FlagDetectionSpec(BaseModel):
+    """A flag raised from the description: its patterns, the phrases that do not count, and its threshold."""
+
+    model_config = _Strict
+
+    threshold: Annotated[float, Field(gt=0, le=100)] = 1.0
+    patterns: Annotated[list[PatternSpec], Field(min_length=1, max_length=100)]
+    exclude: Annotated[list[_Regex], Field(max_length=200)] = []
+
+    @field_validator("exclude")
+    @classmethod
+    def _exclusions_compile(cls, exclude: list[str]) -> list[str]:
+        return _check_regexes(exclude)
+
+    @model_validator(mode="after")
+    def _reachable(self) -> "FlagDetectionSpec":
+        ids = [p.id for p in self.patterns]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"patterns: ids must be unique, {sorted({i for i in ids if ids.count(i) > 1})} repeat")
+        if sum(p.weight for p in self.patterns) < self.threshold:
+            raise ValueError(f"threshold {self.threshold} is more than all pattern weights together, so the flag can never be raised")
+        return self
+
+
+class DetectionSpec(BaseModel):
+    """Risk language: per-flag patterns, and the cue words that negate a match or mark intent."""
+
+    model_config = _Strict
+
+    negation: Annotated[list[_Cue], Field(max_length=200)] = []
+    not_negation: Annotated[list[_Cue], Field(max_length=500)] = []  # words that contain a cue but negate nothing: 无法, 别人
+    scope_breaks: Annotated[list[_Cue], Field(max_length=200)] = []  # words after a cue that end its scope: 就, 否则
+    negation_window: Annotated[int, Field(ge=1, le=50)] = 10
+    intent: Annotated[list[_Cue], Field(max_length=200)] = []
+    intent_window: Annotated[int, Field(ge=1, le=50)] = 12
+    exclude: Annotated[list[_Regex], Field(max_length=500)] = []  # idioms and trades excluded for every flag
+    flags: dict[Literal[RISK_FLAGS], FlagDetectionSpec] = {}  # type: ignore[valid-type]
+
+    @field_validator("exclude")
+    @classmethod
+    def _exclusions_compile(cls, exclude: list[str]) -> list[str]:
+        return _check_regexes(exclude)
+
+
+def compile_detector(spec: DetectionSpec) -> detection.Detector:
+    """Compile a validated detection section once, for every report the ruleset grades."""
+    shared = [detection.compile_pattern(x) for x in spec.exclude]
+    flags = []
+    for flag, body in spec.flags.items():
+        patterns = tuple(detection.Pattern(p.id, detection.compile_pattern(p.regex), p.weight, p.needs_intent) for p in body.patterns)
+        exclude = detection.either(shared + [detection.compile_pattern(x) for x in body.exclude])
+        any_pattern = detection.either([p.regex for p in patterns])
+        assert any_pattern is not None  # at least one pattern, by validation
+        flags.append(detection.FlagDetector(flag, patterns, any_pattern, exclude, body.threshold))
+    return detection.Detector(
+        tuple(flags),
+        detection.literal_alternation(spec.negation),
+        detection.literal_alternation(spec.not_negation),
+        detection.literal_alternation(spec.scope_breaks),
+        spec.negation_window,
+        detection.literal_alternation(spec.intent),
+        spec.intent_window,
+    )
+
+
 class RepeatPartiesSpec(BaseModel):
     """Window for `repeat_parties`: a party seen in another dispute within it."""
 
@@ -189,6 +287,7 @@ class RulesFile(BaseModel):
     description: str = ""
     default_reason: _Text
     keywords: dict[Literal[RISK_FLAGS], KeywordSpec] = {}  # type: ignore[valid-type]
+    detection: DetectionSpec = DetectionSpec()
     correlation: CorrelationSpec = CorrelationSpec()
     levels: dict[Literal[1, 2, 3], LevelSpec]
     rules: Annotated[list[RuleSpec], Field(min_length=1, max_length=_MAX_RULES)]
@@ -202,6 +301,13 @@ class RulesFile(BaseModel):
             if spec.tier != TIER_BY_LEVEL[level]:
                 raise ValueError(f"level {level} must use tier {TIER_BY_LEVEL[level]} (the contract pairs them)")
         return levels
+
+    @model_validator(mode="after")
+    def _one_way_per_flag(self) -> "RulesFile":
+        both = sorted(set(self.keywords) & set(self.detection.flags))
+        if both:
+            raise ValueError(f"keywords and detection.flags both define {', '.join(both)}: a flag is detected one way")
+        return self
 
     @field_validator("rules")
     @classmethod
@@ -231,6 +337,7 @@ class Ruleset:
     spec: RulesFile
     rules: tuple[Rule, ...]
     source_text: str
+    detector: detection.Detector = detection.EMPTY
 
     @property
     def version(self) -> str:
@@ -419,7 +526,7 @@ def parse_ruleset(text: str) -> Ruleset:
         except RulesetError as error:
             raise RulesetError(f"rule {rule.id!r} (rules[{index}]): {error}") from None
         rules.append(Rule(rule.id, rule.reason, when, rule.then))
-    return Ruleset(spec, tuple(rules), text)
+    return Ruleset(spec, tuple(rules), text, compile_detector(spec.detection))
 
 
 def load_ruleset(path: Path) -> Ruleset:

@@ -31,7 +31,7 @@ from services.dispatch.routing import (
 from services.followup.timers import followup_id
 from services.runtime.embedded import EmbeddedBroker, free_port
 from services.runtime.topics import contract_topics, ensure_topics
-from services.triage.grading import Features, Grader, detect_keywords
+from services.triage.grading import Features, Grader
 from services.triage.handlers import Accepted, triaged_event
 from services.triage.ruleset import DEFAULT_RULES, load_ruleset
 from tests.support.conditions import wait_for
@@ -54,7 +54,7 @@ NOW = datetime.now(timezone.utc)
 
 def triaged(n: int):
     report = DisputeReported.model_validate_json(json.dumps(report_payload(event_id=f"evt-{n}", dispute_id=f"D-{n}", party_count=1 + n % 12)))
-    grade = GRADER.grade(report, Features(detect_keywords(report.description, GRADER.ruleset.spec.keywords)))
+    grade = GRADER.grade(report, Features.of_text(report.description, GRADER.ruleset))
     return triaged_event(Accepted(None, report.event_id, report, "reported"), grade, GRADER.version, NOW)
 
 

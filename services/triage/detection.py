@@ -1,0 +1,187 @@
+"""Risk language in a report's description: phrase patterns per flag, with exclusions, negation and intent cues.
+
+Pure: (text, compiled detector) -> detections. The patterns are data in the rules file (`detection:`);
+this module only validates them, compiles them once per ruleset, and applies them clause by clause.
+Regular expressions only, no word segmentation: the patterns are short, the texts are short, and a
+segmenter would add a dependency and a per-report cost (see docs/risk-language.md).
+"""
+
+import re
+from dataclasses import dataclass
+
+try:  # Python 3.11 moved the parser; the names are the same.
+    import re._parser as _sre_parse  # type: ignore[import-not-found]
+    from re._constants import MAXREPEAT  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - older Pythons
+    import sre_parse as _sre_parse  # type: ignore[no-redef]
+    from sre_constants import MAXREPEAT  # type: ignore[no-redef]
+
+MAX_REGEX_CHARS = 300
+MAX_REPEAT_BOUND = 30  # the widest gap a pattern may leave between two words, in characters
+# Clauses end at these; a negation or an intent cue never reaches across one.
+CLAUSE_BREAKS = re.compile(r"[，,。．.！!？?；;：:\n\r]+")
+_MASK = "\0"
+
+
+class PatternError(ValueError):
+    """A regular expression the detector refuses: not compilable, or able to run in more than linear time."""
+
+
+def _walk(parsed, inside_repeat: bool) -> None:  # noqa: ANN001 - sre's parse tree is untyped
+    for op, value in parsed:
+        name = str(op)
+        if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            low, high, body = value
+            if high == MAXREPEAT or high > MAX_REPEAT_BOUND:
+                raise PatternError(f"unbounded or wide repeat: write a bounded one such as {{0,{min(8, MAX_REPEAT_BOUND)}}} (at most {MAX_REPEAT_BOUND})")
+            if inside_repeat:
+                raise PatternError("nested quantifier: a repeat inside a repeat can take exponential time")
+            _walk(body, True)
+        elif name in ("GROUPREF", "GROUPREF_EXISTS"):
+            raise PatternError("backreferences are not allowed")
+        elif name == "SUBPATTERN":
+            _walk(value[-1], inside_repeat)
+        elif name in ("ASSERT", "ASSERT_NOT"):
+            _walk(value[1], inside_repeat)
+        elif name == "BRANCH":
+            for branch in value[1]:
+                _walk(branch, inside_repeat)
+        elif name == "ATOMIC_GROUP":
+            _walk(value, inside_repeat)
+
+
+def compile_pattern(text: str) -> re.Pattern[str]:
+    """Compile a detection regex, refusing long, empty-matching, backreferencing or nested-repeat patterns."""
+    if len(text) > MAX_REGEX_CHARS:
+        raise PatternError(f"{len(text)} characters, longer than the limit of {MAX_REGEX_CHARS}")
+    try:
+        compiled = re.compile(text)
+        _walk(_sre_parse.parse(text), False)
+    except re.error as error:
+        raise PatternError(f"does not compile: {error}") from None
+    if compiled.fullmatch("") is not None or compiled.search("") is not None:
+        raise PatternError("matches the empty string, so it would match every text")
+    return compiled
+
+
+def literal_alternation(words: list[str] | tuple[str, ...]) -> re.Pattern[str] | None:
+    """Compile cue words into one literal alternation, longest first so 没有 wins over 没."""
+    if not words:
+        return None
+    return re.compile("|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True)))
+
+
+def either(patterns: list[re.Pattern[str]]) -> re.Pattern[str] | None:
+    """Join compiled patterns into one alternation (None for none)."""
+    return re.compile("|".join(f"(?:{p.pattern})" for p in patterns)) if patterns else None
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One compiled phrase pattern of a flag."""
+
+    id: str
+    regex: re.Pattern[str]
+    weight: float
+    needs_intent: bool
+
+
+@dataclass(frozen=True)
+class FlagDetector:
+    """A flag's compiled patterns, its exclusions, and the weight at which it is raised."""
+
+    flag: str
+    patterns: tuple[Pattern, ...]
+    any_pattern: re.Pattern[str]  # one pass over the whole text decides whether to look closer
+    exclude: re.Pattern[str] | None
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A ruleset's compiled detection section."""
+
+    flags: tuple[FlagDetector, ...]
+    negation: re.Pattern[str] | None
+    not_negation: re.Pattern[str] | None
+    scope_breaks: re.Pattern[str] | None
+    negation_window: int
+    intent: re.Pattern[str] | None
+    intent_window: int
+
+
+EMPTY = Detector((), None, None, None, 0, None, 0)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A phrase that raised a flag: which pattern matched, and the words it matched."""
+
+    flag: str
+    pattern: str
+    phrase: str
+
+
+def _mask(pattern: re.Pattern[str] | None, text: str) -> str:
+    # Same length, so positions in the masked text are positions in the clause.
+    return pattern.sub(lambda m: _MASK * len(m.group()), text) if pattern else text
+
+
+def _negated(clause: str, start: int, detector: Detector) -> bool:
+    """Tell whether a negation cue before `start`, within the window and not cut off by a scope break, cancels a match."""
+    if detector.negation is None:
+        return False
+    window_start = max(0, start - detector.negation_window)
+    before = clause[window_start:start]
+    last = None
+    for cue in detector.negation.finditer(before):
+        last = cue
+    if last is None:
+        return False
+    between = before[last.end():]
+    return not (detector.scope_breaks and detector.scope_breaks.search(between))
+
+
+def _intended(clause: str, match: re.Match[str], detector: Detector) -> bool:
+    """Tell whether an intent or threat cue comes before the match in its clause, or inside it."""
+    if detector.intent is None:
+        return False
+    window = clause[max(0, match.start() - detector.intent_window):match.end()]
+    return detector.intent.search(window) is not None
+
+
+def _clauses(text: str) -> list[str]:
+    return [c for c in CLAUSE_BREAKS.split(text) if c]
+
+
+def detect(text: str, detector: Detector) -> tuple[Detection, ...]:
+    """Return the detections of every flag whose matched, un-negated pattern weights reach its threshold."""
+    found: list[Detection] = []
+    clauses: list[tuple[str, str]] | None = None
+    for flag in detector.flags:
+        if flag.any_pattern.search(text) is None:
+            continue  # the common case: no pattern of this flag anywhere
+        if clauses is None:
+            # Each clause twice: as written, and with words that only look like negation (无法, 别人) masked.
+            clauses = [(c, _mask(detector.not_negation, c)) for c in _clauses(text)]
+        weights: dict[str, float] = {}
+        hits: list[Detection] = []
+        for clause, for_negation in clauses:
+            masked = _mask(flag.exclude, clause)
+            for pattern in flag.patterns:
+                for match in pattern.regex.finditer(masked):
+                    if _negated(for_negation, match.start(), detector):
+                        continue
+                    if pattern.needs_intent and not _intended(for_negation, match, detector):
+                        continue
+                    weights[pattern.id] = max(weights.get(pattern.id, 0.0), pattern.weight)
+                    hits.append(Detection(flag.flag, pattern.id, clause[match.start():match.end()]))
+        # A pattern counts once however often it matches: repetition is not more evidence.
+        if hits and sum(weights.values()) >= flag.threshold:
+            found.extend(dict.fromkeys(hits))
+    return tuple(found)
+
+
+def detected_flags(detections: tuple[Detection, ...]) -> frozenset[str]:
+    """Return the flags the detections raise."""
+    return frozenset(d.flag for d in detections)
