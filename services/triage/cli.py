@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import secrets
 import sys
 from collections import Counter
 from pathlib import Path
@@ -17,8 +18,9 @@ from schemas.rules import RULES_TRIAGE, RULES_TRIAGE_KEY
 from services.runtime.http import run_service
 from services.runtime.kafka import client_options
 from services.runtime.settings import KafkaSettings
+from services.triage.correlation import Hasher, correlate, subject_of
 from services.triage.grading import Features, Grader
-from services.triage.ruleset import RulesetError, load_ruleset
+from services.triage.ruleset import CORRELATION_FLAGS, CorrelationSpec, RulesetError, load_ruleset
 from services.triage.signing import (
     SignatureError,
     format_sidecar,
@@ -107,6 +109,33 @@ def rules_evaluate(
         typer.echo(line)
 
 
+def _read_cases(cases: Path) -> tuple[list[tuple[int, DisputeReported]], int]:
+    """Read recorded reports, one JSON object a line; report and count the lines that are not valid reports."""
+    read, invalid = [], 0
+    for number, line in enumerate(cases.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            read.append((number, DisputeReported.model_validate_json(line)))
+        except ValidationError as error:
+            invalid += 1
+            typer.echo(f"line {number}: skipped: {rejection_reason(error)}", err=True)
+    return read, invalid
+
+
+def replay_correlation(reports: list[DisputeReported], spec: CorrelationSpec) -> dict[str, frozenset[str]]:
+    """Correlate recorded reports in report order as the service would, with an in-memory store, keyed by event id.
+
+    The service correlates each report with the store's earlier sightings and the earlier reports of its
+    batch; replaying every report as one ordered batch against an empty store gives the same flags, since
+    windows run on the reports' own times. A repeated event id is correlated once, as the service drops repeats.
+    """
+    hasher = Hasher(secrets.token_bytes(32))  # keys never leave this process
+    unique = {r.event_id: r for r in reversed(reports)}  # the first occurrence of each event id
+    ordered = sorted(unique.values(), key=lambda r: r.reported_at)
+    return correlate([subject_of(r.event_id, r, hasher, spec) for r in ordered], {}, spec)
+
+
 @rules_app.command("backtest")
 def rules_backtest(
     candidate: Path,
@@ -114,24 +143,27 @@ def rules_backtest(
     cases: Path = typer.Option(..., "--cases", help="Recorded reports, one JSON object per line."),
     show: int = typer.Option(20, help="How many changed cases to print."),
 ) -> None:
-    """Grade recorded reports with both versions: a level-change table and the changed cases (shadow test)."""
+    """Grade recorded reports with both versions, correlation included: a level-change table and the changed cases (shadow test)."""
     new, current = _load(candidate), _load(against)
+    read, invalid = _read_cases(cases)
+    reports = [report for _, report in read]
+    # Each version correlates with its own windows, so a change to `correlation:` is shadow-tested too.
+    correlated_before = replay_correlation(reports, current.ruleset.spec.correlation)
+    correlated_after = replay_correlation(reports, new.ruleset.spec.correlation)
     table: Counter[tuple[int, int]] = Counter()
-    changed, invalid = [], 0
-    for number, line in enumerate(cases.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            report = DisputeReported.model_validate_json(line)
-        except ValidationError as error:
-            invalid += 1
-            typer.echo(f"line {number}: skipped: {rejection_reason(error)}", err=True)
-            continue
-        before, after = _explain(current, report), _explain(new, report)
+    changed = []
+    for number, report in read:
+        before = _explain(current, report, correlated_before[report.event_id])
+        after = _explain(new, report, correlated_after[report.event_id])
         table[before["level"], after["level"]] += 1
         if (before["level"], before["urgency"]) != (after["level"], after["urgency"]):
             changed.append({"line": number, "event_id": report.event_id, "before": before, "after": after})
     _print_backtest(current.version, new.version, table, changed[:show], len(changed), invalid)
+    counts = {
+        flag: [sum(flag in found for found in correlated.values()) for correlated in (correlated_before, correlated_after)]
+        for flag in CORRELATION_FLAGS
+    }
+    typer.echo("correlation, events flagged before -> after: " + ", ".join(f"{flag} {b} -> {a}" for flag, (b, a) in counts.items()))
 
 
 def _print_backtest(current: str, new: str, table: Counter, changed: list, n_changed: int, invalid: int) -> None:

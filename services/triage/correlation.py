@@ -28,9 +28,28 @@ class Hasher:
         return hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
+# Legal forms and group words said or left out at will: 宏达建筑公司 and 宏达建筑有限公司 are one employer.
+# Longest first; stripped from the end repeatedly, so 宏达建筑集团有限公司 is 宏达建筑 too.
+LEGAL_SUFFIXES = ("股份有限公司", "有限责任公司", "有限公司", "分公司", "公司", "集团")
+# Brackets after NFKC folding (（） becomes ()), and the other brackets names are written with.
+_NOISE = re.compile(r"[\s()\[\]【】〔〕<>《》「」『』·・.,，、\-_]+")
+
+
 def normalise_name(name: str) -> str:
-    """Compare organisation names after full-/half-width folding and whitespace removal."""
-    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", name)).casefold()
+    """Compare organisation names after width folding, removing spaces, brackets and legal-form suffixes.
+
+    Changing this changes every employer key the store holds (they are HMACs of it): see
+    docs/risk-language.md, "Employer names", for what that means across an upgrade.
+    """
+    folded = _NOISE.sub("", unicodedata.normalize("NFKC", name)).casefold()
+    stripped = folded
+    while True:
+        suffix = next((s for s in LEGAL_SUFFIXES if stripped.endswith(s) and len(stripped) > len(s)), None)
+        if suffix is None:
+            break
+        stripped = stripped[: -len(suffix)]
+    # A name that is only a legal form (公司) would otherwise become empty and match nothing.
+    return stripped or folded
 
 
 def _normalise_phone(phone: str) -> str:

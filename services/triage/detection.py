@@ -18,6 +18,9 @@ except ImportError:  # pragma: no cover - older Pythons
 
 MAX_REGEX_CHARS = 300
 MAX_REPEAT_BOUND = 30  # the widest gap a pattern may leave between two words, in characters
+# Repeats of single characters, each at most MAX_REPEAT_BOUND, none nested: a match attempt at one position
+# tries at most the product of (max + 1) over them. Bounding that product keeps a search linear in the text.
+MAX_BACKTRACK_STEPS = 1000
 # Clauses end at these; a negation or an intent cue never reaches across one.
 CLAUSE_BREAKS = re.compile(r"[，,。．.！!？?；;：:\n\r]+")
 _MASK = "\0"
@@ -27,27 +30,38 @@ class PatternError(ValueError):
     """A regular expression the detector refuses: not compilable, or able to run in more than linear time."""
 
 
-def _walk(parsed, inside_repeat: bool) -> None:  # noqa: ANN001 - sre's parse tree is untyped
+_SINGLE = ("LITERAL", "NOT_LITERAL", "IN", "ANY", "CATEGORY")
+
+
+def _walk(parsed, inside_repeat: bool) -> int:  # noqa: ANN001 - sre's parse tree is untyped
+    """Check a parsed pattern's shape; return the product of (max + 1) over its repeats of a character."""
+    steps = 1
     for op, value in parsed:
         name = str(op)
         if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
             low, high, body = value
             if high == MAXREPEAT or high > MAX_REPEAT_BOUND:
-                raise PatternError(f"unbounded or wide repeat: write a bounded one such as {{0,{min(8, MAX_REPEAT_BOUND)}}} (at most {MAX_REPEAT_BOUND})")
+                raise PatternError(f"unbounded or wide repeat: write a bounded one such as {{0,8}} (at most {MAX_REPEAT_BOUND})")
             if inside_repeat:
                 raise PatternError("nested quantifier: a repeat inside a repeat can take exponential time")
-            _walk(body, True)
+            if high > 1:
+                # (a|aa){1,30} backtracks exponentially: only one character at a time may repeat.
+                if len(body) != 1 or str(body[0][0]) not in _SINGLE:
+                    raise PatternError("only a single character or class may repeat more than once, e.g. [^，。]{0,6}; (…){2,} is refused")
+                steps *= high + 1
+            else:
+                _walk(body, True)
         elif name in ("GROUPREF", "GROUPREF_EXISTS"):
             raise PatternError("backreferences are not allowed")
         elif name == "SUBPATTERN":
-            _walk(value[-1], inside_repeat)
+            steps *= _walk(value[-1], inside_repeat)
         elif name in ("ASSERT", "ASSERT_NOT"):
-            _walk(value[1], inside_repeat)
+            steps *= _walk(value[1], inside_repeat)
         elif name == "BRANCH":
-            for branch in value[1]:
-                _walk(branch, inside_repeat)
+            steps *= max(_walk(branch, inside_repeat) for branch in value[1])
         elif name == "ATOMIC_GROUP":
-            _walk(value, inside_repeat)
+            steps *= _walk(value, inside_repeat)
+    return steps
 
 
 def compile_pattern(text: str) -> re.Pattern[str]:
@@ -56,9 +70,11 @@ def compile_pattern(text: str) -> re.Pattern[str]:
         raise PatternError(f"{len(text)} characters, longer than the limit of {MAX_REGEX_CHARS}")
     try:
         compiled = re.compile(text)
-        _walk(_sre_parse.parse(text), False)
+        steps = _walk(_sre_parse.parse(text), False)
     except re.error as error:
         raise PatternError(f"does not compile: {error}") from None
+    if steps > MAX_BACKTRACK_STEPS:
+        raise PatternError(f"its repeats can try {steps} ways per position, more than {MAX_BACKTRACK_STEPS}: narrow the gaps")
     if compiled.fullmatch("") is not None or compiled.search("") is not None:
         raise PatternError("matches the empty string, so it would match every text")
     return compiled

@@ -136,6 +136,34 @@ def test_names_fold_width_and_whitespace():
     assert normalise_name("ＡＢＣ　建筑 公司 ") == normalise_name("abc建筑公司")
 
 
+# (written, compared as): legal forms, group words, brackets and spaces do not make another employer.
+EMPLOYER_NAMES = [
+    ("宏达建筑公司", "宏达建筑"),
+    ("宏达建筑有限公司", "宏达建筑"),
+    ("宏达建筑有限责任公司", "宏达建筑"),
+    ("宏达建筑股份有限公司", "宏达建筑"),
+    ("宏达建筑集团有限公司", "宏达建筑"),
+    ("宏达建筑（集团）有限公司", "宏达建筑"),
+    ("宏达建筑(集团)有限公司", "宏达建筑"),
+    (" 宏达 建筑 有限公司 ", "宏达建筑"),
+    ("ＨＤ建筑有限公司", "hd建筑"),
+    ("宏达建筑", "宏达建筑"),
+    ("公司", "公司"),  # a bare legal form stays, rather than matching every other bare one as ""
+    ("宏达物业有限公司", "宏达物业"),  # another line of business is another employer
+]
+
+
+@pytest.mark.parametrize("written, compared", EMPLOYER_NAMES, ids=[n[0] for n in EMPLOYER_NAMES])
+def test_employer_names_are_compared_without_legal_forms(written, compared):
+    assert normalise_name(written) == compared
+
+
+def test_one_employer_under_three_spellings_is_group_wage_risk():
+    spellings = ["宏达建筑公司", "宏达建筑有限公司", "宏达建筑（集团）有限公司"]
+    reports = [reported(n, f"W{n}", n, [person(phone=f"139{n:08d}"), employer(name)], "labor_wage") for n, name in enumerate(spellings)]
+    assert flags_of(reports) == [set(), set(), {"group_wage_risk"}]
+
+
 def test_hashes_are_keyed():
     other = Hasher(b"another-key-0123456789")
     assert HASHER("phone", "13800000001") != other("phone", "13800000001")

@@ -66,6 +66,48 @@ def test_backtest_shows_level_changes_and_the_changed_cases(tmp_path):
     assert changed[0]["before"]["level"] == 1 and changed[0]["after"]["level"] == 2
 
 
+def wage_case(n: int, employer: str, day: int) -> str:
+    return json.dumps(report_payload(
+        event_id=f"w{n}", dispute_id=f"D-W{n}", category="labor_wage", reported_at=f"2026-03-{day:02d}T09:00:00+08:00",
+        parties=[{"role": "complainant", "kind": "person", "name": "工人", "phone": f"1390000{n:04d}"},
+                 {"role": "respondent", "kind": "organization", "name": employer}],
+    ), ensure_ascii=False)
+
+
+def test_backtest_replays_correlation_in_report_order_with_each_versions_windows(tmp_path):
+    # Three wage disputes against one employer over nine days: group wage risk within 10 days, not within 7.
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text(
+        DEFAULT_RULES.read_text(encoding="utf-8")
+        .replace('version: "2026.11.1"', 'version: "2026.12.1"')
+        .replace("window_days: 7", "window_days: 10"),
+        encoding="utf-8",
+    )
+    cases = tmp_path / "cases.jsonl"
+    # Written out of order, and under two spellings of the same employer: replay sorts by report time.
+    lines = [wage_case(3, "宏达建筑有限公司", 10), wage_case(1, "宏达建筑公司", 1), wage_case(2, "宏达建筑 公司", 5)]
+    cases.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = runner.invoke(app, ["rules", "backtest", str(candidate), "--against", str(DEFAULT_RULES), "--cases", str(cases)])
+    assert result.exit_code == 0, result.output
+    assert "backtest: 3 reports, 2026.11.1 -> 2026.12.1, 1 changed, 0 invalid skipped" in result.output
+    assert "repeat_parties 0 -> 0, group_wage_risk 0 -> 1" in result.output
+    [changed] = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert changed["event_id"] == "w3" and changed["line"] == 1
+    assert (changed["before"]["level"], changed["after"]["level"]) == (1, 3)
+    assert "group_wage_risk" in changed["after"]["flags"] and "L3-group-wage" in [r["id"] for r in changed["after"]["matched_rules"]]
+
+
+def test_backtest_finds_repeat_parties_across_disputes(tmp_path):
+    cases = tmp_path / "cases.jsonl"
+    lines = [json.dumps(report_payload(event_id=f"e{n}", dispute_id=f"D-{n}", reported_at=f"2026-03-0{n}T09:00:00+08:00")) for n in (1, 2)]
+    cases.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = runner.invoke(app, ["rules", "backtest", str(DEFAULT_RULES), "--against", str(DEFAULT_RULES), "--cases", str(cases)])
+    assert result.exit_code == 0, result.output
+    assert "repeat_parties 1 -> 1" in result.output
+    rows = {line.split("|")[0].strip(): [int(c) for c in line.split("|")[1:]] for line in result.output.splitlines() if line.strip()[:1] in "123" and "|" in line}
+    assert rows["1"] == [1, 0, 0] and rows["2"] == [0, 1, 0]  # the second dispute names the same people: L2-repeat
+
+
 def keygen(tmp_path):
     result = runner.invoke(app, ["rules", "keygen", str(tmp_path / "signing.pem")])
     assert result.exit_code == 0, result.output

@@ -14,9 +14,10 @@ from services.triage.grading import (
     Grader,
     build_fact,
     detect_keywords,
+    detect_text,
     effective_flags,
 )
-from services.triage.ruleset import DEFAULT_RULES, load_ruleset
+from services.triage.ruleset import DEFAULT_RULES, KeywordSpec, load_ruleset
 from tests.support.samples import report_payload
 
 RULESET = load_ruleset(DEFAULT_RULES)
@@ -33,7 +34,7 @@ def report(**overrides) -> DisputeReported:
 
 def grade(features=Features(), **overrides):
     subject = report(**overrides)
-    detected = detect_keywords(subject.description, RULESET.spec.keywords)
+    detected, _ = detect_text(subject.description, RULESET)
     return GRADER.grade(subject, Features(detected | features.detected, features.correlated, features.cause))
 
 
@@ -121,7 +122,16 @@ KEYWORDS = [
 
 @pytest.mark.parametrize("case, description, flags", KEYWORDS, ids=[k[0] for k in KEYWORDS])
 def test_keyword_detection(case, description, flags):
-    assert detect_keywords(description, RULESET.spec.keywords) == flags
+    assert detect_text(description, RULESET)[0] == flags
+
+
+# The word lists of rules files written before `detection:` still work.
+LEGACY = {"violence_threat": KeywordSpec(words=["刀"], not_within=["刀具"])}
+
+
+@pytest.mark.parametrize("description, flags", [("拿着刀", {"violence_threat"}), ("刀具店", set())])
+def test_keyword_lists_still_detect(description, flags):
+    assert detect_keywords(description, LEGACY) == flags
 
 
 def test_a_detected_flag_counts_like_a_reported_one_and_says_it_was_detected():
