@@ -122,6 +122,10 @@ class DisputeTriaged(Contract):
     matched_rules: Annotated[list[MatchedRule], Field(max_length=256)]
     ruleset_version: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL)]
     triaged_at: Timestamp
+    same_matter: Annotated[list[DisputeId], Field(max_length=8)] = Field(
+        [], description="Earlier disputes sharing a party, the category and the community within the rules' window: the same quarrel "
+        "reported under another id; dispatch joins the report to the one that is an open case (since 1.2.0)"
+    )
     report: DisputeReported
 
     @model_validator(mode="after")

@@ -14,7 +14,8 @@ SCHEMAS_DIR = Path(__file__).parent
 JSON_DIR = SCHEMAS_DIR / "json"
 ASYNCAPI_DIR = SCHEMAS_DIR / "asyncapi"
 # 1.1.0: masked phones and ID numbers in outgoing parties, and the disclosure policy version on the records that carry them.
-CONTRACT_VERSION = "1.1.0"
+# 1.2.0: one case per dispute: `same_matter` on graded disputes; case notices on the department topics; `reported_again` and `merged` audit events.
+CONTRACT_VERSION = "1.2.0"
 
 
 def _dump(document: dict[str, Any]) -> str:

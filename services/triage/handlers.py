@@ -28,7 +28,7 @@ from services.runtime.kafka import Outgoing, encode_event
 from services.runtime.reload import Reloadable
 from services.runtime.retry import Readiness, retry_holding
 from services.runtime.settings import KafkaSettings
-from services.triage.correlation import Hasher, Subject, correlate, probes, subject_of
+from services.triage.correlation import Hasher, Subject, correlate, probes, same_matter, subject_of
 from services.triage.grading import Features, Grader, Triage, detect_keywords
 from services.triage.metrics import TriageMetrics
 from services.triage.settings import TriageSettings
@@ -101,8 +101,8 @@ def decode(record: Any, reassess_topic: str, max_bytes: int, latest: datetime) -
     return accepted
 
 
-def triaged_event(accepted: Accepted, triage: Triage, version: str, now: Any) -> DisputeTriaged:
-    """Build the output event of one graded report."""
+def triaged_event(accepted: Accepted, triage: Triage, version: str, now: Any, matter: tuple[str, ...] = ()) -> DisputeTriaged:
+    """Build the output event of one graded report; `matter` names the earlier disputes of the same matter."""
     return DisputeTriaged(
         event_id=triaged_event_id(accepted.event_id, version),
         dispute_id=accepted.report.dispute_id,
@@ -115,6 +115,7 @@ def triaged_event(accepted: Accepted, triage: Triage, version: str, now: Any) ->
         matched_rules=triage.matched_rules,
         ruleset_version=version,
         triaged_at=now,
+        same_matter=list(matter) if accepted.cause == "reported" else [],
         report=accepted.report,
     )
 
@@ -157,10 +158,10 @@ class TriageProcessor:
         accepted, dead = self._decode(records)
         todo = await self._fresh(accepted)
         subjects = [subject_of(a.event_id, a.report, self.hasher, grader.ruleset.spec.correlation) for a in todo]
-        correlated = await self._correlate(subjects, grader)
+        correlated, matters = await self._correlate(subjects, grader)
         now = self.clock.now()
         graded = [(a, self._grade(grader, a, correlated[a.event_id])) for a in todo]
-        events = [triaged_event(a, t, grader.version, now) for a, t in graded]
+        events = [triaged_event(a, t, grader.version, now, matters[a.event_id]) for a, t in graded]
         outgoing = [encode_event(self.triaged_topic, e, e.event_id, CE_SOURCE, now) for e in events] + dead
         await self.publish(outgoing)
         fault_point("after_publish", "reports")
@@ -191,11 +192,11 @@ class TriageProcessor:
         self.metrics.duplicates.inc(len(accepted) - len(fresh))
         return fresh
 
-    async def _correlate(self, subjects: list[Subject], grader: Grader) -> dict[str, frozenset[str]]:
+    async def _correlate(self, subjects: list[Subject], grader: Grader) -> tuple[dict[str, frozenset[str]], dict[str, tuple[str, ...]]]:
         spec = grader.ruleset.spec.correlation
         asked = probes(subjects, spec)
         stored = await self._store("store", lambda: self.store.other_disputes(asked)) if asked else {}
-        return correlate(subjects, stored, spec)
+        return correlate(subjects, stored, spec), same_matter(subjects, stored, spec)
 
     @staticmethod
     def _grade(grader: Grader, accepted: Accepted, correlated: frozenset[str]) -> Triage:
