@@ -214,6 +214,7 @@ class CaseNotice(Contract):
     event_id: EventId
     dispute_id: DisputeId
     department: Department
+    role: Role = Field(description="The department's role in the case: the parties are as the disclosure policy shows them to it")
     work_order_ids: Annotated[list[WorkOrderId], Field(min_length=1, max_length=8)]
     reported_dispute_id: DisputeId
     source: Source

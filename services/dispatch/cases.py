@@ -153,9 +153,10 @@ def joined(triaged: DisputeTriaged, placement: Placement, disclosure: Disclosure
     effects.notices.extend(
         CaseNotice(
             notice="reported_again",
-            event_id=derived_id("ntc", triaged.event_id, department),
+            event_id=derived_id("ntc", triaged.event_id, department, role),
             dispute_id=case.dispute.dispute_id,
             department=department,
+            role=role,
             work_order_ids=ids[:8],
             reported_dispute_id=triaged.dispute_id,
             source=triaged.report.source,

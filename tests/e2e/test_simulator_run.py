@@ -47,7 +47,10 @@ def test_a_short_run_closes_the_loop_and_its_report_agrees_with_the_metrics(tmp_
     metrics = report["metrics"]
 
     # Every reported dispute was triaged, every triaged dispute got orders, every resolution a revisit.
-    assert report["reported"] == report["triaged"] == 200
+    assert report["reported"] == report["triaged"] and report["reports_received"] > report["reported"] >= 200
+    # Reported again through another platform (about 8 %) or under the same id (about 4 %): counted once, as one case.
+    assert report["cases"] + report["merged"] == report["reported"] and report["merged"] > 0
+    assert report["rereports"].get("joined", 0) > 0 and sum(report["levels"].values()) == report["cases"]
     assert report["disputes_without_orders"] == 0
     assert report["disputes_resolved"] > 150
     assert report["resolved_in_time_for_a_revisit"] > 100
@@ -76,7 +79,7 @@ def test_a_short_run_closes_the_loop_and_its_report_agrees_with_the_metrics(tmp_
     audit = audit_topics(read_dump(dump.read_text(encoding="utf-8")), policy)
     assert audit.breaches == [], audit.breaches[:20]
     assert audit.records["workorders.events"] > 0 and audit.records["followups.due"] == sum(report[k] for k in ("sla_warnings", "sla_breaches", "revisits_due"))
-    assert sum(n for topic, n in audit.records.items() if topic.removeprefix("workorders.") in DEPARTMENTS) == report["orders"]
+    assert sum(n for topic, n in audit.records.items() if topic.removeprefix("workorders.") in DEPARTMENTS) == report["orders"] + report["case_notices"]
     # The audit saw every kind of disclosure the policy makes: ID numbers to the police alone, masked phones to support.
     seen = {(reader.split(":")[-1] if ":" in reader else reader, name, shown) for reader, name, shown in audit.checked}
     assert {("lead", "phone", "full"), ("support", "phone", "masked"), ("support", "name", "masked"), ("lead", "id_number", "withheld"),
