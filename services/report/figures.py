@@ -10,7 +10,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from services.report import names as N
-from services.report.store import DisputeRow, OrderRow, Rows
+from services.report.store import DisputeRow, OrderRow, ResolutionRow, Rows
 
 OPEN = ("issued", "accepted", "in_progress")  # as services.dispatch.lifecycle.OPEN, without importing dispatch's decisions
 VIOLENCE = ("violence_threat", "weapon_involved", "self_harm_threat")
@@ -128,6 +128,19 @@ def settled_disputes(disputes: Iterable[DisputeRow], orders: Iterable[OrderRow])
     return {key for key, statuses in leads.items() if all(s == "resolved" for s in statuses)}
 
 
+def latest_resolutions(resolutions: Iterable[ResolutionRow]) -> dict[str, ResolutionRow]:
+    """Return each resolved dispute's resolution of its newest attempt: a dispute counts once, however often it was resolved.
+
+    Dispatch announces a resolution again when a support order is resolved after the leads, and again for each new
+    attempt after a rebound; the newest attempt's history holds every failed mediation before it.
+    """
+    latest: dict[str, ResolutionRow] = {}
+    # Sorted, so that of two resolutions of one attempt the same one is kept whatever order the store returned them in.
+    for r in sorted(resolutions, key=lambda r: (r.attempt, r.failed_mediations, r.department)):
+        latest[r.dispute_id] = r
+    return latest
+
+
 def rate(part: int, whole: int) -> float | None:
     """Return part ÷ whole, or None when there is nothing to divide."""
     return part / whole if whole else None
@@ -149,7 +162,8 @@ def compute(rows: Rows, scope: Scope, generated_at: str = "") -> Report:
     fired = Counter(t.kind for t in timers if t.state == "fired")
     breached = {t.work_order_id for t in timers if t.kind == "sla_breached" and t.state == "fired"}
     overdue = [o for o in orders if o.status in OPEN and o.due_at < scope.now]
-    successes = sum(r.failed_mediations == 0 for r in rows.resolutions)
+    resolved = latest_resolutions(rows.resolutions)
+    successes = sum(r.failed_mediations == 0 for r in resolved.values())
     satisfied = sum(r.satisfaction >= 4 for r in rows.results)
     flared = sum(r.flared_up for r in rows.results)
     escalations = _escalations(disputes, orders)
@@ -163,9 +177,9 @@ def compute(rows: Rows, scope: Scope, generated_at: str = "") -> Report:
         Figure("closure_rate", "办结率 closure rate (cases)", rate(len(settled), len(disputes)), "rate", "办结率 = 办结件数 ÷ 受理件数（按案件）。Settled ÷ received."),
         Figure("order_closure_rate", "工单办结率 closure rate (orders)", rate(len(resolved_orders), len(orders)), "rate",
                "工单办结率 = 已办结工单 ÷ 派发工单（与回访服务的 fengqiao_followup_closure_rate 同一口径）。Resolved orders ÷ orders issued."),
-        Figure("mediation_success_rate", "调解成功率 mediation success rate", rate(successes, len(rows.resolutions)), "rate",
-               "调解成功率 = 未经调解失败即化解的次数 ÷ 化解次数（与回访服务的 fengqiao_followup_mediation_success_rate 同一口径）。"
-               "Resolutions without a failed mediation before ÷ resolutions."),
+        Figure("mediation_success_rate", "调解成功率 mediation success rate", rate(successes, len(resolved)), "rate",
+               "调解成功率 = 未经调解失败即化解的纠纷 ÷ 化解的纠纷（每件纠纷按最近一次化解计一次）。"
+               "Disputes resolved without a failed mediation ÷ disputes resolved, each counted once."),
         Figure("deadline_met_rate", "按期办结率 deadlines met", rate(sum(o.work_order_id not in breached for o in resolved_orders), len(resolved_orders)),
                "rate", "按期办结率 = 办结前未触发超期的工单 ÷ 已办结工单。Resolved orders whose deadline never passed ÷ resolved orders."),
         Figure("sla_warnings", "临期预警 SLA warnings", fired["sla_warning"], "count", "工单临近期限仍未办结而发出的预警次数。Warnings fired before a deadline."),
@@ -187,16 +201,14 @@ def compute(rows: Rows, scope: Scope, generated_at: str = "") -> Report:
         Figure("violence_settled", "涉暴力风险已办结 violence risk settled", sum(d.dispute_id in settled for d in violent), "count",
                "涉暴力风险纠纷中已办结的件数；民转刑案件不在本系统内，无法统计。Of those, settled; civil-to-criminal cases are not in these stores."),
     ]
-    by_dispute_resolutions = Counter(r.dispute_id for r in rows.resolutions)
-    by_dispute_successes = Counter(r.dispute_id for r in rows.resolutions if r.failed_mediations == 0)
-    dimension = _dimension_table(disputes, settled, by_dispute_resolutions, by_dispute_successes)
+    dimension = _dimension_table(disputes, settled, resolved)
     tables = [
         dimension("by_category", "按纠纷类别 by category", lambda d: d.category, lambda k: N.named(N.CATEGORIES, k), "纠纷类别取自上报时的类别。Category as reported."),
         dimension("by_source", "按上报渠道 by source", lambda d: d.source, lambda k: N.named(N.SOURCES, k), "上报渠道（警格、网格、热线、智慧门牌……）。Intake channel."),
         dimension("by_level", "按分级分流 by level and tier", lambda d: d.level, lambda k: f"{N.LEVELS[k]} · {N.TIERS[k]}",
                   "当前分级（一级就地化解、二级调解室、三级会商研判），重新分级后按最新等级计。Current level and its tier."),
         dimension("by_area", "按区域 by area", _area_key(scope), str, "事发地所在区域（县、乡镇、村社区）。Where the dispute happened."),
-        _department_table(orders, breached, rows.resolutions),
+        _department_table(orders, breached, list(resolved.values())),
         _risk_table(flagged, settled),
         Table("escalations", "升级 escalations", ["escalation", "count"],
               [[N.ESCALATIONS[k], v] for k, v in escalations.items()], "count",
@@ -214,7 +226,7 @@ def compute(rows: Rows, scope: Scope, generated_at: str = "") -> Report:
 _DIMENSION_COLUMNS = ["key", "name", "disputes", "settled", "closure_rate", "resolutions", "mediation_success_rate"]
 
 
-def _dimension_table(disputes: list[DisputeRow], settled: set[str], resolutions: Counter, successes: Counter) -> Callable[..., Table]:
+def _dimension_table(disputes: list[DisputeRow], settled: set[str], resolved: dict[str, ResolutionRow]) -> Callable[..., Table]:
     def table(key: str, title: str, of: Callable[[DisputeRow], object], name: Callable[[object], str], definition: str) -> Table:
         groups: dict[object, list[DisputeRow]] = defaultdict(list)
         for d in disputes:
@@ -222,8 +234,8 @@ def _dimension_table(disputes: list[DisputeRow], settled: set[str], resolutions:
         rows = []
         for group, members in groups.items():
             done = sum(d.dispute_id in settled for d in members)
-            tried = sum(resolutions[d.dispute_id] for d in members)
-            rows.append([group, name(group), len(members), done, rate(done, len(members)), tried, rate(sum(successes[d.dispute_id] for d in members), tried)])
+            tried = [resolved[d.dispute_id] for d in members if d.dispute_id in resolved]
+            rows.append([group, name(group), len(members), done, rate(done, len(members)), len(tried), rate(sum(r.failed_mediations == 0 for r in tried), len(tried))])
         # Largest first, then by key: the same rows always come in the same order.
         rows.sort(key=lambda r: (-r[2], str(r[0])))
         return Table(key, title, _DIMENSION_COLUMNS, rows, "disputes",
@@ -231,7 +243,7 @@ def _dimension_table(disputes: list[DisputeRow], settled: set[str], resolutions:
     return table
 
 
-def _department_table(orders: list[OrderRow], breached: set[str], resolutions) -> Table:
+def _department_table(orders: list[OrderRow], breached: set[str], resolutions: list[ResolutionRow]) -> Table:
     issued = Counter(o.department for o in orders)
     resolved = Counter(o.department for o in orders if o.status == "resolved")
     on_time = Counter(o.department for o in orders if o.status == "resolved" and o.work_order_id not in breached)
@@ -249,7 +261,7 @@ def _department_table(orders: list[OrderRow], breached: set[str], resolutions) -
         ["key", "name", "orders", "resolved_orders", "order_closure_rate", "deadline_met_rate", "sla_breaches", "settled_as_lead", "mediation_success_rate"],
         rows, "orders",
         "派单：派给该部门的工单；工单办结率 = 已办结 ÷ 派单；按期办结率 = 未超期办结 ÷ 已办结；"
-        "化解（牵头）：该部门作为牵头部门化解的次数，即由谁化解；调解成功率同上。",
+        "化解（牵头）：由该部门牵头化解的纠纷（按最近一次化解），即由谁化解；调解成功率同上。",
     )
 
 

@@ -17,7 +17,7 @@ COLUMN_NAMES = {
     "disputes": "受理 disputes",
     "settled": "办结 settled",
     "closure_rate": "办结率 closure",
-    "resolutions": "化解次数 resolutions",
+    "resolutions": "化解 resolved",
     "mediation_success_rate": "调解成功率 mediation success",
     "orders": "派单 orders",
     "resolved_orders": "工单办结 resolved",
@@ -37,7 +37,7 @@ body{font-family:"Noto Sans CJK SC","WenQuanYi Zen Hei","Microsoft YaHei",sans-s
 h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:0 0 8px;border-left:4px solid #b3261e;padding-left:8px}
 .meta{color:#51606f;margin:0 0 16px}.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:10px}
 .card{background:#fff;border-radius:6px;padding:10px 12px;box-shadow:0 1px 2px #0002}.card .name{font-size:13px;color:#51606f}
-.card .value{font-size:26px;font-weight:600;color:#b3261e}.definition{font-size:11px;color:#6b7785;margin:4px 0 0}
+.card .value{font-size:26px;font-weight:600;color:#b3261e}.definition{font-size:11px;color:#6b7785;margin:4px 0 0;overflow-wrap:anywhere}
 section{background:#fff;border-radius:6px;padding:14px;margin:16px 0;box-shadow:0 1px 2px #0002}
 table{border-collapse:collapse;width:100%;font-size:13px;margin-top:8px}th,td{border-bottom:1px solid #e3e6ea;padding:4px 6px;text-align:right}
 th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}th{background:#eef1f4}

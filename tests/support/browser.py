@@ -1,7 +1,7 @@
 """The statistics page in a real browser: Debian's Chromium, headless, driven by Playwright.
 
 Playwright's own browser download cannot be relied on (its host may be unreachable), so the system's Chromium
-is used by path; `make test` installs it. Also a command: `python -m tests.support.browser PAGE.html SHOT.png`.
+is used by path; `make test` installs it. Also a command: `python -m tests.support.browser PAGE.html SHOT.png [MAX_HEIGHT]`.
 """
 
 import shutil
@@ -35,8 +35,11 @@ class Rendered:
     title: str = ""
 
 
-def render(page_path: Path, screenshot: Path | None = None) -> Rendered:
-    """Open a local page in headless Chromium with the network refused, measure its charts, and optionally screenshot it."""
+def render(page_path: Path, screenshot: Path | None = None, max_height: int | None = None) -> Rendered:
+    """Open a local page in headless Chromium with the network refused, measure its charts, and optionally screenshot it.
+
+    The screenshot is of the whole page, or of its top `max_height` pixels.
+    """
     seen = Rendered()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
@@ -58,12 +61,14 @@ def render(page_path: Path, screenshot: Path | None = None) -> Rendered:
             seen.tables = page.locator("section table").count()
             if screenshot is not None:
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(screenshot), full_page=True)
+                height = page.evaluate("document.documentElement.scrollHeight")
+                clip = {"x": 0, "y": 0, "width": 1180, "height": min(height, max_height or height)}
+                page.screenshot(path=str(screenshot), full_page=True, clip=clip)
         finally:
             browser.close()
     return seen
 
 
 if __name__ == "__main__":
-    rendered = render(Path(sys.argv[1]), Path(sys.argv[2]))
+    rendered = render(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else None)
     print(f"{sys.argv[2]}: {rendered.cards} figures, {len(rendered.bars)} charts, console errors: {rendered.errors or 'none'}")

@@ -232,3 +232,17 @@ def test_csv_writes_the_summary_and_one_file_per_table_and_json_the_same_figures
     decoded = json.loads(as_json(report))
     assert {f["key"]: f["value"] for f in decoded["figures"]}["closure_rate"] == 0.75
     assert [t["key"] for t in decoded["tables"]] == [t.key for t in report.tables]
+
+
+@pytest.mark.parametrize(("resolutions", "expected"), [
+    # A support order resolved after the lead announces the resolution again: one dispute, one resolution.
+    ([ResolutionRow("a", 1, "community_police", 0), ResolutionRow("a", 1, "community_police", 0)], (1, 1.0)),
+    # Resolved, rebounded, resolved again after a failed mediation: the newest attempt decides.
+    ([ResolutionRow("a", 1, "community_police", 0), ResolutionRow("a", 2, "mediation_room", 1)], (1, 0.0)),
+    ([ResolutionRow("a", 1, "community_police", 0), ResolutionRow("b", 1, "court", 2)], (2, 0.5)),
+    ([], (0, None)),
+])
+def test_mediation_success_counts_each_resolved_dispute_once_by_its_newest_resolution(resolutions, expected):
+    rows = Rows([dispute("a"), dispute("b")], [], resolutions, [], [])
+    report = compute(rows, Scope(NOW))
+    assert (sum(row[5] for row in report.table("by_category").rows), report.figure("mediation_success_rate").value) == expected
