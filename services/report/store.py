@@ -7,7 +7,7 @@ history) are kept from it, the description and the parties never leave this modu
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -16,6 +16,8 @@ from services.dispatch import store as dispatch_store
 from services.followup import store as followup_store
 from services.runtime.store import aware, utc
 
+# How far an upstream platform's report date may run ahead of the time dispatch issued its orders.
+CLOCK_SKEW = timedelta(days=2)
 # The reporter's risk signals (schemas.disputes.Risk), the flags the report counts.
 RISK_FLAGS = ("violence_threat", "weapon_involved", "self_harm_threat", "mass_gathering", "cross_region", "petition_history")
 
@@ -113,6 +115,9 @@ async def load_rows(dispatch: AsyncEngine, followup: AsyncEngine, since: datetim
     A dispute's orders are issued after it is reported, so one reported since `since` has an order issued since then:
     the stores are read for those only, and the exact period is left to the figures (the report date is inside JSON).
     """
+    if since is not None:
+        # The reporting platforms' clocks are not ours: a report dated a little after its order was issued still counts.
+        since -= CLOCK_SKEW
     d_disputes, d_orders = dispatch_store.disputes, dispatch_store.orders
     query = select(d_disputes.c.dispute_id, d_disputes.c.attempt, d_disputes.c.level, d_disputes.c.urgency, d_disputes.c.report, d_disputes.c.history)
     if since is not None:
@@ -127,30 +132,20 @@ async def load_rows(dispatch: AsyncEngine, followup: AsyncEngine, since: datetim
             order_query = order_query.where(d_orders.c.dispute_id.in_(select(query.subquery().c.dispute_id)))
         orders = [OrderRow(r[0], r[1], r[2], r[3], r[4], r[5], aware(r[6]), aware(r[7])) for r in await connection.execute(order_query)]
     wanted = {d.dispute_id for d in disputes}
-    f_resolutions, f_timers, f_results = followup_store.resolutions, followup_store.timers, followup_store.results
+    f_orders, f_resolutions, f_timers, f_results = followup_store.orders, followup_store.resolutions, followup_store.timers, followup_store.results
+    resolution_query = select(f_resolutions.c.dispute_id, f_resolutions.c.attempt, f_resolutions.c.department, f_resolutions.c.failed_mediations)
+    timer_query = select(f_timers.c.dispute_id, f_timers.c.kind, f_timers.c.work_order_id, f_timers.c.department, f_timers.c.state)
+    result_query = (
+        select(f_timers.c.dispute_id, f_results.c.satisfaction, f_results.c.flared_up).join(f_timers, f_timers.c.followup_id == f_results.c.followup_id)
+    )
+    if since is not None:
+        # Every deadline and revisit of a dispute reported since `since` falls due after it, and so do its orders.
+        timer_query = timer_query.where(f_timers.c.due_at >= utc(since))
+        result_query = result_query.where(f_timers.c.due_at >= utc(since))
+        resolution_query = resolution_query.where(exists().where(f_orders.c.dispute_id == f_resolutions.c.dispute_id, f_orders.c.due_at >= utc(since)))
     async with followup.connect() as connection:
-        # Follow-up is read whole and narrowed here: its rows are a few per dispute, and an IN list of a year's
-        # disputes would pass SQLite's limit on parameters.
-        resolutions = [
-            ResolutionRow(*row)
-            for row in await connection.execute(
-                select(f_resolutions.c.dispute_id, f_resolutions.c.attempt, f_resolutions.c.department, f_resolutions.c.failed_mediations)
-            )
-            if row[0] in wanted
-        ]
-        timers = [
-            TimerRow(*row)
-            for row in await connection.execute(
-                select(f_timers.c.dispute_id, f_timers.c.kind, f_timers.c.work_order_id, f_timers.c.department, f_timers.c.state)
-            )
-            if row[0] in wanted
-        ]
-        results = [
-            ResultRow(row[0], row[1], bool(row[2]))
-            for row in await connection.execute(
-                select(f_timers.c.dispute_id, f_results.c.satisfaction, f_results.c.flared_up)
-                .join(f_timers, f_timers.c.followup_id == f_results.c.followup_id)
-            )
-            if row[0] in wanted
-        ]
+        # Narrowed here to the disputes dispatch gave: an IN list of a year's disputes would pass SQLite's limit on parameters.
+        resolutions = [ResolutionRow(*row) for row in await connection.execute(resolution_query) if row[0] in wanted]
+        timers = [TimerRow(*row) for row in await connection.execute(timer_query) if row[0] in wanted]
+        results = [ResultRow(row[0], row[1], bool(row[2])) for row in await connection.execute(result_query) if row[0] in wanted]
     return Rows(disputes, orders, resolutions, timers, results)
