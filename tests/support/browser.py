@@ -42,6 +42,7 @@ def render(page_path: Path, screenshot: Path | None = None, max_height: int | No
     """
     seen = Rendered()
     with sync_playwright() as playwright:
+        # Chromium refuses its sandbox to root, which test containers and CI runners often are.
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1180, "height": 900})
