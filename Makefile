@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test test-unit promtool stunnel bench broker schemas clean
+.PHONY: run test test-unit promtool stunnel chromium report-screenshot bench broker schemas clean
 
 ## Run the whole loop on an embedded broker with simulated reporters, departments and revisit teams.
 run: $(STAMP)
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 TEST_WORKERS ?= 4
 
 ## Run the whole test suite in parallel workers, real broker, databases, promtool and stunnel included (pytest's "no tests" exit 5 fails too).
-test: $(STAMP) promtool stunnel
+test: $(STAMP) promtool stunnel chromium
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 ## The inner loop: the pure unit tests, in seconds.
@@ -37,6 +37,17 @@ promtool:
 # The TLS tests put stunnel in front of the embedded broker; Debian's stunnel4 package carries it.
 stunnel:
 	@command -v stunnel4 >/dev/null || command -v stunnel >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends stunnel4 >/dev/null; }
+
+# The statistics page is checked in headless Chromium through Playwright, whose own browser download may be unreachable:
+# Debian's chromium package carries the browser, and a CJK font so that screenshots show the Chinese terms.
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-wqy-zenhei >/dev/null; }
+
+## Regenerate docs/report-screenshot.png from the statistics report of a short simulated run (docs/report.md).
+report-screenshot: $(STAMP) chromium
+	rm -rf var/screenshot-run
+	$(BIN)/fengqiao run --disputes 200 --days 10 --workdir var/screenshot-run
+	$(BIN)/python -m tests.support.browser var/screenshot-run/report.html docs/report-screenshot.png 1700
 
 ## Measure each service against a raw aiokafka loop, end-to-end latency and memory; writes bench/results/latest.json.
 bench: $(STAMP)

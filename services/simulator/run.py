@@ -343,6 +343,9 @@ async def run(options: RunOptions, show: Any) -> dict[str, Any]:
         await asyncio.sleep(max(0.0, (epoch - datetime.now(timezone.utc)).total_seconds()))
         simulation = Simulation(options, kafka, bootstrap, clock)
         report = await _simulate(simulation, stack, clock, show)
+        # Where the statistics report reads from once the services stopped, and the simulated time it covers.
+        report["data_dir"] = env["DISPATCH_DATA_DIR"]
+        report["simulated_period"] = [epoch.isoformat(), clock.now().isoformat()]
         return report
     finally:
         if stack is not None:

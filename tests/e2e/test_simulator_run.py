@@ -66,9 +66,13 @@ def test_a_short_run_closes_the_loop_and_its_report_agrees_with_the_metrics(tmp_
     assert len(report["sources"]) == 7
     assert "closure rate" in finished.stdout and "/metrics was served at" in finished.stdout
 
-    # No personal data in anything the run wrote besides the topics: logs, exported metrics, console.
-    written = {path.name: path.read_text(encoding="utf-8", errors="replace") for path in (tmp_path / "run").glob("*.*") if path.suffix in (".log", ".metrics")}
-    assert {"triage.log", "dispatch.log", "followup.log", "triage.metrics", "dispatch.metrics", "followup.metrics"} <= set(written)
+    # The run wrote the statistics report of its own stores, and said where.
+    assert f"{tmp_path / 'run' / 'report.html'}" in finished.stdout.replace("\n", "")
+    assert "调解成功率" in (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+
+    # No personal data in anything the run wrote besides the topics: logs, exported metrics, the report, console.
+    written = {path.name: path.read_text(encoding="utf-8", errors="replace") for path in (tmp_path / "run").glob("*.*") if path.suffix in (".log", ".metrics", ".html")}
+    assert {"triage.log", "dispatch.log", "followup.log", "triage.metrics", "dispatch.metrics", "followup.metrics", "report.html"} <= set(written)
     written["console"] = finished.stdout + finished.stderr
     for name, text in written.items():
         assert not PERSONAL.search(text), f"{name}: {PERSONAL.search(text).group(0)!r}"
