@@ -93,7 +93,8 @@ results_by_followup = Index("ix_followup_results_followup_id", results.c.followu
 processed = Table(
     "followup_processed",
     metadata,
-    Column("event_id", String(80), primary_key=True),
+    # 120: a result's key names its department besides its 64-character event id (result:{department}:{event_id}).
+    Column("event_id", String(120), primary_key=True),
     Column("processed_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -364,3 +365,14 @@ def _create(connection: Connection) -> None:
     results_by_followup.create(connection, checkfirst=True)
     for name in _SUPERSEDED_INDEXES:
         connection.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+    _widen_processed_ids(connection)
+
+
+def _widen_processed_ids(connection: Connection) -> None:
+    """Widen a store's processed ids created at 80 characters, too few for a department-scoped result key."""
+    # SQLite ignores a VARCHAR's length; PostgreSQL enforces it, and widening a VARCHAR rewrites nothing.
+    if connection.dialect.name != "postgresql":
+        return
+    [column] = [c for c in inspect(connection).get_columns(processed.name) if c["name"] == "event_id"]
+    if getattr(column["type"], "length", None) != processed.c.event_id.type.length:
+        connection.exec_driver_sql(f"ALTER TABLE {processed.name} ALTER COLUMN event_id TYPE VARCHAR({processed.c.event_id.type.length})")

@@ -61,6 +61,8 @@ class Observed:
                 self.order_status[event.work_order_id] = event.status
         elif topic.startswith("workorders."):
             self._order(WorkOrderIssued.model_validate_json(record.value), record.timestamp)
+        elif topic.startswith("followups.") and topic.endswith(".due") and topic != "followups.due":
+            return  # each due is on its department's topic and on the shared feed: counted once, from the feed
         elif topic == "followups.due":
             due = FollowupDue.model_validate_json(record.value)
             self.due[due.kind] += 1
