@@ -83,8 +83,9 @@ resolutions = Table(
 results = Table(
     "followup_results",
     metadata,
+    # Keyed by revisit and event id: event ids are each department's own, so two departments' results may share one.
+    Column("followup_id", String(64), primary_key=True),
     Column("event_id", String(64), primary_key=True),
-    Column("followup_id", String(64), nullable=False),
     Column("satisfaction", Integer, nullable=False),
     Column("flared_up", Boolean, nullable=False),
 )
@@ -353,8 +354,9 @@ async def _remember(connection: AsyncConnection, newest: list[Dispute], known: s
 
 
 def _create(connection: Connection) -> None:
-    """Create the tables, and bring a store created before the retention columns, the pending-timer or the results index up to date."""
+    """Create the tables, and bring a store from before the retention columns, indexes or department-scoped ids up to date."""
     metadata.create_all(connection)
+    _rekey_results(connection)
     # Follow-up has no migrations: added columns are nullable, added the same way on SQLite and PostgreSQL.
     present_columns = {column["name"] for column in inspect(connection).get_columns(disputes.name)}
     for name in _RETENTION_COLUMNS:
@@ -376,3 +378,21 @@ def _widen_processed_ids(connection: Connection) -> None:
     [column] = [c for c in inspect(connection).get_columns(processed.name) if c["name"] == "event_id"]
     if getattr(column["type"], "length", None) != processed.c.event_id.type.length:
         connection.exec_driver_sql(f"ALTER TABLE {processed.name} ALTER COLUMN event_id TYPE VARCHAR({processed.c.event_id.type.length})")
+
+
+def _rekey_results(connection: Connection) -> None:
+    """Key a store's results by revisit and event id where they were keyed by the event id alone."""
+    found = inspect(connection).get_pk_constraint(results.name)
+    if found["constrained_columns"] == [c.name for c in results.primary_key]:
+        return
+    key = ", ".join(c.name for c in results.primary_key)
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"ALTER TABLE {results.name} DROP CONSTRAINT {found['name']}, ADD PRIMARY KEY ({key})")
+        return
+    # SQLite cannot change a primary key: the table is built anew and the results copied over, in this transaction.
+    columns = ", ".join(c.name for c in results.columns)
+    connection.exec_driver_sql(f"DROP INDEX IF EXISTS {results_by_followup.name}")
+    connection.exec_driver_sql(f"ALTER TABLE {results.name} RENAME TO {results.name}_by_event")
+    results.create(connection)  # with its index
+    connection.exec_driver_sql(f"INSERT INTO {results.name} ({columns}) SELECT {columns} FROM {results.name}_by_event")
+    connection.exec_driver_sql(f"DROP TABLE {results.name}_by_event")
