@@ -151,4 +151,3 @@ def sender_departments(channel_topic: str) -> dict[str, str]:
 
 UPDATES_CHANNEL = _UPDATES.topic
 RESULTS_CHANNEL = _RESULTS.topic
-DUE_CHANNEL = _DUE.topic
