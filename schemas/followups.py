@@ -7,6 +7,8 @@ from pydantic import Field, StringConstraints
 from schemas.common import NO_CONTROL, Contract, DisclosureVersion, DisputeId, EventId, Note, Party, Timestamp
 from schemas.workorders import DEPARTMENTS, Department, WorkOrderId
 
+# The operators' and dashboards' feed: every due of every department, its parties emptied (minimum necessary).
+# Each due with what its department may see goes to due_topic(department).
 FOLLOWUPS_DUE = "followups.due"
 # Development only, like workorders.updates: in production each department's revisit team writes results_topic.
 FOLLOWUPS_RESULTS = "followups.results"
@@ -20,6 +22,13 @@ def results_topic(department: str) -> str:
     if department not in DEPARTMENTS:
         raise ValueError(f"unknown department: {department}")
     return f"{FOLLOWUPS_TOPIC_PREFIX}{department}.results"
+
+
+def due_topic(department: str) -> str:
+    """Name the topic only `department` may read its dues from: its deadline warnings, and its revisits with the parties."""
+    if department not in DEPARTMENTS:
+        raise ValueError(f"unknown department: {department}")
+    return f"{FOLLOWUPS_TOPIC_PREFIX}{department}.due"
 
 
 FollowupId = Annotated[
@@ -42,7 +51,9 @@ class FollowupDue(Contract):
     due_at: Timestamp
     fired_at: Timestamp
     revisit_number: Annotated[int, Field(ge=1, le=100)] | None = None
-    parties: Annotated[list[Party], Field(max_length=200)] = Field([], description="Contact details, revisits only")
+    parties: Annotated[list[Party], Field(max_length=200)] = Field(
+        [], description="Contact details, revisits on the department's own due topic only; always empty on the shared followups.due"
+    )
     disclosure: DisclosureVersion | None = None
 
 

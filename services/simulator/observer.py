@@ -73,6 +73,8 @@ class Observed:
                 self._order(message, record.timestamp)
             else:
                 self.notices += 1
+        elif topic.startswith("followups.") and topic.endswith(".due") and topic != "followups.due":
+            return  # each due is on its department's topic and on the shared feed: counted once, from the feed
         elif topic == "followups.due":
             due = FollowupDue.model_validate_json(record.value)
             self.due[due.kind] += 1

@@ -23,7 +23,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.disputes import DISPUTES_REPORTED, DisputeReported
-from schemas.followups import FOLLOWUPS_DUE, FollowupDue, results_topic
+from schemas.followups import FOLLOWUPS_DUE, FollowupDue, due_topic, results_topic
 from schemas.workorders import DEPARTMENT_MESSAGE, DEPARTMENTS, WorkOrderIssued, updates_topic, work_order_topic
 from services.runtime.clock import SimulatedClock
 from services.runtime.embedded import EmbeddedBroker, free_port
@@ -270,8 +270,9 @@ class Simulation:
             await consumer.stop()
 
     async def revisit_teams(self, scheduler: Scheduler) -> None:
-        """Answer every revisit that comes due."""
-        consumer = self._consumer([self.kafka.topic(FOLLOWUPS_DUE)], f"sim-revisits-{self.run_id}")
+        """Answer every revisit that comes due, as each department's team reads it off its own due topic."""
+        # The department topics, not the shared feed: only they carry the parties the team must call.
+        consumer = self._consumer([self.kafka.topic(due_topic(d)) for d in DEPARTMENTS], f"sim-revisits-{self.run_id}")
         await consumer.start()
         try:
             async for record in consumer:

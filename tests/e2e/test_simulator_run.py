@@ -11,7 +11,7 @@ import pytest
 from schemas.workorders import DEPARTMENTS
 from services.dispatch.disclosure import DEFAULT_DISCLOSURE, load_disclosure
 from services.simulator.population import SURNAMES
-from tests.support.disclosure import audit_topics, read_dump
+from tests.support.disclosure import DUE_TOPICS, audit_topics, read_dump
 
 # Phones, ID numbers and the simulated parties' names (a surname and 某), wherever they might leak. Digits
 # right after a decimal point are a fraction (a histogram's sum of 59475.14720000002 once matched as a phone).
@@ -77,12 +77,17 @@ def test_a_short_run_closes_the_loop_and_its_report_agrees_with_the_metrics(tmp_
     for name, text in written.items():
         assert not PERSONAL.search(text), f"{name}: {PERSONAL.search(text).group(0)!r}"
 
-    # Minimum necessary: every record on every department's topic, followups.due and workorders.events carries each
-    # party detail as the disclosure policy shows it to that reader, and no more (tests/support/disclosure.py).
+    # Minimum necessary: every record on every department's orders and due topics and on workorders.events carries each
+    # party detail as the disclosure policy shows it to that reader, and no more; the shared followups.due carries
+    # no parties at all (tests/support/disclosure.py).
     policy = load_disclosure(DEFAULT_DISCLOSURE)
     audit = audit_topics(read_dump(dump.read_text(encoding="utf-8")), policy)
     assert audit.breaches == [], audit.breaches[:20]
-    assert audit.records["workorders.events"] > 0 and audit.records["followups.due"] == sum(report[k] for k in ("sla_warnings", "sla_breaches", "revisits_due"))
+    dues = sum(report[k] for k in ("sla_warnings", "sla_breaches", "revisits_due"))
+    # Each due once on its department's topic and once on the shared feed: the report counts the feed alone.
+    assert audit.records["workorders.events"] > 0 and audit.records["followups.due"] == dues
+    assert sum(n for topic, n in audit.records.items() if topic in DUE_TOPICS) == dues
+    assert len({topic for topic in audit.records if topic in DUE_TOPICS}) > 1, "addressed to several departments"
     assert sum(n for topic, n in audit.records.items() if topic.removeprefix("workorders.") in DEPARTMENTS) == report["orders"] + report["case_notices"]
     # The audit saw every kind of disclosure the policy makes: ID numbers to the police alone, masked phones to support.
     seen = {(reader.split(":")[-1] if ":" in reader else reader, name, shown) for reader, name, shown in audit.checked}

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from schemas.common import Party
 from schemas.disputes import DisputeReported
-from schemas.followups import FollowupDue
+from schemas.followups import FOLLOWUPS_DUE, FollowupDue, due_topic
 from schemas.workorders import DEPARTMENT_MESSAGE, DEPARTMENTS, WORK_ORDER_EVENT, CaseNotice
 from services.dispatch.disclosure import DisclosurePolicy, View, mask_id_number, mask_name, mask_phone
 
@@ -16,6 +16,8 @@ from services.dispatch.disclosure import DisclosurePolicy, View, mask_id_number,
 # Not within a longer run of letters and digits: a work order id's hex once held eleven digits in a row.
 ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])")
 MOBILE = re.compile(r"(?<![0-9A-Za-z.])1[3-9]\d{9}(?![0-9A-Za-z])")
+# Each department's own due topic: its deadline alerts, and its revisits with the parties as the revisit team sees them.
+DUE_TOPICS = {due_topic(d) for d in DEPARTMENTS}
 
 
 @dataclass
@@ -74,9 +76,19 @@ def audit_topics(records: Iterable[tuple[str, str]], policy: DisclosurePolicy) -
                 _version(audit, topic, event.disclosure, policy)
                 where = f"{topic} {event.kind} {event.dispute_id}"
                 _check(audit, "events", where, policy.events, event.report.parties, cases[event.dispute_id].at(event.report.parties), raw)
-        elif topic == "followups.due":
+        elif topic == FOLLOWUPS_DUE:
+            # The operators' feed: every department's dues, none with a party or any trace of one.
             due = FollowupDue.model_validate_json(raw)
             audit.records[topic] += 1
+            if due.parties or due.disclosure is not None:
+                audit.breaches.append(f"{topic} {due.followup_id}: parties on the shared feed")
+            if ID_NUMBER.search(raw) or MOBILE.search(raw):
+                audit.breaches.append(f"{topic} {due.followup_id}: a phone or ID number on the shared feed")
+        elif topic in DUE_TOPICS:
+            due = FollowupDue.model_validate_json(raw)
+            audit.records[topic] += 1
+            if topic != due_topic(due.department):
+                audit.breaches.append(f"{topic} {due.followup_id}: a due of {due.department}")
             if due.kind == "revisit":
                 _version(audit, topic, due.disclosure, policy)
                 _check(audit, "revisit", f"{topic} {due.followup_id}", policy.revisit, due.parties, cases[due.dispute_id].at(due.parties), raw)
