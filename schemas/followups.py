@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from schemas.common import NO_CONTROL, Contract, DisclosureVersion, DisputeId, EventId, Note, Party, Timestamp
+from schemas.common import NO_CONTROL, Contract, DisclosureVersion, DisputeId, EventId, Integral, Note, Party, Timestamp
 from schemas.workorders import DEPARTMENTS, Department, WorkOrderId
 
 FOLLOWUPS_DUE = "followups.due"
@@ -41,7 +41,7 @@ class FollowupDue(Contract):
     work_order_id: WorkOrderId | None = Field(None, description="The order whose deadline this is about (SLA kinds)")
     due_at: Timestamp
     fired_at: Timestamp
-    revisit_number: Annotated[int, Field(ge=1, le=100)] | None = None
+    revisit_number: Annotated[int, Field(ge=1, le=100), Integral] | None = None
     parties: Annotated[list[Party], Field(max_length=200)] = Field([], description="Contact details, revisits only")
     disclosure: DisclosureVersion | None = None
 
@@ -54,7 +54,7 @@ class FollowupResult(Contract):
     event_id: EventId
     followup_id: FollowupId
     dispute_id: DisputeId
-    satisfaction: Annotated[int, Field(ge=1, le=5)]
+    satisfaction: Annotated[int, Field(ge=1, le=5), Integral]
     agreement_fulfilled: bool
     rebound: bool
     note: Note = ""
