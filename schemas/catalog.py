@@ -28,6 +28,8 @@ from schemas.workorders import (
     WORKORDERS_TOPIC_PREFIX,
     WORKORDERS_UPDATES,
     WORKORDERS_UPDATES_INVALID,
+    CaseNotice,
+    DepartmentMessage,
     WorkOrderEvent,
     WorkOrderIssued,
     WorkOrderUpdate,
@@ -39,6 +41,8 @@ CONTRACTS: dict[str, Any] = {
     "ReassessmentRequested": ReassessmentRequested,
     "DisputeTriaged": DisputeTriaged,
     "WorkOrderIssued": WorkOrderIssued,
+    "CaseNotice": CaseNotice,
+    "DepartmentMessage": DepartmentMessage,
     "WorkOrderUpdate": WorkOrderUpdate,
     "WorkOrderEvent": WorkOrderEvent,
     "FollowupDue": FollowupDue,
@@ -69,7 +73,8 @@ _REPORTED = Channel(DISPUTES_REPORTED, "DisputeReported", "Reports from upstream
 _REASSESS = Channel(DISPUTES_REASSESS, "ReassessmentRequested", "Requests to grade a dispute again")
 _TRIAGED = Channel(DISPUTES_TRIAGED, "DisputeTriaged", "Graded disputes (分级)")
 _ORDERS = Channel(
-    WORKORDERS_TOPIC_PREFIX + "{department}", "WorkOrderIssued", "Work orders (工单), one topic per department"
+    WORKORDERS_TOPIC_PREFIX + "{department}", "DepartmentMessage",
+    "Work orders (工单) and notices about their cases (ce_type tells them apart), one topic per department",
 )
 DEPARTMENT_PLACEHOLDER = "{department}"
 _UPDATES = Channel(

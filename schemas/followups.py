@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from schemas.common import NO_CONTROL, Contract, DisclosureVersion, DisputeId, EventId, Note, Party, Timestamp
+from schemas.common import NO_CONTROL, Contract, DisclosureVersion, DisputeId, EventId, Integral, Note, Party, Timestamp
 from schemas.workorders import DEPARTMENTS, Department, WorkOrderId
 
 # The operators' and dashboards' feed: every due of every department, its parties emptied (minimum necessary).
@@ -50,7 +50,7 @@ class FollowupDue(Contract):
     work_order_id: WorkOrderId | None = Field(None, description="The order whose deadline this is about (SLA kinds)")
     due_at: Timestamp
     fired_at: Timestamp
-    revisit_number: Annotated[int, Field(ge=1, le=100)] | None = None
+    revisit_number: Annotated[int, Field(ge=1, le=100), Integral] | None = None
     parties: Annotated[list[Party], Field(max_length=200)] = Field(
         [], description="Contact details, revisits on the department's own due topic only; always empty on the shared followups.due"
     )
@@ -65,7 +65,7 @@ class FollowupResult(Contract):
     event_id: EventId
     followup_id: FollowupId
     dispute_id: DisputeId
-    satisfaction: Annotated[int, Field(ge=1, le=5)]
+    satisfaction: Annotated[int, Field(ge=1, le=5), Integral]
     agreement_fulfilled: bool
     rebound: bool
     note: Note = ""

@@ -9,6 +9,7 @@ from schemas.common import (
     TEXT,
     Category,
     Contract,
+    Integral,
     DisputeId,
     EventId,
     Level,
@@ -71,7 +72,7 @@ def updates_topic(department: str) -> str:
 
 WorkOrderId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL), Field(description="Deterministic per dispute, department and attempt")]
 Role = Literal["lead", "support"]
-Attempt = Annotated[int, Field(ge=1, le=1000)]
+Attempt = Annotated[int, Field(ge=1, le=1000), Integral]
 UpdateStatus = Literal["accepted", "in_progress", "resolved", "mediation_failed", "returned"]
 OrderStatus = Literal["issued", "accepted", "in_progress", "resolved", "mediation_failed", "returned", "superseded"]
 
@@ -232,7 +233,10 @@ def _department_kind(value: Any) -> str:
 
 DepartmentMessage = Annotated[
     Union[Annotated[WorkOrderIssued, Tag("order")], Annotated[CaseNotice, Tag("notice")]],
-    Discriminator(_department_kind),
+    Field(
+        discriminator=Discriminator(_department_kind),
+        description="What a department's own topic carries: its work orders, and notices about their cases (since 1.2.0)",
+    ),
 ]
 # What a department's own topic carries: its orders, and notices about the cases they belong to (tell them by ce_type).
 DEPARTMENT_MESSAGE = TypeAdapter(DepartmentMessage)

@@ -215,7 +215,8 @@ class DispatchProcessor:
     async def on_triaged(self, records: Sequence[Any]) -> None:
         """Issue the orders of a batch of graded disputes."""
         valid, dead = validated(
-            records, DisputeTriaged.model_validate_json, self.kafka.topic(DISPUTES_INVALID), self.max_message_bytes, self.metrics.invalid_triaged.inc
+            records, DisputeTriaged.model_validate_json, self.kafka.topic(DISPUTES_INVALID), self.max_message_bytes, self.metrics.invalid_triaged.inc,
+            source=CE_SOURCE,
         )
 
         keys = [f"triaged:{t.source_event_id}" for _, t in valid]
@@ -284,7 +285,7 @@ class DispatchProcessor:
         if parked:
             await isolate_poison(
                 parked, self._retry, self.publish, self.kafka.topic(WORKORDERS_UPDATES_INVALID),
-                self.metrics.rejected_updates.labels("unprocessable").inc, self._forget,
+                self.metrics.rejected_updates.labels("unprocessable").inc, self._forget, source=CE_SOURCE,
             )
 
     async def _retry(self, parked: Sequence[ParkedUpdate]) -> None:
@@ -297,7 +298,8 @@ class DispatchProcessor:
         # `retrying`: the places of the parked updates to retry, with no new record; None for a new batch.
         invalid_topic = self.kafka.topic(WORKORDERS_UPDATES_INVALID)
         valid, dead = validated(
-            records, WorkOrderUpdate.model_validate_json, invalid_topic, self.max_message_bytes, self.metrics.rejected_updates.labels("invalid").inc
+            records, WorkOrderUpdate.model_validate_json, invalid_topic, self.max_message_bytes, self.metrics.rejected_updates.labels("invalid").inc,
+            source=CE_SOURCE,
         )
 
         async def work(connection: AsyncConnection) -> None:
@@ -306,7 +308,8 @@ class DispatchProcessor:
             first_seen = {_where(p): p.first_seen for p in parked}
             retried = [p for p in parked if retrying is not None and _where(p) in retrying]
             revived, letters = validated(
-                retried, WorkOrderUpdate.model_validate_json, invalid_topic, self.max_message_bytes, self.metrics.rejected_updates.labels("invalid").inc
+                retried, WorkOrderUpdate.model_validate_json, invalid_topic, self.max_message_bytes, self.metrics.rejected_updates.labels("invalid").inc,
+                source=CE_SOURCE,
             )
             # A record parked by a try whose offsets did not commit comes again: it keeps its first sight.
             inputs = revived + [(r, u) for r, u in valid if _where(r) not in first_seen]
@@ -378,7 +381,7 @@ class DispatchProcessor:
 
     def _refuse(self, record: Any, rejection: Rejection, invalid_topic: str) -> Any:
         self.metrics.rejected_updates.labels(rejection.reason).inc()
-        return dead_letter(record, str(rejection), invalid_topic)
+        return dead_letter(record, str(rejection), invalid_topic, source=CE_SOURCE)
 
     def _observe_issued(self, batch: Effects, records: list[Any]) -> None:
         # One increment per label set: a batch issues hundreds of orders over a few dozen sets.

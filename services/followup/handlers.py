@@ -110,7 +110,7 @@ class FollowupProcessor:
         """Set and cancel timers from dispatch's audit trail."""
         parsed, dead = validated(
             records, WORK_ORDER_EVENT.validate_json, self.kafka.topic(WORKORDERS_EVENTS_INVALID), self.settings.max_message_bytes,
-            self.metrics.invalid.labels("workorder_event").inc,
+            self.metrics.invalid.labels("workorder_event").inc, source=CE_SOURCE,
         )
         events = [event for _, event in parsed]
 
@@ -208,7 +208,8 @@ class FollowupProcessor:
         """Record the first result of each fired revisit; a rebound or a broken agreement goes back to triage."""
         invalid_topic = self.kafka.topic(FOLLOWUPS_RESULTS_INVALID)
         valid, dead = validated(
-            records, FollowupResult.model_validate_json, invalid_topic, self.settings.max_message_bytes, self.metrics.invalid.labels("result").inc
+            records, FollowupResult.model_validate_json, invalid_topic, self.settings.max_message_bytes, self.metrics.invalid.labels("result").inc,
+            source=CE_SOURCE,
         )
 
         async def work(connection: Transaction) -> Judged:
@@ -227,7 +228,7 @@ class FollowupProcessor:
             disputes = await self.store.load_disputes(connection, sorted({r.dispute_id for _, r in fresh}))
             judged = judge_results(fresh, timers, answered, disputes, now)
             judged.refused[:0] = impostors
-            refused = [dead_letter(record, why.reason, invalid_topic) for record, why in judged.refused]
+            refused = [dead_letter(record, why.reason, invalid_topic, source=CE_SOURCE) for record, why in judged.refused]
             await self.publish(dead + refused + [self._encode(DISPUTES_REASSESS, r, r.event_id, now) for r in judged.reassessments])
             fault_point("after_publish", "results")
             await self.store.record_results(connection, judged.recorded, [key(pair) for pair in fresh], now)

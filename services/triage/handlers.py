@@ -179,7 +179,7 @@ class TriageProcessor:
                 accepted.append(decode(record, self.reassess_topic, self.settings.max_message_bytes, latest))
             except Rejected as rejected:
                 self.metrics.invalid.labels(rejected.label).inc()
-                dead.append(dead_letter(record, rejected.reason, self.invalid_topic))
+                dead.append(dead_letter(record, rejected.reason, self.invalid_topic, source=CE_SOURCE))
         return accepted, dead
 
     async def _fresh(self, accepted: list[Accepted]) -> list[Accepted]:
