@@ -28,6 +28,8 @@ from schemas.workorders import (
     WORKORDERS_TOPIC_PREFIX,
     WORKORDERS_UPDATES,
     WORKORDERS_UPDATES_INVALID,
+    CaseNotice,
+    DepartmentMessage,
     WorkOrderEvent,
     WorkOrderIssued,
     WorkOrderUpdate,
@@ -39,6 +41,8 @@ CONTRACTS: dict[str, Any] = {
     "ReassessmentRequested": ReassessmentRequested,
     "DisputeTriaged": DisputeTriaged,
     "WorkOrderIssued": WorkOrderIssued,
+    "CaseNotice": CaseNotice,
+    "DepartmentMessage": DepartmentMessage,
     "WorkOrderUpdate": WorkOrderUpdate,
     "WorkOrderEvent": WorkOrderEvent,
     "FollowupDue": FollowupDue,
@@ -69,7 +73,8 @@ _REPORTED = Channel(DISPUTES_REPORTED, "DisputeReported", "Reports from upstream
 _REASSESS = Channel(DISPUTES_REASSESS, "ReassessmentRequested", "Requests to grade a dispute again")
 _TRIAGED = Channel(DISPUTES_TRIAGED, "DisputeTriaged", "Graded disputes (分级)")
 _ORDERS = Channel(
-    WORKORDERS_TOPIC_PREFIX + "{department}", "WorkOrderIssued", "Work orders (工单), one topic per department"
+    WORKORDERS_TOPIC_PREFIX + "{department}", "DepartmentMessage",
+    "Work orders (工单) and notices about their cases (ce_type tells them apart), one topic per department",
 )
 DEPARTMENT_PLACEHOLDER = "{department}"
 _UPDATES = Channel(
@@ -77,7 +82,11 @@ _UPDATES = Channel(
     "Departments' progress updates, one topic per department: the topic names the sender",
 )
 _EVENTS = Channel(WORKORDERS_EVENTS, "WorkOrderEvent", "Dispatch audit trail")
-_DUE = Channel(FOLLOWUPS_DUE, "FollowupDue", "Revisits and deadline alerts (回头看)")
+_DUE = Channel(
+    FOLLOWUPS_TOPIC_PREFIX + DEPARTMENT_PLACEHOLDER + ".due", "FollowupDue",
+    "Revisits and deadline alerts (回头看), one topic per department: a revisit carries the parties as the revisit team may see them",
+)
+_DUE_FEED = Channel(FOLLOWUPS_DUE, "FollowupDue", "Every department's revisits and deadline alerts without parties: the operators' feed")
 _RESULTS = Channel(
     FOLLOWUPS_TOPIC_PREFIX + DEPARTMENT_PLACEHOLDER + ".results", "FollowupResult",
     "Revisit results, one topic per department: the topic names the sender",
@@ -97,14 +106,14 @@ SERVICES: dict[str, ServiceTopology] = {
         "followup",
         "Watches deadlines, revisits every resolved dispute and sends rebounds back for re-grading.",
         (_EVENTS, _RESULTS),
-        (_DUE, _REASSESS),
+        (_DUE, _DUE_FEED, _REASSESS),
     ),
 }
 
-# What a department's own system does: read its orders, write its updates and its revisit teams' results.
-# Follow-up's due revisits stay on the shared followups.due (no per-department due topic yet), so no department reads it.
+# What a department's own system does: read its orders and its dues, write its updates and its revisit teams' results.
+# The shared followups.due carries every department's dues: operators alone read it, with no ACL of their own.
 DEPARTMENT = ServiceTopology(
-    "department", "A department's own system: one principal per department.", (_ORDERS,), (_UPDATES, _RESULTS)
+    "department", "A department's own system: one principal per department.", (_ORDERS, _DUE), (_UPDATES, _RESULTS)
 )
 
 # Development only: shared topics any department's simulator may write, the sender named by the payload alone.

@@ -18,3 +18,8 @@ def cloudevent_headers(event_id: str, ce_type: str, source: str, time: datetime)
         "ce_time": rfc3339(time),
         "content-type": CONTENT_TYPE,
     }
+
+
+def service_source(service: str) -> str:
+    """Name a service as the `ce_source` of everything it writes, dead letters included."""
+    return f"/fengqiao/{service}"

@@ -1,9 +1,11 @@
 """Building blocks shared by every contract: base model, identifiers, timestamps, parties."""
 
+import re
 from datetime import datetime
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
 
 # Strict so that "3" is not silently taken for 3 and a timestamp must be an RFC 3339 string in JSON.
 _CONTRACT_CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True)
@@ -33,11 +35,60 @@ class Contract(BaseModel):
 
 # Control characters have no use in any field, and PostgreSQL cannot store NUL: identifiers refuse every one
 # (C0, DEL, C1), free text keeps tabs and line breaks. Patterns run in pydantic's Rust regex, where `$` is the very
-# end of the text (Python's would let a trailing newline through).
+# end of the text (measured: Python's re.search lets one trailing newline through, and the Rust engine refuses
+# lookarounds), so the JSON Schemas spell every final `$` as `$(?!\n)`: see schemas/generate.py.
 NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"
 TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
 
-Timestamp = Annotated[AwareDatetime, Field(description="RFC 3339 timestamp with an offset; naive times are rejected")]
+
+def _integral(value: Any) -> Any:
+    # JSON has one number type: a JSON Schema "integer" is any number with no fraction, so 5.0 and 5e0 are 5 there,
+    # and the service must agree. Text stays refused ("5" is not 5): only a float with nothing after the point passes.
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+# Every integer of every contract: strict, yet a number written 5.0 is the integer 5, as the JSON Schemas say.
+Integral = BeforeValidator(_integral)
+
+# RFC 3339 section 5.6 and nothing looser: a T (or t), seconds, and a Z or an offset with its colon. pydantic alone
+# would take a space, no seconds, or +0800 (ISO 8601 forms); the JSON Schema states the same pattern next to
+# format date-time, whose checker refuses impossible dates (2026-02-30) as pydantic does. Year 0000 is valid RFC 3339
+# but no Python datetime: refused on both sides. Written to mean the same in ECMA 262, Python and Rust regex.
+RFC3339 = (
+    r"^(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+_RFC3339 = re.compile(RFC3339)
+
+
+# pydantic's own datetime parser (speedate), for a string that has passed the pattern: in strict mode a validator
+# ahead of the datetime hands it text it would refuse, so the text is parsed here, exactly as JSON input would be.
+_DATETIME = TypeAdapter(AwareDatetime)
+
+
+def _rfc3339_text(value: Any) -> Any:
+    # Only text from the wire is checked here: a datetime built in code has no spelling to be wrong about.
+    if not isinstance(value, str):
+        return value
+    # The messages never repeat the input, which a sender may have filled with anything.
+    if _RFC3339.fullmatch(value) is None:
+        if _RFC3339.fullmatch(value + "Z"):  # well formed but naive: pydantic's own words, which operators know
+            raise PydanticCustomError("timezone_aware", "Input should have timezone info")
+        raise PydanticCustomError(
+            "rfc3339", "Input should be an RFC 3339 date-time with seconds and a timezone offset, like 2026-03-02T09:30:00+08:00"
+        )
+    try:
+        return _DATETIME.validate_python(value, strict=False)
+    except ValidationError as error:  # an impossible date or time: 2026-02-30, or beyond the year 9999 with its offset
+        first = error.errors(include_url=False, include_input=False)[0]
+        raise PydanticCustomError(first["type"], first["msg"]) from None
+
+
+Timestamp = Annotated[
+    AwareDatetime,
+    BeforeValidator(_rfc3339_text),
+    Field(description="RFC 3339 timestamp: a T, seconds and an offset with its colon; naive times are rejected", json_schema_extra={"pattern": RFC3339}),
+]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL), Field(description="Unique id of this event")]
 DisputeId = Annotated[
     str,
@@ -96,7 +147,7 @@ class Party(Contract):
     # Outgoing records may carry these masked, as the disclosure policy says (services/dispatch/disclosure.yaml).
     id_number: Annotated[str, StringConstraints(min_length=4, max_length=32, pattern=ID_NUMBER), Field(description=_ID_NUMBER_TEXT)] | None = None
     phone: Annotated[str, StringConstraints(min_length=3, max_length=24, pattern=PHONE), Field(description=_PHONE_TEXT)] | None = None
-    age: Annotated[int, Field(ge=0, le=150)] | None = None
+    age: Annotated[int, Field(ge=0, le=150), Integral] | None = None
     vulnerable: Annotated[list[Vulnerability], Field(max_length=4)] = []
 
 

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from schemas.common import (
     NO_CONTROL,
@@ -10,6 +10,7 @@ from schemas.common import (
     TIER_BY_LEVEL,
     Category,
     Contract,
+    Integral,
     DisputeId,
     EventId,
     Level,
@@ -27,7 +28,7 @@ DISPUTES_INVALID = "disputes.invalid"
 
 Source = Literal["grid_app", "police_110", "hotline_12345", "door_qr", "walk_in", "patrol", "other"]
 RegionName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=TEXT)]
-Count = Annotated[int, Field(ge=0, le=10_000)]
+Count = Annotated[int, Field(ge=0, le=10_000), Integral]
 
 
 class Region(Contract):
@@ -73,7 +74,7 @@ class DisputeReported(Contract):
     category: Category
     description: Annotated[str, StringConstraints(min_length=1, max_length=5000, pattern=TEXT)]
     parties: Annotated[list[Party], Field(min_length=1, max_length=200)]
-    party_count: Annotated[int, Field(ge=1, le=1_000_000, description="People on all sides, listed or not")]
+    party_count: Annotated[int, Field(ge=1, le=1_000_000, description="People on all sides, listed or not"), Integral]
     amount_cny: Annotated[float, Field(ge=0, le=1e13, allow_inf_nan=False)] | None = None
     risk: Risk = Risk()
     history: History = History()
@@ -118,6 +119,15 @@ class DisputeTriaged(Contract):
     """A dispute graded by triage (分级), with the rules that decided it."""
 
     ce_type = "cn.fengqiao.dispute.triaged.v1"
+    # The tier follows from the level: said in the JSON Schema too, so a validator refuses what the model refuses.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                {"if": {"properties": {"level": {"const": level}}}, "then": {"properties": {"tier": {"const": tier}}}}
+                for level, tier in TIER_BY_LEVEL.items()
+            ]
+        }
+    )
 
     event_id: EventId
     dispute_id: DisputeId
@@ -128,10 +138,14 @@ class DisputeTriaged(Contract):
     urgency: Urgency
     flags: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL)]], Field(max_length=64)]
     matched_rules: Annotated[list[MatchedRule], Field(max_length=256)]
-    # Added in contract 1.2.0, optional: consumers of 1.1.0 events see an empty list.
+    # Added in contract 1.3.0, optional: events of earlier versions read as an empty list.
     detections: Annotated[list[RiskDetection], Field(max_length=64, description="Phrases that raised detected flags")] = []
     ruleset_version: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL)]
     triaged_at: Timestamp
+    same_matter: Annotated[list[DisputeId], Field(max_length=8)] = Field(
+        [], description="Earlier disputes sharing a party, the category and the community within the rules' window: the same quarrel "
+        "reported under another id; dispatch joins the report to the one that is an open case (since 1.2.0)"
+    )
     report: DisputeReported
 
     @model_validator(mode="after")

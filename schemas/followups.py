@@ -4,9 +4,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from schemas.common import NO_CONTROL, Contract, DisclosureVersion, DisputeId, EventId, Note, Party, Timestamp
+from schemas.common import NO_CONTROL, Contract, DisclosureVersion, DisputeId, EventId, Integral, Note, Party, Timestamp
 from schemas.workorders import DEPARTMENTS, Department, WorkOrderId
 
+# The operators' and dashboards' feed: every due of every department, its parties emptied (minimum necessary).
+# Each due with what its department may see goes to due_topic(department).
 FOLLOWUPS_DUE = "followups.due"
 # Development only, like workorders.updates: in production each department's revisit team writes results_topic.
 FOLLOWUPS_RESULTS = "followups.results"
@@ -20,6 +22,13 @@ def results_topic(department: str) -> str:
     if department not in DEPARTMENTS:
         raise ValueError(f"unknown department: {department}")
     return f"{FOLLOWUPS_TOPIC_PREFIX}{department}.results"
+
+
+def due_topic(department: str) -> str:
+    """Name the topic only `department` may read its dues from: its deadline warnings, and its revisits with the parties."""
+    if department not in DEPARTMENTS:
+        raise ValueError(f"unknown department: {department}")
+    return f"{FOLLOWUPS_TOPIC_PREFIX}{department}.due"
 
 
 FollowupId = Annotated[
@@ -41,8 +50,10 @@ class FollowupDue(Contract):
     work_order_id: WorkOrderId | None = Field(None, description="The order whose deadline this is about (SLA kinds)")
     due_at: Timestamp
     fired_at: Timestamp
-    revisit_number: Annotated[int, Field(ge=1, le=100)] | None = None
-    parties: Annotated[list[Party], Field(max_length=200)] = Field([], description="Contact details, revisits only")
+    revisit_number: Annotated[int, Field(ge=1, le=100), Integral] | None = None
+    parties: Annotated[list[Party], Field(max_length=200)] = Field(
+        [], description="Contact details, revisits on the department's own due topic only; always empty on the shared followups.due"
+    )
     disclosure: DisclosureVersion | None = None
 
 
@@ -54,7 +65,7 @@ class FollowupResult(Contract):
     event_id: EventId
     followup_id: FollowupId
     dispute_id: DisputeId
-    satisfaction: Annotated[int, Field(ge=1, le=5)]
+    satisfaction: Annotated[int, Field(ge=1, le=5), Integral]
     agreement_fulfilled: bool
     rebound: bool
     note: Note = ""

@@ -1,14 +1,15 @@
 """Work orders (工单) to departments, their updates and the dispatch audit trail (topics `workorders.*`)."""
 
-from typing import Annotated, Literal, Union, get_args
+from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import Field, StringConstraints, TypeAdapter
+from pydantic import Discriminator, Field, StringConstraints, Tag, TypeAdapter
 
 from schemas.common import (
     NO_CONTROL,
     TEXT,
     Category,
     Contract,
+    Integral,
     DisputeId,
     EventId,
     Level,
@@ -20,7 +21,7 @@ from schemas.common import (
     Timestamp,
     Urgency,
 )
-from schemas.disputes import DisputeReported, Region
+from schemas.disputes import DisputeReported, Region, Source
 
 # The shared updates topic is for development only: anyone allowed to write it could speak for any department.
 # In production each department writes its own topic (updates_topic), which one ACL per principal authorises.
@@ -71,7 +72,7 @@ def updates_topic(department: str) -> str:
 
 WorkOrderId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL), Field(description="Deterministic per dispute, department and attempt")]
 Role = Literal["lead", "support"]
-Attempt = Annotated[int, Field(ge=1, le=1000)]
+Attempt = Annotated[int, Field(ge=1, le=1000), Integral]
 UpdateStatus = Literal["accepted", "in_progress", "resolved", "mediation_failed", "returned"]
 OrderStatus = Literal["issued", "accepted", "in_progress", "resolved", "mediation_failed", "returned", "superseded"]
 
@@ -176,8 +177,73 @@ class OrderEscalated(_AboutOneOrder):
     to: Literal["governance_centre", "triage"]
 
 
+ReportOutcome = Literal["joined", "regraded", "reopened", "renewed"]
+MatchReason = Literal["same_dispute_id", "same_matter"]
+
+
+class CaseReportedAgain(_OrderEventBase):
+    """Another report of a case: under its own id through another channel, or under another platform's id (merged).
+
+    `outcome`: joined the open case (no order issued or superseded); graded higher, so a new attempt follows;
+    reopened a case resolved within the routing file's window, as a rebound sent to triage; or renewed one resolved
+    longer ago, as a new attempt that keeps its history.
+    """
+
+    ce_type = "cn.fengqiao.workorder.event.reported_again.v1"
+
+    kind: Literal["reported_again"] = "reported_again"
+    reported_dispute_id: DisputeId = Field(description="The id the report came under: the case's own, or the one merged into it")
+    source_event_id: EventId
+    source: Source
+    reported_at: Timestamp
+    matched_by: MatchReason
+    outcome: ReportOutcome
+    level: Level = Field(description="The case's level after the report")
+
+
+class CaseNotice(Contract):
+    """News of a case for a department holding open orders on it, on that department's own topic (since 1.2.0).
+
+    `reported_again`: the dispute was reported again, through another channel or under another platform's id; it
+    joined the case, so the department's orders stand, and the new report's description and parties (as the
+    disclosure policy shows them to this department) are added to what it knows.
+    """
+
+    ce_type = "cn.fengqiao.workorder.notice.v1"
+
+    notice: Literal["reported_again"]
+    event_id: EventId
+    dispute_id: DisputeId
+    department: Department
+    role: Role = Field(description="The department's role in the case: the parties are as the disclosure policy shows them to it")
+    work_order_ids: Annotated[list[WorkOrderId], Field(min_length=1, max_length=8)]
+    reported_dispute_id: DisputeId
+    source: Source
+    reported_at: Timestamp
+    description: Annotated[str, StringConstraints(min_length=1, max_length=5000, pattern=TEXT)]
+    parties: Annotated[list[Party], Field(min_length=1, max_length=200)]
+    at: Timestamp
+    disclosure: DisclosureVersion | None = None
+
+
+def _department_kind(value: Any) -> str:
+    # Orders predate notices and carry no discriminator of their own: a notice is what names its `notice`.
+    return "notice" if isinstance(value, dict) and "notice" in value else "order"
+
+
+DepartmentMessage = Annotated[
+    Union[Annotated[WorkOrderIssued, Tag("order")], Annotated[CaseNotice, Tag("notice")]],
+    Field(
+        discriminator=Discriminator(_department_kind),
+        description="What a department's own topic carries: its work orders, and notices about their cases (since 1.2.0)",
+    ),
+]
+# What a department's own topic carries: its orders, and notices about the cases they belong to (tell them by ce_type).
+DEPARTMENT_MESSAGE = TypeAdapter(DepartmentMessage)
+
+
 WorkOrderEvent = Annotated[
-    Union[OrderIssued, OrderStatusChanged, DisputeResolved, OrderEscalated],
+    Union[OrderIssued, OrderStatusChanged, DisputeResolved, OrderEscalated, CaseReportedAgain],
     Field(discriminator="kind", description="One entry of the dispatch audit trail on workorders.events"),
 ]
 WORK_ORDER_EVENT = TypeAdapter(WorkOrderEvent)

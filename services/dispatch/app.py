@@ -20,7 +20,7 @@ from services.dispatch.calendar import (
     parse_holidays,
 )
 from services.dispatch.disclosure import DisclosurePolicy, parse_disclosure
-from services.dispatch.handlers import DispatchProcessor
+from services.dispatch.handlers import CE_SOURCE, DispatchProcessor
 from services.dispatch.metrics import DispatchMetrics
 from services.dispatch.routing import RoutingTable, parse_routing
 from services.dispatch.settings import DispatchSettings
@@ -85,7 +85,8 @@ def create_app(
     async def on_triaged(records: Any) -> None:
         """Issue work orders for a batch of graded disputes."""
         await isolate_poison(
-            records, processor.on_triaged, parts.publisher, kafka.topic(DISPUTES_INVALID), metrics.invalid_triaged.inc, processor.forget_triaged
+            records, processor.on_triaged, parts.publisher, kafka.topic(DISPUTES_INVALID), metrics.invalid_triaged.inc, processor.forget_triaged,
+            source=CE_SOURCE,
         )
 
     # Departments report progress over hours and days: their updates need no eager polling. Each writes its own
@@ -98,7 +99,8 @@ def create_app(
         """Retry the parked updates, then apply a batch of department updates."""
         await processor.retry_parked()
         await isolate_poison(
-            records, processor.on_updates, parts.publisher, kafka.topic(WORKORDERS_UPDATES_INVALID), metrics.rejected_updates.labels("unprocessable").inc
+            records, processor.on_updates, parts.publisher, kafka.topic(WORKORDERS_UPDATES_INVALID), metrics.rejected_updates.labels("unprocessable").inc,
+            source=CE_SOURCE,
         )
 
     async def recount_open_orders() -> None:

@@ -21,6 +21,7 @@ from schemas.catalog import UPDATES_CHANNEL, sender_departments
 from schemas.common import Contract
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DisputeReported, DisputeTriaged
 from schemas.workorders import WORKORDERS_EVENTS, WORKORDERS_UPDATES_INVALID, WorkOrderUpdate, work_order_topic
+from services.dispatch.cases import cases_for, take_report
 from services.dispatch.calendar import HolidayFile, WorkingCalendar, holidays_id, holidays_text, parse_holidays
 from services.dispatch.disclosure import DisclosurePolicy
 from services.dispatch.lifecycle import (
@@ -33,7 +34,6 @@ from services.dispatch.lifecycle import (
     check_sender,
     check_update,
     content_hash,
-    dispatch,
     is_repeat,
     legacy_update_key,
     update_key,
@@ -165,6 +165,7 @@ class DispatchProcessor:
         events = self.kafka.topic(WORKORDERS_EVENTS)
         records += [encode_event(events, e, e.event_id, CE_SOURCE, e.at, reports.value(e)) for e in effects.events]
         records += [encode_event(self.kafka.topic(DISPUTES_REASSESS), r, r.event_id, CE_SOURCE, r.requested_at) for r in effects.reassessments]
+        records += [encode_event(self.kafka.topic(work_order_topic(n.department)), n, n.event_id, CE_SOURCE, n.at) for n in effects.notices]
         return records
 
     def _current_routing(self) -> tuple[Policies, str, str]:
@@ -214,7 +215,8 @@ class DispatchProcessor:
     async def on_triaged(self, records: Sequence[Any]) -> None:
         """Issue the orders of a batch of graded disputes."""
         valid, dead = validated(
-            records, DisputeTriaged.model_validate_json, self.kafka.topic(DISPUTES_INVALID), self.max_message_bytes, self.metrics.invalid_triaged.inc
+            records, DisputeTriaged.model_validate_json, self.kafka.topic(DISPUTES_INVALID), self.max_message_bytes, self.metrics.invalid_triaged.inc,
+            source=CE_SOURCE,
         )
 
         keys = [f"triaged:{t.source_event_id}" for _, t in valid]
@@ -229,7 +231,10 @@ class DispatchProcessor:
                     done.add(key)
                     fresh.append((record, triaged))
             self.metrics.duplicates.labels("triaged").inc(len(valid) - len(fresh))
-            dispute_ids = sorted({t.dispute_id for _, t in fresh})
+            # A report may belong to a case under another id: the ids it names, and the cases those joined.
+            asked = sorted({d for _, t in fresh for d in (t.dispute_id, *t.same_matter)})
+            aliases = await self.store.load_aliases(connection, asked)
+            dispute_ids = sorted({aliases.get(d, d) for d in asked})
             disputes = await self.store.load_disputes(connection, dispute_ids)
             orders = await self.store.load_orders(connection, dispute_ids, [])
             known_disputes, known_orders = set(disputes), set(orders)
@@ -237,15 +242,13 @@ class DispatchProcessor:
             calendars = await self._working_calendars(connection, [h for _, h in pins.values()])
             by_dispute = _by_dispute(orders.values())
             for _, triaged in fresh:
-                current = disputes.get(triaged.dispute_id)
-                open_orders = [o for o in by_dispute[triaged.dispute_id].values() if o.status in OPEN]
                 # Orders date from when triage graded the dispute: a redelivery must not move issued_at and due_at.
                 routing, holidays = pins[f"triaged:{triaged.source_event_id}"]
                 policies = tables[routing]
-                effects = dispatch(
-                    triaged, current, open_orders, triaged.triaged_at, policies.table, calendars[holidays], policies.disclosure, routing, holidays
-                )
+                own, matter = cases_for(triaged, aliases, disputes, by_dispute)
+                effects = take_report(triaged, own, matter, policies.table, calendars[holidays], policies.disclosure, routing, holidays)
                 _take(effects, disputes, orders, by_dispute, batch)
+                aliases.update(effects.aliases)
             reports = EncodedReports()
             await self.publish(self._outgoing(batch, reports) + dead)
             fault_point("after_publish", "triaged")
@@ -254,6 +257,8 @@ class DispatchProcessor:
             await self.store.write(connection, batch, known_disputes, known_orders, processed, self.clock.now(), reports)
             await self.store.unpin(connection, keys)
             self._observe_issued(batch, [r for r, _ in fresh])
+            for (source, how, outcome), count in Counter((e.source, e.matched_by, e.outcome) for e in batch.events if e.kind == "reported_again").items():
+                self.metrics.rereports.labels(source, how, outcome).inc(count)
 
         await self._transaction(work)
         fault_point("after_record", "triaged")
@@ -280,7 +285,7 @@ class DispatchProcessor:
         if parked:
             await isolate_poison(
                 parked, self._retry, self.publish, self.kafka.topic(WORKORDERS_UPDATES_INVALID),
-                self.metrics.rejected_updates.labels("unprocessable").inc, self._forget,
+                self.metrics.rejected_updates.labels("unprocessable").inc, self._forget, source=CE_SOURCE,
             )
 
     async def _retry(self, parked: Sequence[ParkedUpdate]) -> None:
@@ -293,7 +298,8 @@ class DispatchProcessor:
         # `retrying`: the places of the parked updates to retry, with no new record; None for a new batch.
         invalid_topic = self.kafka.topic(WORKORDERS_UPDATES_INVALID)
         valid, dead = validated(
-            records, WorkOrderUpdate.model_validate_json, invalid_topic, self.max_message_bytes, self.metrics.rejected_updates.labels("invalid").inc
+            records, WorkOrderUpdate.model_validate_json, invalid_topic, self.max_message_bytes, self.metrics.rejected_updates.labels("invalid").inc,
+            source=CE_SOURCE,
         )
 
         async def work(connection: AsyncConnection) -> None:
@@ -302,7 +308,8 @@ class DispatchProcessor:
             first_seen = {_where(p): p.first_seen for p in parked}
             retried = [p for p in parked if retrying is not None and _where(p) in retrying]
             revived, letters = validated(
-                retried, WorkOrderUpdate.model_validate_json, invalid_topic, self.max_message_bytes, self.metrics.rejected_updates.labels("invalid").inc
+                retried, WorkOrderUpdate.model_validate_json, invalid_topic, self.max_message_bytes, self.metrics.rejected_updates.labels("invalid").inc,
+                source=CE_SOURCE,
             )
             # A record parked by a try whose offsets did not commit comes again: it keeps its first sight.
             inputs = revived + [(r, u) for r, u in valid if _where(r) not in first_seen]
@@ -374,7 +381,7 @@ class DispatchProcessor:
 
     def _refuse(self, record: Any, rejection: Rejection, invalid_topic: str) -> Any:
         self.metrics.rejected_updates.labels(rejection.reason).inc()
-        return dead_letter(record, str(rejection), invalid_topic)
+        return dead_letter(record, str(rejection), invalid_topic, source=CE_SOURCE)
 
     def _observe_issued(self, batch: Effects, records: list[Any]) -> None:
         # One increment per label set: a batch issues hundreds of orders over a few dozen sets.

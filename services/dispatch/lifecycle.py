@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from schemas.common import TIER_BY_LEVEL
 from schemas.disputes import DisputeReported, DisputeTriaged, History, ReassessmentRequested
 from schemas.workorders import (
+    CaseNotice,
     DisputeResolved,
     OrderEscalated,
     OrderIssued,
@@ -59,6 +60,7 @@ class Dispute:
     history: History
     routing_id: str | None = None  # None for rows written before routings were pinned: they follow the current table
     holidays_id: str | None = None  # likewise for holidays files: None follows the file in use
+    resolved_at: datetime | None = None  # when its current attempt was resolved; None while it is open
 
 
 @dataclass
@@ -70,6 +72,9 @@ class Effects:
     issued: list[WorkOrderIssued] = field(default_factory=list)
     events: list = field(default_factory=list)
     reassessments: list[ReassessmentRequested] = field(default_factory=list)
+    notices: list[CaseNotice] = field(default_factory=list)
+    # A dispute id reported under another platform's id → the case it joined.
+    aliases: dict[str, str] = field(default_factory=dict)
 
     def merge(self, other: "Effects") -> None:
         """Add another input's effects; later state of the same row wins."""
@@ -78,6 +83,8 @@ class Effects:
         self.issued.extend(other.issued)
         self.events.extend(other.events)
         self.reassessments.extend(other.reassessments)
+        self.notices.extend(other.notices)
+        self.aliases.update(other.aliases)
 
 
 class Rejection(Exception):
@@ -263,6 +270,7 @@ def apply_update(
     elif update.status == "resolved":
         leads = [o for o in siblings.values() if o.role == "lead" and o.status not in ("returned", "superseded")]
         if leads and all(o.status == "resolved" for o in leads):
+            effects.disputes[dispute.dispute_id] = replace(dispute, resolved_at=now)
             effects.events.append(
                 DisputeResolved(
                     event_id=derived_id("ev", update.event_id, "dispute_resolved"),

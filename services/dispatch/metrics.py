@@ -26,6 +26,10 @@ class DispatchMetrics:
         self.updates = Counter("fengqiao_dispatch_updates", "Updates applied", ["status"], registry=registry)
         # Escalations: back to triage after failed mediation, or to the governance centre after a return.
         self.escalations = Counter("fengqiao_dispatch_escalations", "Escalations", ["reason"], registry=registry)
+        # Reports of a case already held: by channel, by its own id or another platform's, and what they did to it.
+        self.rereports = Counter(
+            "fengqiao_dispatch_rereports", "Reports of a case already held", ["source", "matched_by", "outcome"], registry=registry
+        )
         # Updates refused (unknown order past its parking, wrong department, illegal transition, event id reused, invalid message).
         self.rejected_updates = Counter("fengqiao_dispatch_rejected_updates", "Updates refused", ["reason"], registry=registry)
         # Triaged events that were not valid contracts (dead-lettered).

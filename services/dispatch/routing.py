@@ -34,6 +34,14 @@ class FirstResponse(BaseModel):
     due_hours: Annotated[int, Field(ge=1, le=72)]
 
 
+class CasePolicy(BaseModel):
+    """How long after its resolution a case is reopened by a new report of it, as a rebound, rather than started afresh."""
+
+    model_config = _Strict
+
+    reopen_within_days: Annotated[int, Field(ge=0, le=365)] = 30
+
+
 class Instructions(BaseModel):
     """What each kind of order tells the department."""
 
@@ -61,6 +69,7 @@ class RoutingTable(BaseModel):
     deadline_working_days: dict[Literal[1, 2, 3], Annotated[int, Field(ge=1, le=365)]]
     returned_to: Department
     instructions: Instructions
+    cases: CasePolicy = CasePolicy()
 
     @field_validator("lead_by_tier")
     @classmethod

@@ -43,6 +43,15 @@ disputes = Table(
     # When a retention pass first found the dispute settled (no open order), and when its report was erased.
     Column("settled_at", DateTime(timezone=True), nullable=True),
     Column("erased_at", DateTime(timezone=True), nullable=True),
+    # When the current attempt was resolved: a report of the case within the routing file's window reopens it.
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+)
+# Disputes reported under another platform's id that joined a case: a later report under that id finds the case.
+case_aliases = Table(
+    "dispatch_case_aliases",
+    metadata,
+    Column("dispute_id", String(64), primary_key=True),
+    Column("case_id", String(64), nullable=False),
 )
 # The hourly retention pass reads only disputes not yet erased: after years they are the few.
 kept_disputes = Index(
@@ -131,6 +140,7 @@ def _dispute(row) -> Dispute:
     return Dispute(
         row.dispute_id, row.attempt, row.level, row.urgency,
         DisputeReported.model_validate_json(row.report), History.model_validate_json(row.history), row.routing_id, row.holidays_id,
+        aware(row.resolved_at) if row.resolved_at is not None else None,
     )
 
 
@@ -209,6 +219,11 @@ class DispatchStore:
             await connection.execute(delete(parked_updates).where(where.in_([(r.topic, r.partition, r.offset) for r in records])))
 
     @staticmethod
+    async def load_aliases(connection: AsyncConnection, dispute_ids: list[str]) -> dict[str, str]:
+        """Return the case each of these ids joined, for those that joined one."""
+        return await _lookup(connection, case_aliases.c.dispute_id, case_aliases.c.case_id, dispute_ids)
+
+    @staticmethod
     async def load_disputes(connection: AsyncConnection, dispute_ids: list[str]) -> dict[str, Dispute]:
         """Load and lock the disputes of a batch (row locks on PostgreSQL serialise instances), in id order."""
         if not dispute_ids:
@@ -270,7 +285,7 @@ class DispatchStore:
             {
                 "key": d.dispute_id, "attempt": d.attempt, "level": d.level, "urgency": d.urgency,
                 "report": encode_report(d.report).decode(), "history": d.history.model_dump_json(), "routing_id": d.routing_id,
-                "holidays_id": d.holidays_id,
+                "holidays_id": d.holidays_id, "resolved_at": utc(d.resolved_at) if d.resolved_at is not None else None,
             }
             for d in effects.disputes.values()
         ]
@@ -280,7 +295,7 @@ class DispatchStore:
             await connection.execute(
                 update(disputes).where(disputes.c.dispute_id == bindparam("key"))
                 .values({
-                    **{c: bindparam(c) for c in ("attempt", "level", "urgency", "report", "history", "routing_id", "holidays_id")},
+                    **{c: bindparam(c) for c in ("attempt", "level", "urgency", "report", "history", "routing_id", "holidays_id", "resolved_at")},
                     "settled_at": None, "erased_at": None,
                 }),
                 known,
@@ -302,6 +317,7 @@ class DispatchStore:
             if o.work_order_id not in known_orders
         ]
         await insert_rows(connection, orders, new)
+        await insert_ignoring_duplicates(connection, case_aliases, [{"dispute_id": d, "case_id": c} for d, c in effects.aliases.items()])
         hashes = hashes or {}
         await insert_ignoring_duplicates(
             connection, processed, [{"event_id": e, "processed_at": utc(now), "content_hash": hashes.get(e)} for e in done]

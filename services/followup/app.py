@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from schemas.catalog import RESULTS_CHANNEL, input_topics
 from schemas.followups import FOLLOWUPS_RESULTS_INVALID
 from schemas.workorders import WORKORDERS_EVENTS, WORKORDERS_EVENTS_INVALID
-from services.followup.handlers import FollowupProcessor
+from services.followup.handlers import CE_SOURCE, FollowupProcessor
 from services.followup.metrics import FollowupMetrics
 from services.followup.settings import FollowupSettings
 from services.followup.store import FollowupStore
@@ -45,7 +45,7 @@ def create_app(
     @parts.broker.subscriber(kafka.topic(WORKORDERS_EVENTS), group_id=f"{settings.group_id}.events", title="followup:events", **batching)
     async def on_events(records: Any) -> None:
         """Set and cancel timers from a batch of dispatch events."""
-        await isolate_poison(records, processor.on_events, parts.publisher, kafka.topic(WORKORDERS_EVENTS_INVALID), metrics.invalid.labels("unprocessable").inc)
+        await isolate_poison(records, processor.on_events, parts.publisher, kafka.topic(WORKORDERS_EVENTS_INVALID), metrics.invalid.labels("unprocessable").inc, source=CE_SOURCE)
 
     # Each department's revisit team writes its own topic, which names the sender; the shared one is development only.
     @parts.broker.subscriber(
@@ -54,7 +54,7 @@ def create_app(
     )
     async def on_results(records: Any) -> None:
         """Record a batch of revisit results."""
-        await isolate_poison(records, processor.on_results, parts.publisher, kafka.topic(FOLLOWUPS_RESULTS_INVALID), metrics.invalid.labels("unprocessable").inc)
+        await isolate_poison(records, processor.on_results, parts.publisher, kafka.topic(FOLLOWUPS_RESULTS_INVALID), metrics.invalid.labels("unprocessable").inc, source=CE_SOURCE)
 
     async def recount() -> None:
         metrics.show(await store.figures(clock.now()))

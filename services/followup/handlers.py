@@ -12,13 +12,26 @@ from typing import Any, TypeVar
 
 from schemas.catalog import RESULTS_CHANNEL, sender_departments
 from schemas.disputes import DISPUTES_REASSESS
-from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS_INVALID, FollowupResult
+from schemas.followups import FOLLOWUPS_RESULTS_INVALID, FollowupResult
 from schemas.workorders import WORK_ORDER_EVENT, WORKORDERS_EVENTS_INVALID
 from services.dispatch.disclosure import load_disclosure
 from services.followup.metrics import FollowupMetrics
 from services.followup.settings import FollowupSettings
 from services.followup.store import FollowupStore, Transaction
-from services.followup.timers import DueContext, Judged, Round, Timer, event_effects, fire_round, judge_results, split_senders
+from services.followup.timers import (
+    DueContext,
+    Judged,
+    Round,
+    Timer,
+    due_records,
+    event_effects,
+    fire_round,
+    judge_results,
+    legacy_result_key,
+    result_department,
+    result_key,
+    split_senders,
+)
 from services.runtime.faults import fault_point
 from services.runtime.clock import Clock
 from services.runtime.deadletter import dead_letter, validated
@@ -36,10 +49,6 @@ Item = TypeVar("Item")
 
 def _event_key(event: Any) -> str:
     return f"event:{event.event_id}"
-
-
-def _result_key(result: FollowupResult) -> str:
-    return f"result:{result.event_id}"
 
 
 def _breach_key(dispute_id: str, attempt: int) -> str:
@@ -85,20 +94,23 @@ class FollowupProcessor:
     def _encode(self, topic: str, event: Any, event_id: str, now: datetime) -> Outgoing:
         return encode_event(self.kafka.topic(topic), event, event_id, CE_SOURCE, now)
 
-    async def _fresh(self, connection: Transaction, items: Sequence[Item], key: Callable[[Item], str]) -> list[Item]:
-        """Keep the first sighting of each input not processed before."""
-        seen = await self.store.processed_ids(connection, [key(item) for item in items])
+    async def _fresh(
+        self, connection: Transaction, items: Sequence[Item], key: Callable[[Item], str], legacy: Callable[[Item], str] | None = None
+    ) -> list[Item]:
+        """Keep the first sighting of each input not processed before, under its key or, when given, its legacy key."""
+        keys = [(key(item), legacy(item) if legacy else None) for item in items]
+        seen = await self.store.processed_ids(connection, [k for pair in keys for k in pair if k is not None])
         fresh: dict[str, Item] = {}
-        for item in items:
-            if key(item) not in seen:
-                fresh.setdefault(key(item), item)
+        for item, (current, old) in zip(items, keys):
+            if current not in seen and old not in seen:
+                fresh.setdefault(current, item)
         return list(fresh.values())
 
     async def on_events(self, records: Sequence[Any]) -> None:
         """Set and cancel timers from dispatch's audit trail."""
         parsed, dead = validated(
             records, WORK_ORDER_EVENT.validate_json, self.kafka.topic(WORKORDERS_EVENTS_INVALID), self.settings.max_message_bytes,
-            self.metrics.invalid.labels("workorder_event").inc,
+            self.metrics.invalid.labels("workorder_event").inc, source=CE_SOURCE,
         )
         events = [event for _, event in parsed]
 
@@ -155,7 +167,8 @@ class FollowupProcessor:
         )
 
     def _round_outgoing(self, decided: Round, now: datetime) -> list[Outgoing]:
-        return [self._encode(FOLLOWUPS_DUE, d, d.followup_id, now) for d in decided.dues] + [
+        # Each due twice, under its followup id: to its department's own topic, and without parties to the shared feed.
+        return [self._encode(topic, d, d.followup_id, now) for due in decided.dues for topic, d in due_records(due)] + [
             self._encode(DISPUTES_REASSESS, r, r.event_id, now) for r in decided.reassessments
         ]
 
@@ -195,7 +208,8 @@ class FollowupProcessor:
         """Record the first result of each fired revisit; a rebound or a broken agreement goes back to triage."""
         invalid_topic = self.kafka.topic(FOLLOWUPS_RESULTS_INVALID)
         valid, dead = validated(
-            records, FollowupResult.model_validate_json, invalid_topic, self.settings.max_message_bytes, self.metrics.invalid.labels("result").inc
+            records, FollowupResult.model_validate_json, invalid_topic, self.settings.max_message_bytes, self.metrics.invalid.labels("result").inc,
+            source=CE_SOURCE,
         )
 
         async def work(connection: Transaction) -> Judged:
@@ -203,16 +217,21 @@ class FollowupProcessor:
             timers = await self.store.timers_by_id(connection, sorted({r.followup_id for _, r in valid}))
             # Impostors go first and are not recorded as processed: their event ids must stay free for the real sender.
             trusted, impostors = split_senders(valid, timers, lambda record: self.senders.get(record.topic))
-            fresh = await self._fresh(connection, trusted, lambda pair: _result_key(pair[1]))
+
+            def key(pair: tuple[Any, FollowupResult]) -> str:
+                return result_key(result_department(self.senders.get(pair[0].topic), timers.get(pair[1].followup_id)), pair[1].event_id)
+
+            # Results processed before ids were scoped by department were recorded under the bare event id: not again.
+            fresh = await self._fresh(connection, trusted, key, lambda pair: legacy_result_key(pair[1].event_id))
             revisits = sorted({r.followup_id for _, r in fresh})
             answered = await self.store.answered_revisits(connection, revisits)
             disputes = await self.store.load_disputes(connection, sorted({r.dispute_id for _, r in fresh}))
             judged = judge_results(fresh, timers, answered, disputes, now)
             judged.refused[:0] = impostors
-            refused = [dead_letter(record, why.reason, invalid_topic) for record, why in judged.refused]
+            refused = [dead_letter(record, why.reason, invalid_topic, source=CE_SOURCE) for record, why in judged.refused]
             await self.publish(dead + refused + [self._encode(DISPUTES_REASSESS, r, r.event_id, now) for r in judged.reassessments])
             fault_point("after_publish", "results")
-            await self.store.record_results(connection, judged.recorded, [_result_key(r) for _, r in fresh], now)
+            await self.store.record_results(connection, judged.recorded, [key(pair) for pair in fresh], now)
             return judged
 
         judged = await self._transaction(work)

@@ -83,8 +83,9 @@ resolutions = Table(
 results = Table(
     "followup_results",
     metadata,
+    # Keyed by revisit and event id: event ids are each department's own, so two departments' results may share one.
+    Column("followup_id", String(64), primary_key=True),
     Column("event_id", String(64), primary_key=True),
-    Column("followup_id", String(64), nullable=False),
     Column("satisfaction", Integer, nullable=False),
     Column("flared_up", Boolean, nullable=False),
 )
@@ -93,7 +94,8 @@ results_by_followup = Index("ix_followup_results_followup_id", results.c.followu
 processed = Table(
     "followup_processed",
     metadata,
-    Column("event_id", String(80), primary_key=True),
+    # 120: a result's key names its department besides its 64-character event id (result:{department}:{event_id}).
+    Column("event_id", String(120), primary_key=True),
     Column("processed_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -352,8 +354,9 @@ async def _remember(connection: AsyncConnection, newest: list[Dispute], known: s
 
 
 def _create(connection: Connection) -> None:
-    """Create the tables, and bring a store created before the retention columns, the pending-timer or the results index up to date."""
+    """Create the tables, and bring a store from before the retention columns, indexes or department-scoped ids up to date."""
     metadata.create_all(connection)
+    _rekey_results(connection)
     # Follow-up has no migrations: added columns are nullable, added the same way on SQLite and PostgreSQL.
     present_columns = {column["name"] for column in inspect(connection).get_columns(disputes.name)}
     for name in _RETENTION_COLUMNS:
@@ -364,3 +367,32 @@ def _create(connection: Connection) -> None:
     results_by_followup.create(connection, checkfirst=True)
     for name in _SUPERSEDED_INDEXES:
         connection.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+    _widen_processed_ids(connection)
+
+
+def _widen_processed_ids(connection: Connection) -> None:
+    """Widen a store's processed ids created at 80 characters, too few for a department-scoped result key."""
+    # SQLite ignores a VARCHAR's length; PostgreSQL enforces it, and widening a VARCHAR rewrites nothing.
+    if connection.dialect.name != "postgresql":
+        return
+    [column] = [c for c in inspect(connection).get_columns(processed.name) if c["name"] == "event_id"]
+    if getattr(column["type"], "length", None) != processed.c.event_id.type.length:
+        connection.exec_driver_sql(f"ALTER TABLE {processed.name} ALTER COLUMN event_id TYPE VARCHAR({processed.c.event_id.type.length})")
+
+
+def _rekey_results(connection: Connection) -> None:
+    """Key a store's results by revisit and event id where they were keyed by the event id alone."""
+    found = inspect(connection).get_pk_constraint(results.name)
+    if found["constrained_columns"] == [c.name for c in results.primary_key]:
+        return
+    key = ", ".join(c.name for c in results.primary_key)
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"ALTER TABLE {results.name} DROP CONSTRAINT {found['name']}, ADD PRIMARY KEY ({key})")
+        return
+    # SQLite cannot change a primary key: the table is built anew and the results copied over, in this transaction.
+    columns = ", ".join(c.name for c in results.columns)
+    connection.exec_driver_sql(f"DROP INDEX IF EXISTS {results_by_followup.name}")
+    connection.exec_driver_sql(f"ALTER TABLE {results.name} RENAME TO {results.name}_by_event")
+    results.create(connection)  # with its index
+    connection.exec_driver_sql(f"INSERT INTO {results.name} ({columns}) SELECT {columns} FROM {results.name}_by_event")
+    connection.exec_driver_sql(f"DROP TABLE {results.name}_by_event")

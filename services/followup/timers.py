@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
 from schemas.disputes import DisputeReported, ReassessmentRequested
-from schemas.followups import FollowupDue, FollowupResult
+from schemas.followups import FOLLOWUPS_DUE, FollowupDue, FollowupResult, due_topic
 from schemas.workorders import OrderIssued, WorkOrderEvent
 from services.dispatch.disclosure import DisclosurePolicy, disclose
 
@@ -79,6 +79,18 @@ def due_message(timer: Timer, report: DisputeReported, fired_at: datetime, discl
         parties=disclose(disclosure.revisit, report.parties) if revisit else [],
         disclosure=disclosure.version if revisit else None,
     )
+
+
+def feed_message(due: FollowupDue) -> FollowupDue:
+    """Strip a due of its parties for the operators' shared feed: they count and chart dues, they visit nobody."""
+    # Without parties there is no disclosure to name either, as on a deadline alert.
+    return due.model_copy(update={"parties": [], "disclosure": None})
+
+
+def due_records(due: FollowupDue) -> list[tuple[str, FollowupDue]]:
+    """Address a due: in full to its department's own topic, stripped to the operators' shared feed."""
+    # Both derive from the one decided message alone, so a round published again repeats both records' bytes.
+    return [(due_topic(due.department), due), (FOLLOWUPS_DUE, feed_message(due))]
 
 
 def breach_reassessment(timer: Timer, report: DisputeReported, level: int, now: datetime) -> ReassessmentRequested:
@@ -261,6 +273,23 @@ REFUSALS = {
         Refusal("expired", "followup_id: expired: this revisit's dispute was erased after its retention"),
     )
 }
+
+
+def result_department(sender: str | None, timer: Timer | None) -> str | None:
+    """Say whose event id a result's is: its topic's department, else (the shared development topic) its revisit's."""
+    # On the shared topic the sender is unknown; the revisit's department is whose team was asked, and a result that
+    # counts must come from it. A result of no known revisit is refused anyway: None, and only the unscoped key.
+    return sender or (timer.department if timer else None)
+
+
+def result_key(department: str | None, event_id: str) -> str:
+    """Name a result's processed id: event ids are the revisit team's, so they are unique only within its department."""
+    return f"result:{department}:{event_id}" if department else legacy_result_key(event_id)
+
+
+def legacy_result_key(event_id: str) -> str:
+    """Name a result's processed id as written before ids were scoped by department: such a result was processed once."""
+    return f"result:{event_id}"
 
 
 def sender_refusal(timer: Timer | None, sender: str | None) -> Refusal | None:

@@ -10,7 +10,7 @@ import typer
 
 from services.runtime.embedded import EmbeddedBroker
 from services.runtime.kafka import TlsSetupError, verify_broker_certificate
-from services.runtime.settings import KafkaSettings
+from services.runtime.settings import EnvironmentSettings, KafkaSettings
 from services.runtime.topics import contract_topics, ensure_topics
 
 app = typer.Typer(help="Fengqiao dispute-triage pipeline (矛盾纠纷排查化解).", no_args_is_help=True)
@@ -61,7 +61,7 @@ def topics_create(
     partitions: int = typer.Option(6, help="Partitions of each flowing topic (dead letters and rules get one)."),
     replication_factor: int = typer.Option(3, help="Replicas of each topic."),
 ) -> None:
-    """Create the contract topics that do not exist yet on KAFKA_BOOTSTRAP_SERVERS (rules.triage compacted)."""
+    """Create the contract topics of FENGQIAO_ENV that do not exist yet on KAFKA_BOOTSTRAP_SERVERS (rules.triage compacted)."""
     settings = KafkaSettings()
     if not settings.bootstrap_servers:
         typer.echo("KAFKA_BOOTSTRAP_SERVERS is not set", err=True)
@@ -71,7 +71,8 @@ def topics_create(
     except TlsSetupError as error:
         typer.echo(f"fengqiao topics create: {error}", err=True)
         raise typer.Exit(2) from None
-    created = asyncio.run(ensure_topics(settings, settings.bootstrap_servers, contract_topics(partitions), replication_factor))
+    specs = contract_topics(partitions, EnvironmentSettings().environment)
+    created = asyncio.run(ensure_topics(settings, settings.bootstrap_servers, specs, replication_factor))
     typer.echo(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else ""))
 
 

@@ -24,11 +24,12 @@ Forget = Callable[[Any], Awaitable[None]]
 
 async def isolate_poison(
     records: Sequence[Any], handle: Handle, publish: Publish, invalid_topic: str, on_poison: Callable[[], None],
-    forget: Forget | None = None,
+    forget: Forget | None = None, *, source: str,
 ) -> None:
     """Handle a batch; if it fails for a reason that is not an outage, handle each half alone, down to single records.
 
-    `forget` drops a dead-lettered record from wherever it was kept for another try (dispatch's parked updates).
+    `forget` drops a dead-lettered record from wherever it was kept for another try (dispatch's parked updates);
+    `source` is the service, the dead letters' `ce_source`.
     """
     try:
         await handle(records)
@@ -36,7 +37,7 @@ async def isolate_poison(
         if is_outage(error):
             raise
         if len(records) == 1:
-            await publish([dead_letter(records[0], f"unprocessable: {type(error).__name__}", invalid_topic)])
+            await publish([dead_letter(records[0], f"unprocessable: {type(error).__name__}", invalid_topic, source=source)])
             if forget is not None:
                 await forget(records[0])
             on_poison()
@@ -44,5 +45,5 @@ async def isolate_poison(
             return
         log.warning("a batch of %d failed (%s): handling each half alone", len(records), type(error).__name__)
         half = len(records) // 2
-        await isolate_poison(records[:half], handle, publish, invalid_topic, on_poison, forget)
-        await isolate_poison(records[half:], handle, publish, invalid_topic, on_poison, forget)
+        await isolate_poison(records[:half], handle, publish, invalid_topic, on_poison, forget, source=source)
+        await isolate_poison(records[half:], handle, publish, invalid_topic, on_poison, forget, source=source)

@@ -97,6 +97,14 @@ class RetrySettings(BaseSettings):
         return sum(self.delays())
 
 
+class EnvironmentSettings(BaseSettings):
+    """The deployment's environment alone, for commands that are no service (`fengqiao topics create`)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    environment: Literal["development", "production"] = Field("development", validation_alias="FENGQIAO_ENV")
+
+
 class ServiceSettings(BaseSettings):
     """Settings every service has; each service subclasses it with its own prefix (`TRIAGE_`, ...)."""
 

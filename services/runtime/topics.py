@@ -7,7 +7,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DISPUTES_REPORTED, DISPUTES_TRIAGED
 from schemas.rules import RULES_TRIAGE
-from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS, FOLLOWUPS_RESULTS_INVALID, results_topic
+from schemas.catalog import DEVELOPMENT_TOPICS, Environment
+from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS, FOLLOWUPS_RESULTS_INVALID, due_topic, results_topic
 from schemas.workorders import (
     DEPARTMENTS,
     WORKORDERS_EVENTS,
@@ -36,8 +37,8 @@ class TopicSpec:
     config: tuple[tuple[str, str], ...] = ()
 
 
-def contract_topics(partitions: int = 4) -> list[TopicSpec]:
-    """List every contract topic; dead letters keep one partition and a week of retention."""
+def contract_topics(partitions: int = 4, environment: Environment = "development") -> list[TopicSpec]:
+    """List every contract topic of an environment; dead letters keep one partition and a week of retention."""
     flowing = [
         DISPUTES_REPORTED,
         DISPUTES_REASSESS,
@@ -50,7 +51,12 @@ def contract_topics(partitions: int = 4) -> list[TopicSpec]:
         # Each department writes only its own: one ACL per principal (the shared two above serve development).
         *(updates_topic(d) for d in DEPARTMENTS),
         *(results_topic(d) for d in DEPARTMENTS),
+        # Each department reads only its own dues; followups.due above is the operators' feed, without parties.
+        *(due_topic(d) for d in DEPARTMENTS),
     ]
+    if environment == "production":
+        # No service reads the shared development topics there and no principal may write them: not created at all.
+        flowing = [t for t in flowing if t not in DEVELOPMENT_TOPICS.values()]
     dead = [DISPUTES_INVALID, WORKORDERS_UPDATES_INVALID, WORKORDERS_EVENTS_INVALID, FOLLOWUPS_RESULTS_INVALID]
     retention = (("retention.ms", str(DEAD_LETTER_RETENTION_MS)),)
     # Every instance reads the whole rules topic; compaction keeps the latest version per key.

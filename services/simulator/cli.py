@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from services.report.cli import build_report, write_report
+from services.report.figures import CHINA, Scope
 from services.simulator.run import RunOptions, run
 
 console = Console()
@@ -39,7 +43,8 @@ def print_report(report: dict[str, Any]) -> None:
     table.add_column("figure")
     table.add_column("from the topics")
     table.add_column("from the services' /metrics")
-    table.add_row("disputes reported", str(report["reported"]), "")
+    table.add_row("reports received / cases", f"{report['reports_received']} / {report['cases']}", "")
+    table.add_row("reported again: joined / regraded / reopened", " / ".join(str(report["rereports"].get(k, 0)) for k in ("joined", "regraded", "reopened")), "")
     table.add_row("disputes triaged", str(report["triaged_events"]), f"{metrics['triaged']:.0f}")
     table.add_row("by level (first grading)", json.dumps(report["levels"]), json.dumps(metrics["triaged_by_level"]))
     table.add_row("by category", json.dumps(report["categories"], ensure_ascii=False), "")
@@ -64,6 +69,17 @@ def print_report(report: dict[str, Any]) -> None:
         console.print(f"{name} /metrics was served at {url}")
 
 
+def write_run_report(report: dict[str, Any], workdir: Path) -> Path:
+    """Write the statistics report of the run's own stores to workdir/report.html, and return its path."""
+    began, ended = (datetime.fromisoformat(moment) for moment in report["simulated_period"])
+    # The stores hold this run only; their times are simulated, so "now" (for overdue orders) is the simulated end.
+    scope = Scope(ended, period=f"{began.astimezone(CHINA):%Y-%m-%d} 至 {ended.astimezone(CHINA):%Y-%m-%d}（模拟 simulated）")
+    # The services took DATABASE_URL when it was set, else their SQLite files in the run's data dir.
+    urls = [os.environ.get("DATABASE_URL") or f"sqlite+aiosqlite:///{Path(report['data_dir']) / name}.db" for name in ("dispatch", "followup")]
+    built = asyncio.run(build_report(*urls, scope))
+    return write_report(built, workdir / "report.html", "html")[0]
+
+
 def run_loop(
     disputes: int = typer.Option(2000, help="Reports to publish."),
     days: int = typer.Option(30, help="Simulated days over which they are reported."),
@@ -79,5 +95,6 @@ def run_loop(
     with Live(console=console, refresh_per_second=2, transient=False) as live:
         report = asyncio.run(run(options, lambda simulation, stack: live.update(_progress(simulation, stack))))
     print_report(report)
+    console.print(f"statistics report 统计报表: {write_run_report(report, workdir)}")
     if report_json:
         report_json.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str))

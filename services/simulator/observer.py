@@ -10,14 +10,19 @@ from pydantic import ValidationError
 
 from schemas.disputes import DisputeReported, DisputeTriaged
 from schemas.followups import FollowupDue, FollowupResult
-from schemas.workorders import WORK_ORDER_EVENT, WorkOrderIssued
+from schemas.workorders import DEPARTMENT_MESSAGE, WORK_ORDER_EVENT, WorkOrderIssued
 
 
 @dataclass
 class Observed:
     """What the topics of a run show."""
 
-    reported: dict[str, DisputeReported] = field(default_factory=dict)
+    reported: dict[str, DisputeReported] = field(default_factory=dict)  # by dispute id: a case's or one that joined a case
+    reports_received: int = 0
+    merged: dict[str, str] = field(default_factory=dict)  # an id reported through another platform → the case it joined
+    rereports: Counter = field(default_factory=Counter)  # what reports of a case already held did to it
+    again_events: set[str] = field(default_factory=set)
+    notices: int = 0  # case notices the departments received
     reported_at_ms: dict[str, int] = field(default_factory=dict)
     triaged: dict[str, DisputeTriaged] = field(default_factory=dict)  # first grading per dispute
     triaged_events: set[str] = field(default_factory=set)
@@ -49,18 +54,27 @@ class Observed:
             return  # the simulated departments' own messages, on the shared or their own topics
         elif topic == "disputes.reported":
             report = DisputeReported.model_validate_json(record.value)
-            self.reported[report.dispute_id] = report
+            self.reports_received += 1
+            self.reported.setdefault(report.dispute_id, report)
             self.reported_at_ms[report.event_id] = record.timestamp
         elif topic == "disputes.triaged":
             self._triaged(DisputeTriaged.model_validate_json(record.value), record.timestamp)
         elif topic == "workorders.events":
             event = WORK_ORDER_EVENT.validate_json(record.value)
-            if event.kind == "dispute_resolved":
+            if event.kind == "reported_again":
+                self._reported_again(event)
+            elif event.kind == "dispute_resolved":
                 self.resolved[event.dispute_id] = event.at
             elif event.kind == "status_changed":
                 self.order_status[event.work_order_id] = event.status
         elif topic.startswith("workorders."):
-            self._order(WorkOrderIssued.model_validate_json(record.value), record.timestamp)
+            message = DEPARTMENT_MESSAGE.validate_json(record.value)
+            if isinstance(message, WorkOrderIssued):
+                self._order(message, record.timestamp)
+            else:
+                self.notices += 1
+        elif topic.startswith("followups.") and topic.endswith(".due") and topic != "followups.due":
+            return  # each due is on its department's topic and on the shared feed: counted once, from the feed
         elif topic == "followups.due":
             due = FollowupDue.model_validate_json(record.value)
             self.due[due.kind] += 1
@@ -70,6 +84,14 @@ class Observed:
             result = FollowupResult.model_validate_json(record.value)
             self.results += 1
             self.rebounds += result.rebound or not result.agreement_fulfilled
+
+    def _reported_again(self, event: Any) -> None:
+        if event.event_id in self.again_events:
+            return  # a redelivered repeat: same id
+        self.again_events.add(event.event_id)
+        self.rereports[event.outcome] += 1
+        if event.matched_by == "same_matter":
+            self.merged[event.reported_dispute_id] = event.dispute_id
 
     def _triaged(self, triaged: DisputeTriaged, timestamp: int) -> None:
         if triaged.event_id in self.triaged_events:
@@ -96,15 +118,21 @@ class Observed:
 
     def summary(self) -> dict[str, Any]:
         """Return the report's figures."""
-        levels = Counter(t.level for t in self.triaged.values())
+        cases = {d: t for d, t in self.triaged.items() if d not in self.merged}  # one quarrel, counted once
+        levels = Counter(t.level for t in cases.values())
         by_department = Counter(o.department for o in self.orders.values())
         resolved_orders = Counter(self.orders[o].department for o, s in self.order_status.items() if s == "resolved" and o in self.orders)
         return {
+            "reports_received": self.reports_received,
             "reported": len(self.reported),
+            "cases": len(self.reported) - len(self.merged),
+            "merged": len(self.merged),
+            "rereports": dict(self.rereports),
+            "case_notices": self.notices,
             "triaged": len(self.triaged),
             "triaged_events": len(self.triaged_events),
             "levels": dict(sorted(levels.items())),
-            "categories": dict(Counter(t.report.category for t in self.triaged.values()).most_common()),
+            "categories": dict(Counter(t.report.category for t in cases.values()).most_common()),
             "sources": dict(Counter(r.source for r in self.reported.values()).most_common()),
             "orders": len(self.orders),
             "disputes_without_orders": len(self.disputes_without_orders()),
@@ -133,8 +161,8 @@ class Observed:
         return latencies
 
     def disputes_without_orders(self) -> set[str]:
-        """Return graded disputes that have no order yet."""
-        return set(self.triaged) - {dispute for dispute, _ in self.first_order_ms}
+        """Return graded disputes that have no order yet, but for those that joined a case."""
+        return set(self.triaged) - {dispute for dispute, _ in self.first_order_ms} - set(self.merged)
 
 
 def _percentiles(seconds: list[float]) -> dict[str, float]:

@@ -114,3 +114,29 @@ class ReportFactory:
             amount_cny=amount,
             risk=Risk(**risk),
         )
+
+
+# What another channel's operator writes before the same story (两网融一网: one quarrel, several platforms).
+RETOLD = {"police_110": "110接警：", "hotline_12345": "12345热线转办：", "grid_app": "网格员上报：", "door_qr": "群众扫码反映：",
+          "walk_in": "群众来访：", "patrol": "巡逻发现：", "other": "其他渠道：", }
+
+
+def _retold(report: DisputeReported, source: str) -> str:
+    return (RETOLD[source] + report.description)[:5000]
+
+
+def reported_elsewhere(report: DisputeReported, rng: random.Random, reported_at: datetime, dispute_id: str) -> DisputeReported:
+    """Report the same quarrel through another platform, under that platform's id: the same people, matter and place."""
+    source = rng.choice([s for s in SOURCES if s != report.source])
+    return report.model_copy(update={
+        "event_id": f"{dispute_id}-evt", "dispute_id": dispute_id, "reported_at": reported_at, "source": source,
+        "description": _retold(report, source), "parties": report.parties[:1],
+    })
+
+
+def reported_again(report: DisputeReported, rng: random.Random, reported_at: datetime, n: int) -> DisputeReported:
+    """Report a dispute again under its own id, through another channel (the parties called 110 as well)."""
+    source = rng.choice([s for s in SOURCES if s != report.source])
+    return report.model_copy(update={
+        "event_id": f"{report.event_id}-again{n}", "reported_at": reported_at, "source": source, "description": _retold(report, source),
+    })

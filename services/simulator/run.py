@@ -22,9 +22,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
-from schemas.disputes import DISPUTES_REPORTED
-from schemas.followups import FOLLOWUPS_DUE, FollowupDue, results_topic
-from schemas.workorders import DEPARTMENTS, WorkOrderIssued, updates_topic, work_order_topic
+from schemas.disputes import DISPUTES_REPORTED, DisputeReported
+from schemas.followups import FOLLOWUPS_DUE, FollowupDue, due_topic, results_topic
+from schemas.workorders import DEPARTMENT_MESSAGE, DEPARTMENTS, WorkOrderIssued, updates_topic, work_order_topic
 from services.runtime.clock import SimulatedClock
 from services.runtime.embedded import EmbeddedBroker, free_port
 from services.runtime.kafka import client_options
@@ -32,13 +32,16 @@ from services.runtime.settings import KafkaSettings
 from services.runtime.topics import contract_topics, ensure_topics
 from services.simulator.behaviour import Behaviour, answer_revisit, plan_order
 from services.simulator.observer import Observed, group_by_topic
-from services.simulator.population import ReportFactory
+from services.simulator.population import ReportFactory, reported_again, reported_elsewhere
 
 SERVICES = ("triage", "dispatch", "followup")
 DAY = 86400
 STARTUP_SECONDS = 15
 # Simulated days after the last report for its dispute to be resolved (most deadlines are 3 to 7 working days).
 RESOLUTION_DAYS = 8
+# Shares of reports that come again: through another platform under its own id (两网融一网), or under the same id.
+CROSS_CHANNEL_SHARE = 0.08
+REREPORT_SHARE = 0.04
 # Wall seconds a run waits, once simulated time has stopped, for work in flight (a revisit that came due as the
 # clock stopped, a late grading) to reach the topics; past it the report says what never arrived.
 SETTLE_SECONDS = 30
@@ -220,8 +223,8 @@ class Simulation:
         self.reported_all = asyncio.Event()
         self.run_id = uuid.uuid4().hex[:6]
 
-    async def report(self, producer: AIOKafkaProducer) -> None:
-        """Publish the reports evenly over the simulated period."""
+    async def report(self, producer: AIOKafkaProducer, scheduler: Scheduler) -> None:
+        """Publish the reports evenly over the simulated period; some quarrels come again through other channels."""
         factory = ReportFactory(self.rng, f"r{self.run_id}")
         start, step = self.clock.now(), timedelta(days=self.options.days) / self.options.disputes
         topic = self.kafka.topic(DISPUTES_REPORTED)
@@ -230,8 +233,20 @@ class Simulation:
             await self.clock.sleep_until(moment)
             report = factory.make(max(moment, self.clock.now()))
             await producer.send(topic, report.to_bytes(), key=report.dispute_id.encode())
+            for again in self._reported_again(report, n):
+                scheduler.at(again.reported_at, topic, again.dispute_id.encode(), again.to_bytes())
         await producer.flush()
         self.reported_all.set()
+
+    def _reported_again(self, report: DisputeReported, n: int) -> list[DisputeReported]:
+        # Hours later through another platform under its own id (about 8 %), or days later under the same id (about 4 %).
+        found = []
+        if self.rng.random() < CROSS_CHANNEL_SHARE:
+            later = report.reported_at + timedelta(hours=self.rng.uniform(1, 6))
+            found.append(reported_elsewhere(report, self.rng, later, f"r{self.run_id}-X{n:06d}"))
+        if self.rng.random() < REREPORT_SHARE:
+            found.append(reported_again(report, self.rng, report.reported_at + timedelta(days=self.rng.uniform(0.5, 2)), n))
+        return found
 
     def _consumer(self, topics: list[str], group: str | None) -> AIOKafkaConsumer:
         options = client_options(self.kafka, self.bootstrap)
@@ -245,7 +260,9 @@ class Simulation:
         await consumer.start()
         try:
             async for record in consumer:
-                order = WorkOrderIssued.model_validate_json(record.value)
+                order = DEPARTMENT_MESSAGE.validate_json(record.value)
+                if not isinstance(order, WorkOrderIssued):
+                    continue  # a case notice: the orders it names stand, so the plan for them does too
                 for moment, update in plan_order(order, self.rng, self.behaviour):
                     # Each department writes its own topic, as its ACL allows in production.
                     scheduler.at(moment, self.kafka.topic(updates_topic(order.department)), order.dispute_id.encode(), update.to_bytes())
@@ -253,8 +270,9 @@ class Simulation:
             await consumer.stop()
 
     async def revisit_teams(self, scheduler: Scheduler) -> None:
-        """Answer every revisit that comes due."""
-        consumer = self._consumer([self.kafka.topic(FOLLOWUPS_DUE)], f"sim-revisits-{self.run_id}")
+        """Answer every revisit that comes due, as each department's team reads it off its own due topic."""
+        # The department topics, not the shared feed: only they carry the parties the team must call.
+        consumer = self._consumer([self.kafka.topic(due_topic(d)) for d in DEPARTMENTS], f"sim-revisits-{self.run_id}")
         await consumer.start()
         try:
             async for record in consumer:
@@ -299,7 +317,7 @@ class Simulation:
     def settled(self) -> bool:
         """Tell whether every report is graded, every graded dispute ordered and every revisit due by the end made."""
         seen = self.observed
-        complete = len(seen.triaged) == len(seen.reported) == self.options.disputes
+        complete = len(seen.triaged) == len(seen.reported) >= self.options.disputes
         return self.stopped() and complete and not seen.disputes_without_orders() and not seen.unrevisited(self.revisit_cutoff)
 
 
@@ -326,6 +344,9 @@ async def run(options: RunOptions, show: Any) -> dict[str, Any]:
         await asyncio.sleep(max(0.0, (epoch - datetime.now(timezone.utc)).total_seconds()))
         simulation = Simulation(options, kafka, bootstrap, clock)
         report = await _simulate(simulation, stack, clock, show)
+        # Where the statistics report reads from once the services stopped, and the simulated time it covers.
+        report["data_dir"] = env["DISPATCH_DATA_DIR"]
+        report["simulated_period"] = [epoch.isoformat(), clock.now().isoformat()]
         return report
     finally:
         if stack is not None:
@@ -361,7 +382,7 @@ async def _simulate(simulation: Simulation, stack: Stack, clock: SimulatedClock,
         asyncio.create_task(scheduler.run()),
         asyncio.create_task(simulation.departments(scheduler)),
         asyncio.create_task(simulation.revisit_teams(scheduler)),
-        asyncio.create_task(simulation.report(producer)),
+        asyncio.create_task(simulation.report(producer, scheduler)),
     ]
     started = clock.now()
     stopped_at = None

@@ -18,7 +18,7 @@ from services.runtime.service import batch_options, build_parts, decodable_heade
 from services.runtime.settings import ClockSettings, KafkaSettings
 from services.triage.canary import ProvenGraders
 from services.triage.grading import Grader
-from services.triage.handlers import TriageProcessor
+from services.triage.handlers import CE_SOURCE, TriageProcessor
 from services.triage.metrics import TriageMetrics
 from services.triage.settings import TriageSettings
 from services.triage.signing import Signature, SignatureError, SignaturePolicy, from_headers, read_signed, sidecar_path
@@ -86,7 +86,7 @@ def create_app(
     )
     async def on_reports(records: Any) -> None:
         """Grade a batch of reports and reassessment requests; offsets commit after it returns."""
-        await isolate_poison(records, processor.process, parts.publisher, kafka.topic(DISPUTES_INVALID), metrics.invalid.labels("unprocessable").inc)
+        await isolate_poison(records, processor.process, parts.publisher, kafka.topic(DISPUTES_INVALID), metrics.invalid.labels("unprocessable").inc, source=CE_SOURCE)
 
     # No group: every instance reads every version from the start of the compacted topic.
     @parts.broker.subscriber(kafka.topic(RULES_TRIAGE), auto_offset_reset="earliest", decoder=raw_records, parser=decodable_headers, title="triage:rules")

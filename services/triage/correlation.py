@@ -13,6 +13,7 @@ from services.triage.ruleset import CorrelationSpec
 
 PARTY = "party"
 EMPLOYER = "employer"
+MATTER = "matter"
 
 
 class Hasher:
@@ -28,20 +29,26 @@ class Hasher:
         return hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
+def normalise_name(name: str) -> str:
+    """Compare names (organisations, places) after full-/half-width folding and whitespace removal."""
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", name)).casefold()
+
+
 # Legal forms and group words said or left out at will: 宏达建筑公司 and 宏达建筑有限公司 are one employer.
 # Longest first; stripped from the end repeatedly, so 宏达建筑集团有限公司 is 宏达建筑 too.
 LEGAL_SUFFIXES = ("股份有限公司", "有限责任公司", "有限公司", "分公司", "公司", "集团")
-# Brackets after NFKC folding (（） becomes ()), and the other brackets names are written with.
-_NOISE = re.compile(r"[\s()\[\]【】〔〕<>《》「」『』·・.,，、\-_]+")
+# Brackets after NFKC folding (（） becomes ()), and the other brackets and marks names are written with.
+_NOISE = re.compile(r"[()\[\]【】〔〕<>《》「」『』·・.,，、\-_]+")
 
 
-def normalise_name(name: str) -> str:
-    """Compare organisation names after width folding, removing spaces, brackets and legal-form suffixes.
+def employer_name(name: str) -> str:
+    """Compare employers after normalise_name, without brackets, marks and legal-form suffixes.
 
     Changing this changes every employer key the store holds (they are HMACs of it): see
-    docs/risk-language.md, "Employer names", for what that means across an upgrade.
+    docs/risk-language.md, "Employer names", for what that means across an upgrade. Place names
+    (matter keys) keep normalise_name, so their keys do not change.
     """
-    folded = _NOISE.sub("", unicodedata.normalize("NFKC", name)).casefold()
+    folded = _NOISE.sub("", normalise_name(name))
     stripped = folded
     while True:
         suffix = next((s for s in LEGAL_SUFFIXES if stripped.endswith(s) and len(stripped) > len(s)), None)
@@ -74,10 +81,17 @@ def employer_keys(report: DisputeReported, hasher: Hasher, spec: CorrelationSpec
     if report.category != spec.group_wage_risk.category:
         return set()
     return {
-        hasher("org", normalise_name(p.name))
+        hasher("org", employer_name(p.name))
         for p in report.parties
-        if p.role == "respondent" and p.kind == "organization" and normalise_name(p.name)
+        if p.role == "respondent" and p.kind == "organization" and employer_name(p.name)
     }
+
+
+def matter_keys(report: DisputeReported, parties: set[str], hasher: Hasher) -> set[str]:
+    """Hash each party identifier with the report's category and community: these people, about this, in this place."""
+    region = report.region
+    place = "/".join(normalise_name(n) for n in (region.county, region.town, region.community))
+    return {hasher("matter", f"{key}|{report.category}|{place}") for key in parties}
 
 
 @dataclass(frozen=True)
@@ -99,22 +113,27 @@ class Subject:
     reported_at: datetime
     parties: frozenset[str]
     employers: frozenset[str]
+    matters: frozenset[str] = frozenset()
 
     def sightings(self) -> list[Sighting]:
         """Return what this report adds to the store."""
-        return [Sighting(PARTY, k, self.dispute_id, self.reported_at) for k in self.parties] + [
-            Sighting(EMPLOYER, k, self.dispute_id, self.reported_at) for k in self.employers
-        ]
+        return (
+            [Sighting(PARTY, k, self.dispute_id, self.reported_at) for k in self.parties]
+            + [Sighting(EMPLOYER, k, self.dispute_id, self.reported_at) for k in self.employers]
+            + [Sighting(MATTER, k, self.dispute_id, self.reported_at) for k in self.matters]
+        )
 
 
 def subject_of(event_id: str, report: DisputeReported, hasher: Hasher, spec: CorrelationSpec) -> Subject:
     """Prepare a report for correlation."""
+    parties = party_keys(report, hasher)
     return Subject(
         event_id,
         report.dispute_id,
         report.reported_at,
-        frozenset(party_keys(report, hasher)),
+        frozenset(parties),
         frozenset(employer_keys(report, hasher, spec)),
+        frozenset(matter_keys(report, parties, hasher)),
     )
 
 
@@ -140,10 +159,12 @@ def probes(subjects: list[Subject], spec: CorrelationSpec) -> list[Probe]:
     employer costs the same as any other."""
     party_window = timedelta(days=spec.repeat_parties.window_days)
     wage_window = timedelta(days=spec.group_wage_risk.window_days)
+    matter_window, candidates = timedelta(days=spec.same_matter.window_days), spec.same_matter.max_candidates
     in_batch = Counter(key for s in subjects for key in s.employers)
     found = []
     for s in subjects:
         found += [Probe(s.event_id, PARTY, k, s.reported_at - party_window, s.reported_at, s.dispute_id, 1) for k in sorted(s.parties)]
+        found += [Probe(s.event_id, MATTER, k, s.reported_at - matter_window, s.reported_at, s.dispute_id, candidates) for k in sorted(s.matters)]
         found += [
             Probe(s.event_id, EMPLOYER, k, s.reported_at - wage_window, s.reported_at, s.dispute_id, spec.group_wage_risk.min_disputes - 1 + in_batch[k])
             for k in sorted(s.employers)
@@ -178,3 +199,19 @@ def _others(subject: Subject, kind: str, key: str, window: timedelta, seen: dict
     earliest = subject.reported_at - window
     batch = {s.dispute_id for s in seen[kind, key] if earliest <= s.reported_at <= subject.reported_at}
     return (batch | stored.get((subject.event_id, kind, key), frozenset())) - {subject.dispute_id}
+
+
+def same_matter(subjects: list[Subject], stored: Answers, spec: CorrelationSpec) -> dict[str, tuple[str, ...]]:
+    """Name, per subject, the other disputes of the same matter in the window: from the store and earlier in the batch.
+
+    Sorted and bounded, so a redelivered batch names the same ones; which of them is a case is dispatch's to say.
+    """
+    seen: dict[tuple[str, str], list[Sighting]] = defaultdict(list)
+    window = timedelta(days=spec.same_matter.window_days)
+    found: dict[str, tuple[str, ...]] = {}
+    for subject in subjects:
+        others = set().union(*(_others(subject, MATTER, key, window, seen, stored) for key in subject.matters))
+        found[subject.event_id] = tuple(sorted(others)[: spec.same_matter.max_candidates])
+        for sighting in subject.sightings():
+            seen[sighting.kind, sighting.key].append(sighting)
+    return found

@@ -29,7 +29,7 @@ from services.runtime.kafka import Outgoing, encode_event
 from services.runtime.reload import Reloadable
 from services.runtime.retry import Readiness, retry_holding
 from services.runtime.settings import KafkaSettings
-from services.triage.correlation import Hasher, Subject, correlate, probes, subject_of
+from services.triage.correlation import Hasher, Subject, correlate, probes, same_matter, subject_of
 from services.triage.detection import Detection
 from services.triage.grading import Features, Grader, Triage
 from services.triage.metrics import TriageMetrics
@@ -108,8 +108,11 @@ MAX_DETECTIONS = 64
 MAX_PHRASE = 200
 
 
-def triaged_event(accepted: Accepted, triage: Triage, version: str, now: Any, detections: tuple[Detection, ...] = ()) -> DisputeTriaged:
-    """Build the output event of one graded report, with the phrases that raised its detected flags."""
+def triaged_event(
+    accepted: Accepted, triage: Triage, version: str, now: Any, matter: tuple[str, ...] = (), detections: tuple[Detection, ...] = ()
+) -> DisputeTriaged:
+    """Build the output event of one graded report; `matter` names the earlier disputes of the same matter, `detections`
+    the phrases that raised its detected flags."""
     return DisputeTriaged(
         event_id=triaged_event_id(accepted.event_id, version),
         dispute_id=accepted.report.dispute_id,
@@ -123,6 +126,7 @@ def triaged_event(accepted: Accepted, triage: Triage, version: str, now: Any, de
         detections=[RiskDetection(flag=d.flag, pattern=d.pattern, phrase=d.phrase[:MAX_PHRASE]) for d in detections[:MAX_DETECTIONS]],
         ruleset_version=version,
         triaged_at=now,
+        same_matter=list(matter) if accepted.cause == "reported" else [],
         report=accepted.report,
     )
 
@@ -165,11 +169,11 @@ class TriageProcessor:
         accepted, dead = self._decode(records)
         todo = await self._fresh(accepted)
         subjects = [subject_of(a.event_id, a.report, self.hasher, grader.ruleset.spec.correlation) for a in todo]
-        correlated = await self._correlate(subjects, grader)
+        correlated, matters = await self._correlate(subjects, grader)
         now = self.clock.now()
         features = [Features.of_text(a.report.description, grader.ruleset, correlated[a.event_id], a.cause) for a in todo]
         graded = [(a, grader.grade(a.report, f)) for a, f in zip(todo, features)]
-        events = [triaged_event(a, t, grader.version, now, f.detections) for (a, t), f in zip(graded, features)]
+        events = [triaged_event(a, t, grader.version, now, matters[a.event_id], f.detections) for (a, t), f in zip(graded, features)]
         outgoing = [encode_event(self.triaged_topic, e, e.event_id, CE_SOURCE, now) for e in events] + dead
         await self.publish(outgoing)
         fault_point("after_publish", "reports")
@@ -187,7 +191,7 @@ class TriageProcessor:
                 accepted.append(decode(record, self.reassess_topic, self.settings.max_message_bytes, latest))
             except Rejected as rejected:
                 self.metrics.invalid.labels(rejected.label).inc()
-                dead.append(dead_letter(record, rejected.reason, self.invalid_topic))
+                dead.append(dead_letter(record, rejected.reason, self.invalid_topic, source=CE_SOURCE))
         return accepted, dead
 
     async def _fresh(self, accepted: list[Accepted]) -> list[Accepted]:
@@ -200,11 +204,11 @@ class TriageProcessor:
         self.metrics.duplicates.inc(len(accepted) - len(fresh))
         return fresh
 
-    async def _correlate(self, subjects: list[Subject], grader: Grader) -> dict[str, frozenset[str]]:
+    async def _correlate(self, subjects: list[Subject], grader: Grader) -> tuple[dict[str, frozenset[str]], dict[str, tuple[str, ...]]]:
         spec = grader.ruleset.spec.correlation
         asked = probes(subjects, spec)
         stored = await self._store("store", lambda: self.store.other_disputes(asked)) if asked else {}
-        return correlate(subjects, stored, spec)
+        return correlate(subjects, stored, spec), same_matter(subjects, stored, spec)
 
     def _observe(self, graded: list[tuple[Accepted, Triage]], records: Sequence[Any], started: float) -> None:
         acknowledged = time.time()

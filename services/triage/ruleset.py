@@ -260,6 +260,15 @@ class GroupWageSpec(BaseModel):
     category: Category = "labor_wage"
 
 
+class SameMatterSpec(BaseModel):
+    """When a report is the same quarrel as an earlier dispute: a shared party, the same category and community, within a window."""
+
+    model_config = _Strict
+
+    window_days: Annotated[int, Field(ge=0, le=365)] = 30
+    max_candidates: Annotated[int, Field(ge=1, le=8)] = 4
+
+
 class CorrelationSpec(BaseModel):
     """Windows of the store-backed enrichment."""
 
@@ -267,6 +276,7 @@ class CorrelationSpec(BaseModel):
 
     repeat_parties: RepeatPartiesSpec = RepeatPartiesSpec()
     group_wage_risk: GroupWageSpec = GroupWageSpec()
+    same_matter: SameMatterSpec = SameMatterSpec()
 
 
 class LevelSpec(BaseModel):

@@ -88,8 +88,9 @@ async def test_a_returned_order_reaches_the_governance_centre(embedded_broker, k
 async def test_restarting_dispatch_mid_stream_issues_no_duplicate_orders(embedded_broker, kafka_settings, stack, tmp_path):
     bootstrap = embedded_broker.bootstrap_servers
     department = Department(bootstrap, kafka_settings)
+    # 400 quarrels between different people: with the same complainant, category and community they would be one case.
     reports = [
-        (f"D-{n}".encode(), json.dumps(report_payload(event_id=f"evt-{n}", dispute_id=f"D-{n}", party_count=1 + n % 5)).encode())
+        (f"D-{n}".encode(), json.dumps(report_payload(event_id=f"evt-{n}", dispute_id=f"D-{n}", party_count=1 + n % 5, parties=_parties(n))).encode())
         for n in range(400)
     ]
     await produce(bootstrap, kafka_settings.topic(DISPUTES_REPORTED), reports)
@@ -113,3 +114,7 @@ async def test_restarting_dispatch_mid_stream_issues_no_duplicate_orders(embedde
     assert {a for _, _, a in by_slot} == {1}
     # Orders published but not recorded before the kill are published again with the same id.
     assert len(orders) - len(by_slot) <= 4 * 50
+
+
+def _parties(n: int) -> list[dict]:
+    return [{"role": "complainant", "kind": "person", "name": "王某", "phone": f"139{n:08d}"}, {"role": "respondent", "kind": "person", "name": "李某"}]

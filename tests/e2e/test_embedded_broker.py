@@ -9,15 +9,21 @@ import sys
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from typer.testing import CliRunner
 
 from schemas.catalog import CONTRACTS
 from schemas.disputes import DISPUTES_REPORTED
+from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS
+from schemas.workorders import WORKORDERS_UPDATES
 from schemas.workorders import WORK_ORDER_EVENT
 from services.runtime.embedded import EmbeddedBroker
 from services.runtime.kafka import client_options, encode_event
 from services.runtime.topics import contract_topics
+from services.cli import app as cli
+from tests.conftest import fresh_prefix
 from tests.support.conditions import wait_for
 from tests.support.samples import ALL
 
@@ -139,3 +145,20 @@ def test_fengqiao_broker_prints_its_address_and_stops_on_sigterm():
     finally:
         if process.poll() is None:
             process.kill()
+
+
+# (FENGQIAO_ENV, whether the shared development topics are created): production creates only what someone may use.
+TOPIC_COMMANDS = [("development", True), ("production", False)]
+
+
+@pytest.mark.parametrize(("environment", "shared"), TOPIC_COMMANDS, ids=[row[0] for row in TOPIC_COMMANDS])
+def test_topics_create_leaves_out_the_shared_development_topics_in_production(embedded_broker, monkeypatch, environment, shared):
+    prefix = fresh_prefix()
+    for name, value in {"KAFKA_BOOTSTRAP_SERVERS": embedded_broker.bootstrap_servers, "KAFKA_TOPIC_PREFIX": prefix, "FENGQIAO_ENV": environment}.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(cli, ["topics", "create", "--partitions", "1", "--replication-factor", "1"])
+    assert result.exit_code == 0, result.output
+    created = set(result.output.strip().split(": ", 1)[1].split(", "))
+    assert created == {prefix + spec.name for spec in contract_topics(environment=environment)}
+    assert {prefix + "followups.court.due", prefix + FOLLOWUPS_DUE} <= created
+    assert ({prefix + WORKORDERS_UPDATES, prefix + FOLLOWUPS_RESULTS} <= created) is shared

@@ -13,7 +13,9 @@ from schemas.followups import (
     FOLLOWUPS_RESULTS,
     FollowupDue,
     FollowupResult,
+    due_topic,
 )
+from schemas.workorders import DEPARTMENTS
 from services.dispatch.disclosure import DEFAULT_DISCLOSURE, disclose, load_disclosure
 from tests.support.conditions import wait_for
 from tests.support.department import Department, report
@@ -55,8 +57,11 @@ async def loop(embedded_broker, kafka_settings, contract_topics_created, tmp_pat
             assert services[name].stop() == 0, services[name].log_tail()
 
 
-async def due_messages(bootstrap, settings):
-    return [FollowupDue.model_validate_json(r.value) for r in await read_all(bootstrap, [settings.topic(FOLLOWUPS_DUE)])]
+async def due_messages(bootstrap, settings, topics=(FOLLOWUPS_DUE,)):
+    return [FollowupDue.model_validate_json(r.value) for r in await read_all(bootstrap, [settings.topic(t) for t in topics])]
+
+
+EVERY_DUE_TOPIC = tuple(due_topic(d) for d in DEPARTMENTS)
 
 
 async def test_an_overdue_order_warns_once_breaches_once_and_is_regraded_higher(embedded_broker, kafka_settings, loop):
@@ -83,10 +88,17 @@ async def test_a_resolved_dispute_is_revisited_and_a_rebound_is_regraded(embedde
         return any(d.kind == "revisit" and d.dispute_id == "D-back" for d in await due_messages(bootstrap, kafka_settings))
 
     await wait_for(revisited, 60)
-    revisit = next(d for d in await due_messages(bootstrap, kafka_settings) if d.kind == "revisit" and d.dispute_id == "D-back")
-    # The police lead received every detail; the revisit team what its policy gives it (no ID numbers).
+    [shared] = [d for d in await due_messages(bootstrap, kafka_settings) if d.kind == "revisit" and d.dispute_id == "D-back" and d.revisit_number == 1]
+    # The lead department's own due topic has it with the parties: the police lead received every detail, the revisit
+    # team what its policy gives it (no ID numbers). The operators' shared feed has the same due without anyone's details.
+    [revisit] = [d for d in await due_messages(bootstrap, kafka_settings, [due_topic("community_police")]) if d.followup_id == shared.followup_id]
     assert (revisit.department, revisit.revisit_number, revisit.parties) == ("community_police", 1, disclose(POLICY.revisit, lead.parties))
     assert [p.id_number for p in revisit.parties] == [None, None] != [p.id_number for p in lead.parties]
+    assert (shared.parties, shared.disclosure, revisit.disclosure) == ([], None, POLICY.version)
+    assert shared.model_dump(exclude={"parties", "disclosure"}) == revisit.model_dump(exclude={"parties", "disclosure"})
+    # No other department's due topic has it.
+    elsewhere = [t for t in EVERY_DUE_TOPIC if t != due_topic("community_police")]
+    assert not [d for d in await due_messages(bootstrap, kafka_settings, elsewhere) if d.dispute_id == "D-back" and d.kind == "revisit"]
     answer = FollowupResult(
         event_id="res-back", followup_id=revisit.followup_id, dispute_id="D-back", satisfaction=2,
         agreement_fulfilled=False, rebound=True, note="双方再次争吵", at=revisit.fired_at,
@@ -128,3 +140,9 @@ async def test_killing_followup_mid_schedule_loses_no_timer(embedded_broker, kaf
     assert len(counts) == 120
     # A round published but not recorded before the kill fires again with the same followup_id.
     assert sum(counts.values()) - len(counts) <= 500
+    # And again on both topics: each department's topic holds exactly the dues the shared feed shows of it.
+    async def each_on_its_department_topic() -> bool:
+        dues = await due_messages(bootstrap, kafka_settings, EVERY_DUE_TOPIC)
+        return {d.followup_id for d in dues if d.work_order_id in first_orders} == set(counts)
+
+    await wait_for(each_on_its_department_topic, 30)

@@ -16,6 +16,7 @@ import pytest
 from schemas.disputes import DISPUTES_TRIAGED, DisputeReported
 from schemas.followups import FOLLOWUPS_DUE, FollowupDue
 from schemas.workorders import (
+    DEPARTMENT_MESSAGE,
     DEPARTMENTS,
     WORKORDERS_EVENTS,
     OrderIssued,
@@ -84,7 +85,8 @@ def fed(service: str, env: dict, bootstrap: str, settings) -> Fed:
     if service == "dispatch":
         async def orders() -> list[str]:
             topics = [settings.topic(work_order_topic(d)) for d in DEPARTMENTS]
-            return [WorkOrderIssued.model_validate_json(r.value).work_order_id for r in await read_all(bootstrap, topics)]
+            messages = [DEPARTMENT_MESSAGE.validate_json(r.value) for r in await read_all(bootstrap, topics)]
+            return [m.work_order_id for m in messages if isinstance(m, WorkOrderIssued)]
 
         return Fed(
             "dispatch", settings.topic(DISPUTES_TRIAGED), [f"{env['DISPATCH_GROUP_ID']}.triaged"],

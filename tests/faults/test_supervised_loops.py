@@ -103,7 +103,7 @@ async def test_timers_due_while_the_broker_is_away_fire_once_it_is_back_without_
         broker = EmbeddedBroker(port=port)  # memory storage: it comes back empty, on the same address
         broker.start()
         await ensure_topics(kafka_settings, bootstrap, topics)
-        await service.wait_for(lambda: _count(fired("sla_breached"), ORDERS), 30)
+        await service.wait_for(lambda: _count(fired("sla_breached"), ORDERS), 60)  # a rejoin under a loaded machine
         await service.wait_ready(30)
         assert service.process.poll() is None and service.process.pid == pid, "the same process fired them"
         breaches = await fired("sla_breached")

@@ -6,7 +6,9 @@ import uuid
 from schemas.disputes import DISPUTES_REPORTED
 from schemas.followups import FOLLOWUPS_RESULTS, FollowupResult, results_topic
 from schemas.workorders import (
+    DEPARTMENT_MESSAGE,
     DEPARTMENTS,
+    CaseNotice,
     WORK_ORDER_EVENT,
     WORKORDERS_EVENTS,
     WORKORDERS_UPDATES,
@@ -28,10 +30,18 @@ class Department:
         self.settings = settings
         self.sent = 0
 
-    async def orders(self, dispute_id=None):
+    async def messages(self):
+        """Read every department topic: orders and the notices about their cases."""
         topics = [self.settings.topic(work_order_topic(d)) for d in DEPARTMENTS]
-        found = [WorkOrderIssued.model_validate_json(r.value) for r in await read_all(self.bootstrap, topics)]
+        return [DEPARTMENT_MESSAGE.validate_json(r.value) for r in await read_all(self.bootstrap, topics)]
+
+    async def orders(self, dispute_id=None):
+        found = [m for m in await self.messages() if isinstance(m, WorkOrderIssued)]
         return [o for o in found if dispute_id in (None, o.dispute_id)]
+
+    async def notices(self, dispute_id=None):
+        found = [m for m in await self.messages() if isinstance(m, CaseNotice)]
+        return [n for n in found if dispute_id in (None, n.dispute_id)]
 
     async def wait_order(self, dispute_id, department, attempt):
         async def present():
@@ -71,6 +81,6 @@ class Department:
         return [WORK_ORDER_EVENT.validate_json(r.value) for r in await read_all(self.bootstrap, [self.settings.topic(WORKORDERS_EVENTS)])]
 
 
-async def report(bootstrap, settings, dispute_id, **fields):
-    payload = report_payload(event_id=f"evt-{dispute_id}", dispute_id=dispute_id, **fields)
+async def report(bootstrap, settings, dispute_id, event_id=None, **fields):
+    payload = report_payload(event_id=event_id or f"evt-{dispute_id}", dispute_id=dispute_id, **fields)
     await produce(bootstrap, settings.topic(DISPUTES_REPORTED), [(dispute_id.encode(), json.dumps(payload).encode())])

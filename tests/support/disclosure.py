@@ -2,20 +2,22 @@
 
 import json
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from schemas.common import Party
 from schemas.disputes import DisputeReported
-from schemas.followups import FollowupDue
-from schemas.workorders import DEPARTMENTS, WORK_ORDER_EVENT, WorkOrderIssued
+from schemas.followups import FOLLOWUPS_DUE, FollowupDue, due_topic
+from schemas.workorders import DEPARTMENT_MESSAGE, DEPARTMENTS, WORK_ORDER_EVENT, CaseNotice
 from services.dispatch.disclosure import DisclosurePolicy, View, mask_id_number, mask_name, mask_phone
 
 # Whatever the parsed fields say, the raw record must not hold a full mainland ID number or mobile number either.
 # Not within a longer run of letters and digits: a work order id's hex once held eleven digits in a row.
 ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])")
 MOBILE = re.compile(r"(?<![0-9A-Za-z.])1[3-9]\d{9}(?![0-9A-Za-z])")
+# Each department's own due topic: its deadline alerts, and its revisits with the parties as the revisit team sees them.
+DUE_TOPICS = {due_topic(d) for d in DEPARTMENTS}
 
 
 @dataclass
@@ -64,11 +66,8 @@ def _check(audit: Audit, reader: str, where: str, view: View, parties: list[Part
 def audit_topics(records: Iterable[tuple[str, str]], policy: DisclosurePolicy) -> Audit:
     """Check every record, (topic without prefix, JSON text), against the policy and the parties as first reported."""
     records = list(records)
-    audit, reported = Audit(), {}
-    for topic, raw in records:
-        if topic == "disputes.reported":
-            report = DisputeReported.model_validate_json(raw)
-            reported.setdefault(report.dispute_id, report.parties)
+    audit, cases = Audit(), _cases(records)
+    reported = {d: case.parties for d, case in cases.items()}
     for topic, raw in records:
         if topic == "workorders.events":
             event = WORK_ORDER_EVENT.validate_json(raw)
@@ -76,24 +75,77 @@ def audit_topics(records: Iterable[tuple[str, str]], policy: DisclosurePolicy) -
                 audit.records[topic] += 1
                 _version(audit, topic, event.disclosure, policy)
                 where = f"{topic} {event.kind} {event.dispute_id}"
-                _check(audit, "events", where, policy.events, event.report.parties, reported.get(event.dispute_id), raw)
-        elif topic == "followups.due":
+                _check(audit, "events", where, policy.events, event.report.parties, cases[event.dispute_id].at(event.report.parties), raw)
+        elif topic == FOLLOWUPS_DUE:
+            # The operators' feed: every department's dues, none with a party or any trace of one.
             due = FollowupDue.model_validate_json(raw)
             audit.records[topic] += 1
+            if due.parties or due.disclosure is not None:
+                audit.breaches.append(f"{topic} {due.followup_id}: parties on the shared feed")
+            if ID_NUMBER.search(raw) or MOBILE.search(raw):
+                audit.breaches.append(f"{topic} {due.followup_id}: a phone or ID number on the shared feed")
+        elif topic in DUE_TOPICS:
+            due = FollowupDue.model_validate_json(raw)
+            audit.records[topic] += 1
+            if topic != due_topic(due.department):
+                audit.breaches.append(f"{topic} {due.followup_id}: a due of {due.department}")
             if due.kind == "revisit":
                 _version(audit, topic, due.disclosure, policy)
-                _check(audit, "revisit", f"{topic} {due.followup_id}", policy.revisit, due.parties, reported.get(due.dispute_id), raw)
+                _check(audit, "revisit", f"{topic} {due.followup_id}", policy.revisit, due.parties, cases[due.dispute_id].at(due.parties), raw)
             elif due.parties:
                 audit.breaches.append(f"{topic} {due.followup_id}: parties on a {due.kind}")
         elif topic.removeprefix("workorders.") in DEPARTMENTS:
-            order = WorkOrderIssued.model_validate_json(raw)
+            order = DEPARTMENT_MESSAGE.validate_json(raw)
             audit.records[topic] += 1
+            if isinstance(order, CaseNotice):
+                _notice(audit, topic, order, policy, reported.get(order.reported_dispute_id), raw)
+                continue
             if topic != f"workorders.{order.department}":
                 audit.breaches.append(f"{topic} {order.work_order_id}: an order of {order.department}")
             _version(audit, topic, order.disclosure, policy)
             view = policy.view(order.department, order.role)
-            _check(audit, f"{order.department}:{order.role}", f"{topic} {order.work_order_id}", view, order.parties, reported.get(order.dispute_id), raw)
+            _check(audit, f"{order.department}:{order.role}", f"{topic} {order.work_order_id}", view, order.parties, cases[order.dispute_id].at(order.parties), raw)
     return audit
+
+
+@dataclass
+class _Case:
+    """A case's parties as dispatch gathers them: the first report's, then each joining report's new ones, appended."""
+
+    parties: list[Party]
+    sizes: set[int] = field(default_factory=set)
+
+    def at(self, shown: list[Party]) -> list[Party] | None:
+        """Return the parties the case had when a record showing `shown` was made (gathering only appends)."""
+        return self.parties[: len(shown)] if len(shown) in self.sizes else self.parties
+
+
+def _cases(records: list[tuple[str, str]]) -> dict[str, _Case]:
+    reports, cases = {}, {}
+    for topic, raw in records:
+        if topic == "disputes.reported":
+            report = DisputeReported.model_validate_json(raw)
+            reports[report.event_id] = report
+            if report.dispute_id not in cases:
+                cases[report.dispute_id] = _Case(list(report.parties), {len(report.parties)})
+    for topic, raw in records:
+        if topic == "workorders.events":
+            event = WORK_ORDER_EVENT.validate_json(raw)
+            if event.kind == "reported_again" and event.source_event_id in reports and event.dispute_id in cases:
+                case = cases[event.dispute_id]
+                known = {(p.name, p.id_number, p.phone) for p in case.parties}
+                case.parties += [p for p in reports[event.source_event_id].parties if (p.name, p.id_number, p.phone) not in known]
+                case.sizes.add(len(case.parties))
+    return defaultdict(lambda: _Case([]), cases)
+
+
+def _notice(audit: Audit, topic: str, notice: CaseNotice, policy: DisclosurePolicy, reported: list | None, raw: str) -> None:
+    # A case notice carries the new report's parties as its department's role in the case may see them.
+    if topic != f"workorders.{notice.department}":
+        audit.breaches.append(f"{topic} {notice.event_id}: a notice for {notice.department}")
+    _version(audit, topic, notice.disclosure, policy)
+    view = policy.view(notice.department, notice.role)
+    _check(audit, f"{notice.department}:{notice.role}", f"{topic} {notice.event_id}", view, notice.parties, reported, raw)
 
 
 def _version(audit: Audit, where: str, version: str | None, policy: DisclosurePolicy) -> None:

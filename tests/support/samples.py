@@ -6,7 +6,7 @@ from typing import Any
 
 from schemas.disputes import DisputeReported, DisputeTriaged, History, ReassessmentRequested
 from schemas.followups import FollowupDue, FollowupResult
-from schemas.workorders import DisputeResolved, OrderEscalated, OrderIssued, OrderStatusChanged, WorkOrderIssued, WorkOrderUpdate
+from schemas.workorders import CaseNotice, DisputeResolved, OrderEscalated, OrderIssued, OrderStatusChanged, WorkOrderIssued, WorkOrderUpdate
 
 BEIJING = timezone(timedelta(hours=8))
 
@@ -92,6 +92,20 @@ ORDER = WorkOrderIssued(
     instructions="协助会商研判，核实欠薪金额。",
     parties=WAGE_REPORT.parties,
     matched_rules=TRIAGED.matched_rules,
+)
+NOTICE = CaseNotice(
+    notice="reported_again",
+    event_id="ntc-0001",
+    dispute_id=ORDER.dispute_id,
+    department=ORDER.department,
+    role=ORDER.role,
+    work_order_ids=[ORDER.work_order_id],
+    reported_dispute_id="H-12345-0001",
+    source="hotline_12345",
+    reported_at=at("2026-03-02T11:10:00+08:00"),
+    description="12345热线转办：" + WAGE_REPORT.description,
+    parties=WAGE_REPORT.parties[:1],
+    at=at("2026-03-02T11:10:01+08:00"),
 )
 UPDATE = WorkOrderUpdate(
     event_id="upd-0001",

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
 from schemas.catalog import DEPARTMENT, SERVICES, expand
-from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS, results_topic
+from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS, due_topic, results_topic
 from schemas.workorders import DEPARTMENTS, WORKORDERS_UPDATES, updates_topic, work_order_topic
 from services.cli import app as cli
 from services.dispatch.app import create_app as dispatch_app
@@ -19,6 +19,7 @@ from services.dispatch.settings import DispatchSettings
 from services.followup.app import create_app as followup_app
 from services.followup.settings import FollowupSettings
 from services.runtime.acls import (
+    EXPORTER,
     SCRIPT_PATH,
     STRIMZI_PATH,
     USERS_SCRIPT_PATH,
@@ -31,6 +32,7 @@ from services.runtime.acls import (
     service_groups,
 )
 from services.runtime.settings import KafkaSettings
+from services.runtime.topics import contract_topics
 from services.triage.app import create_app as triage_app
 from services.triage.settings import TriageSettings
 
@@ -65,6 +67,7 @@ def test_each_service_may_read_exactly_the_groups_its_app_subscribes_with(name, 
 EVERY_ORDERS = {work_order_topic(d) for d in DEPARTMENTS}
 EVERY_UPDATES = {updates_topic(d) for d in DEPARTMENTS}
 EVERY_RESULTS = {results_topic(d) for d in DEPARTMENTS}
+EVERY_DUE = {due_topic(d) for d in DEPARTMENTS}
 
 # (service, topics it reads, topics it writes): spelled out here, independently of the generator.
 SERVICE_ROLES = [
@@ -72,7 +75,7 @@ SERVICE_ROLES = [
     ("dispatch", {"disputes.triaged"} | EVERY_UPDATES,
      EVERY_ORDERS | {"workorders.events", "disputes.reassess", "disputes.invalid", "workorders.updates.invalid"}),
     ("followup", {"workorders.events"} | EVERY_RESULTS,
-     {"followups.due", "disputes.reassess", "workorders.events.invalid", "followups.results.invalid"}),
+     EVERY_DUE | {"followups.due", "disputes.reassess", "workorders.events.invalid", "followups.results.invalid"}),
 ]
 
 
@@ -87,18 +90,20 @@ def test_each_service_reads_its_inputs_and_writes_its_outputs_and_nothing_else(s
 
 
 @pytest.mark.parametrize("department", DEPARTMENTS)
-def test_a_department_reads_its_orders_and_writes_only_its_own_updates_and_results(department):
+def test_a_department_reads_its_orders_and_dues_and_writes_only_its_own_updates_and_results(department):
     principal = department_principal(department)
     assert set(GRANTS[principal]) == {
         Grant(principal, "topic", work_order_topic(department), "Read"),
         Grant(principal, "topic", work_order_topic(department), "Describe"),
+        Grant(principal, "topic", due_topic(department), "Read"),
+        Grant(principal, "topic", due_topic(department), "Describe"),
         Grant(principal, "topic", updates_topic(department), "Write"),
         Grant(principal, "topic", updates_topic(department), "Describe"),
         Grant(principal, "topic", results_topic(department), "Write"),
         Grant(principal, "topic", results_topic(department), "Describe"),
         Grant(principal, "group", department_group(department), "Read"),
     }
-    assert {c.contract for c in DEPARTMENT.consumes} == {"WorkOrderIssued"}
+    assert {c.contract for c in DEPARTMENT.consumes} == {"DepartmentMessage", "FollowupDue"}
     assert {c.contract for c in DEPARTMENT.produces} == {"WorkOrderUpdate", "FollowupResult"}
 
 
@@ -114,13 +119,29 @@ def test_each_department_topic_is_written_by_its_department_alone():
         assert writers[work_order_topic(department)] == {"dispatch"}
 
 
-def test_nobody_may_use_the_shared_development_topics_and_no_department_reads_others_revisits():
+def test_nobody_may_use_the_shared_development_topics_and_only_operators_read_the_shared_due_feed():
     granted = {g.resource for grants in GRANTS.values() for g in grants}
     assert WORKORDERS_UPDATES not in granted and FOLLOWUPS_RESULTS not in granted
     departments = [department_principal(d) for d in DEPARTMENTS]
-    # followups.due carries every department's revisits with the parties' contacts: no department topic yet, no read.
-    assert not [p for p in departments if FOLLOWUPS_DUE in topics(p, "Read")]
-    assert len(set(departments)) == len(DEPARTMENTS) and set(GRANTS) == {"triage", "dispatch", "followup", *departments}
+    # followups.due is every department's dues: read by the operators (super users, no grant), written by follow-up alone.
+    assert [p for p in GRANTS if FOLLOWUPS_DUE in topics(p, "Read")] == []
+    assert [p for p in GRANTS if FOLLOWUPS_DUE in topics(p, "Write")] == ["followup"]
+    assert len(set(departments)) == len(DEPARTMENTS) and set(GRANTS) == {"triage", "dispatch", "followup", *departments, EXPORTER}
+
+
+@pytest.mark.parametrize("department", DEPARTMENTS)
+def test_each_due_topic_is_read_by_its_department_alone_and_written_by_follow_up(department):
+    readers = {p for p in GRANTS if due_topic(department) in topics(p, "Read")}
+    writers = {p for p in GRANTS if due_topic(department) in topics(p, "Write")}
+    assert (readers, writers) == ({department_principal(department)}, {"followup"})
+
+
+def test_the_exporter_describes_every_production_topic_and_group_and_reads_nothing():
+    every_group = {g for name in SERVICES for g in service_groups()[name]} | {department_group(d) for d in DEPARTMENTS}
+    assert {(g.resource_type, g.operation) for g in GRANTS[EXPORTER]} == {("topic", "Describe"), ("group", "Describe")}
+    assert topics(EXPORTER, "Describe") == {spec.name for spec in contract_topics(environment="production")}
+    assert groups(EXPORTER) == every_group
+    assert WORKORDERS_UPDATES not in topics(EXPORTER, "Describe") and FOLLOWUPS_RESULTS not in topics(EXPORTER, "Describe")
 
 
 def script_grants(text: str) -> set[Grant]:
@@ -202,6 +223,18 @@ def test_compose_applies_the_generated_users_and_acls_before_the_services_start(
         assert (env["KAFKA_SECURITY_PROTOCOL"], env["KAFKA_SASL_MECHANISM"], env["KAFKA_SASL_USERNAME"]) == ("SASL_PLAINTEXT", "SCRAM-SHA-512", name)
         variable = password_variable(name)
         assert env["KAFKA_SASL_PASSWORD"] == f"${{{variable}}}" and variable in acls["environment"]
+
+
+def test_compose_runs_the_lag_exporter_as_its_own_read_only_user_not_the_admin():
+    services = compose()
+    exporter, acls = services["kafka-exporter"], services["acls"]
+    flags = dict(flag.removeprefix("--").split("=", 1) for flag in exporter["command"] if "=" in flag)
+    assert flags["kafka.server"] == "kafka:9092"  # the SCRAM client listener, whose clients the authorizer checks
+    assert (flags["sasl.mechanism"], flags["sasl.username"]) == ("scram-sha512", EXPORTER)
+    variable = password_variable(EXPORTER)
+    assert flags["sasl.password"] == f"${{{variable}}}" and variable in acls["environment"]
+    assert "admin" not in " ".join(exporter["command"]) and "KAFKA_ADMIN_PASSWORD" not in " ".join(exporter["command"])
+    assert exporter["depends_on"]["acls"] == {"condition": "service_completed_successfully"}
 
 
 @pytest.mark.parametrize("service", ["triage", "dispatch", "followup"])

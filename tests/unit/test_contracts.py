@@ -60,6 +60,10 @@ def _without(key):
 INVALID_REPORTS = [
     ("naive timestamp", report_payload(reported_at="2026-03-02T09:30:00"), "reported_at", "timezone"),
     ("unix timestamp", report_payload(reported_at=1772415000), "reported_at", "datetime"),
+    ("space for the T", report_payload(reported_at="2026-03-02 09:30:00+08:00"), "reported_at", "RFC 3339"),
+    ("offset without colon", report_payload(reported_at="2026-03-02T09:30:00+0800"), "reported_at", "RFC 3339"),
+    ("30 February", report_payload(reported_at="2026-02-30T09:30:00+08:00"), "reported_at", "day value is outside"),
+    ("dispute id ending in a newline", report_payload(dispute_id="D-1\n"), "dispute_id", "pattern"),
     ("unknown category", report_payload(category="gambling"), "category", "Input should be"),
     ("5,001-char description", report_payload(description="吵" * 5001), "description", "at most 5000"),
     ("empty description", report_payload(description=""), "description", "at least 1"),

@@ -91,7 +91,7 @@ async def test_a_failing_batch_is_split_until_each_poison_record_stands_alone(ca
     async def publish(outgoing):
         dead.extend(outgoing)
 
-    await isolate_poison(records, pipeline, publish, "disputes.invalid", lambda: counted.append(1))
+    await isolate_poison(records, pipeline, publish, "disputes.invalid", lambda: counted.append(1), source="/fengqiao/triage")
     assert sorted(pipeline.handled) == [n for n in range(size) if n not in poison]
     assert sorted(int(d.header("dlq_source_offset")) for d in dead) == sorted(poison) and len(counted) == len(poison)
     assert {d.header("dlq_reason") for d in dead} <= {"unprocessable: ValidationError"}
@@ -107,5 +107,5 @@ async def test_an_outage_is_raised_whole_and_nothing_is_dead_lettered():
         dead.extend(outgoing)
 
     with pytest.raises(OperationalError):
-        await isolate_poison(records, pipeline, publish, "disputes.invalid", lambda: None)
+        await isolate_poison(records, pipeline, publish, "disputes.invalid", lambda: None, source="/fengqiao/triage")
     assert dead == [] and pipeline.calls == 1

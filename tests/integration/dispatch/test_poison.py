@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy import func, select
 
-import services.dispatch.handlers
+import services.dispatch.cases
 from services.dispatch.store import routing_pins
 from services.runtime.poison import isolate_poison
 from tests.support.pipelines import Record, dispatch_pipeline, failing_for
@@ -25,10 +25,10 @@ def graded(n: int) -> Record:
 
 async def test_a_graded_dispute_failing_alone_is_dead_lettered_and_leaves_no_pin(pipeline, monkeypatch):
     processor, published, engine = pipeline
-    failing = failing_for(services.dispatch.handlers.dispatch, lambda triaged: triaged.dispute_id == "d-2")
-    monkeypatch.setattr(services.dispatch.handlers, "dispatch", failing)
+    failing = failing_for(services.dispatch.cases.dispatch, lambda triaged: triaged.dispute_id == "d-2")
+    monkeypatch.setattr(services.dispatch.cases, "dispatch", failing)
     batch = [graded(n) for n in range(4)] + [Record("disputes.triaged", b"{}", offset=9)]
-    await isolate_poison(batch, processor.on_triaged, published, "disputes.invalid", processor.metrics.invalid_triaged.inc, processor.forget_triaged)
+    await isolate_poison(batch, processor.on_triaged, published, "disputes.invalid", processor.metrics.invalid_triaged.inc, processor.forget_triaged, source="/fengqiao/dispatch")
     letters = sorted((o.header("dlq_source_offset"), o.header("dlq_reason").split(":")[0]) for o in published if o.topic == "disputes.invalid")
     assert letters == [("2", "unprocessable"), ("9", "event_id")]
     issued = {o.key for o in published if o.topic.startswith("workorders.") and o.topic != "workorders.events"}

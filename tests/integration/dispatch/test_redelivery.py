@@ -135,7 +135,9 @@ async def test_a_new_attempt_is_routed_by_the_table_in_use(database_url):
         await _triaged(processor, published)
         assert processor.routing.offer(SWAPPED, "file")
         assert processor.disclosure.offer(SWAPPED_DISCLOSURE, "file")
-        again = TRIAGED.model_copy(update={"event_id": "tri-again", "source_event_id": "rep-again", "triaged_at": NOW + timedelta(days=1)})
+        again = TRIAGED.model_copy(
+            update={"event_id": "tri-again", "source_event_id": "rea-again", "cause": "sla_breached", "triaged_at": NOW + timedelta(days=1)}
+        )
         published.clear()
         await processor.on_triaged([Record("disputes.triaged", again.to_bytes())])
         leads = [WorkOrderIssued.model_validate_json(o.value) for o in published if o.topic == "workorders.mediation_room"]

@@ -20,9 +20,9 @@ SETTLED = marked_report(TRIAGED.dispute_id, "41")
 OPEN = marked_report("D-2026-0099", "42")
 
 
-def triaged(report, source="evt-0002", event="tri-5f1c"):
+def triaged(report, source="evt-0002", event="tri-5f1c", at=TRIAGED.triaged_at):
     return Record("disputes.triaged", TRIAGED.model_copy(update={"report": report, "dispute_id": report.dispute_id,
-                                                                   "source_event_id": source, "event_id": event}).to_bytes())
+                                                                   "source_event_id": source, "event_id": event, "triaged_at": at}).to_bytes())
 
 
 def issued(published, dispute_id: str) -> list[WorkOrderIssued]:
@@ -88,8 +88,9 @@ async def test_a_settled_dispute_is_erased_after_the_retention_and_every_figure_
         assert await found(engine, SETTLED) == set()
         assert await figures(processor, engine) == before
 
-        # A new attempt (graded again after a rebound) brings the report back, and the retention starts over.
-        await processor.on_triaged([triaged(SETTLED, source="rea-0001", event="tri-0002")])
+        # Reported again long after (past the routing file's reopening window): a new attempt brings the report back,
+        # and the retention starts over.
+        await processor.on_triaged([triaged(SETTLED, source="evt-0003", event="tri-0002", at=processor.clock.now())])
         assert await found(engine, SETTLED) == planted(SETTLED)
         assert {o.attempt for o in issued(published, SETTLED.dispute_id)} == {2}
         processor.clock.advance(timedelta(days=DAYS * 2))

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import event, inspect
 
 from schemas.disputes import ReassessmentRequested
-from schemas.followups import FollowupDue, FollowupResult, results_topic
+from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS, FollowupDue, FollowupResult, due_topic, results_topic
 from schemas.workorders import DisputeResolved, OrderStatusChanged
 from services.followup.store import FollowupStore
 from services.followup.timers import followup_id
@@ -51,8 +51,8 @@ def records(*events, topic="workorders.events"):
     return [Record(topic, e.to_bytes(), offset=i) for i, e in enumerate(events)]
 
 
-def dues(published):
-    return [FollowupDue.model_validate_json(o.value) for o in published if o.topic == "followups.due"]
+def dues(published, topic=FOLLOWUPS_DUE):
+    return [FollowupDue.model_validate_json(o.value) for o in published if o.topic == topic]
 
 
 def reassessments(published):
@@ -91,9 +91,13 @@ async def test_a_resolved_dispute_gets_its_revisits_with_contact_details(followu
     await processor.fire_due()
     clock.advance(timedelta(days=30))
     await processor.fire_due()
-    revisits = dues(published)
+    revisits = dues(published, due_topic("mediation_room"))
     assert [(d.kind, d.revisit_number, d.department) for d in revisits] == [("revisit", 1, "mediation_room"), ("revisit", 2, "mediation_room")]
     assert revisits[0].due_at == ISSUED + timedelta(days=9) and revisits[0].parties == WAGE_REPORT.parties
+    # The operators' feed has the same revisits under the same ids, without anyone's details.
+    feed = dues(published)
+    assert [(d.followup_id, d.parties, d.disclosure) for d in feed] == [(d.followup_id, [], None) for d in revisits]
+    assert [o.header("ce_id") for o in published if o.topic == FOLLOWUPS_DUE] == [d.followup_id for d in revisits]
 
 
 async def test_a_new_attempt_cancels_pending_revisits(followup):
@@ -278,6 +282,32 @@ async def test_closure_figures_are_exact(followup):
     assert processor.metrics.closure_rate.labels("mediation_room")._value.get() == 0.5
 
 
+async def test_a_store_from_before_department_scoped_ids_is_rekeyed_on_start_and_keeps_its_results(followup):
+    processor, clock, published = followup
+    revisits = await first_revisits(processor, clock, published)
+    engine = processor.store.engine
+    async with engine.begin() as connection:  # the schema before: results keyed by event id, processed ids of 80 characters
+        await connection.exec_driver_sql("DROP TABLE followup_results")
+        await connection.exec_driver_sql(
+            "CREATE TABLE followup_results (event_id VARCHAR(64) NOT NULL PRIMARY KEY, followup_id VARCHAR(64) NOT NULL, "
+            "satisfaction INTEGER NOT NULL, flared_up BOOLEAN NOT NULL)"
+        )
+        await connection.exec_driver_sql(f"INSERT INTO followup_results VALUES ('res-same', '{revisits['mediation_room'].followup_id}', 4, false)")
+        if connection.dialect.name == "postgresql":
+            await connection.exec_driver_sql("ALTER TABLE followup_processed ALTER COLUMN event_id TYPE VARCHAR(80)")
+        await processor.store.mark_processed(connection, ["result:res-same"], clock.now())
+    await FollowupStore(engine).create()
+    await FollowupStore(engine).create()  # and again, as every start does: nothing left to change
+    async with engine.connect() as connection:
+        key = await connection.run_sync(lambda sync: inspect(sync).get_pk_constraint("followup_results")["constrained_columns"])
+    assert key == ["followup_id", "event_id"]
+    # The court's own result with that event id counts beside the one kept; a 64-character id fits its scoped key.
+    court = result(revisits["court"].followup_id, "res-same").model_copy(update={"dispute_id": "D-court"})
+    longest = result(revisits["court"].followup_id, "r" * 64).model_copy(update={"dispute_id": "D-court"})
+    await processor.on_results([Record(results_topic("court"), r.to_bytes(), offset=n) for n, r in enumerate((court, longest))])
+    assert (await processor.store.figures(clock.now()))["results"] == 2
+
+
 async def test_a_store_from_before_the_pending_timer_index_gets_it_on_start(followup):
     processor, _, _ = followup
     engine = processor.store.engine
@@ -428,3 +458,65 @@ async def test_a_result_on_another_department_s_topic_is_refused_and_leaves_the_
     await processor.on_results([Record(results_topic("mediation_room"), result(first.followup_id, "res-same").to_bytes(), offset=2)])
     assert not dead_reasons(published)
     assert (await processor.store.figures(clock.now()))["results"] == 1
+
+
+def court_case():
+    """Return the events of a second dispute, led and resolved by the court."""
+    report = WAGE_REPORT.model_copy(update={"dispute_id": "D-court"})
+    return [
+        issued("wo-c", department="court", dispute="D-court"),
+        DisputeResolved(event_id="ev-resolved-court", dispute_id="D-court", attempt=1, at=ISSUED + timedelta(days=2),
+                        resolving_department="court", level=2, report=report),
+    ]
+
+
+async def first_revisits(processor, clock, published) -> dict[str, FollowupDue]:
+    """Resolve the mediation room's dispute and the court's, fire their 7-day revisits; return them by department."""
+    await processor.on_events(records(issued(), closed(), resolved(), *court_case()))
+    clock.advance(timedelta(days=10))
+    await processor.fire_due()
+    revisits = {d: [r for r in dues(published, due_topic(d)) if r.kind == "revisit"] for d in ("mediation_room", "court")}
+    published.clear()
+    return {d: found for d, [found] in revisits.items()}
+
+
+# (case, how the two departments' results with one event id arrive: a list of batches of (department, topic))
+ONE_EVENT_ID = [
+    ("in one batch, each on its own topic", [[("mediation_room", "own"), ("court", "own")]]),
+    ("in two batches, each on its own topic", [[("mediation_room", "own")], [("court", "own")]]),
+    ("on the shared development topic, scoped by each revisit's department", [[("mediation_room", "shared")], [("court", "shared")]]),
+]
+
+
+@pytest.mark.parametrize("case, batches", ONE_EVENT_ID, ids=[row[0] for row in ONE_EVENT_ID])
+async def test_two_departments_answering_their_own_revisits_with_one_event_id_both_count(followup, case, batches):
+    processor, clock, published = followup
+    revisits = await first_revisits(processor, clock, published)
+    for n, batch in enumerate(batches):
+        await processor.on_results([
+            Record(results_topic(d) if where == "own" else FOLLOWUPS_RESULTS,
+                   result(revisits[d].followup_id, "res-same", rebound=True).model_copy(update={"dispute_id": revisits[d].dispute_id}).to_bytes(),
+                   offset=10 * n + i)
+            for i, (d, where) in enumerate(batch)
+        ])
+    assert not dead_reasons(published)
+    assert sorted(r.dispute_id for r in reassessments(published)) == ["D-2026-0002", "D-court"]
+    assert (await processor.store.figures(clock.now()))["results"] == 2
+
+
+# (case, the topic the result comes on again): before the upgrade its processed id was the bare event id
+LEGACY = [("on its department's own topic", results_topic("mediation_room")), ("on the shared development topic", FOLLOWUPS_RESULTS)]
+
+
+@pytest.mark.parametrize("case, topic", LEGACY, ids=[row[0] for row in LEGACY])
+async def test_a_result_processed_under_the_legacy_key_is_not_applied_again(followup, case, topic):
+    processor, clock, published = followup
+    revisits = await first_revisits(processor, clock, published)
+    async with processor.store.engine.begin() as connection:
+        await processor.store.mark_processed(connection, ["result:res-old"], clock.now())  # as written before the upgrade
+    rebound = result(revisits["mediation_room"].followup_id, "res-old", rebound=True)
+    await processor.on_results([Record(topic, rebound.to_bytes(), offset=1)])
+    assert (published, (await processor.store.figures(clock.now()))["results"]) == ([], 0)
+    # A new event id of the same department is no repeat.
+    await processor.on_results([Record(topic, result(revisits["mediation_room"].followup_id, "res-new", rebound=True).to_bytes(), offset=2)])
+    assert [r.caused_by for r in reassessments(published)] == ["res-new"]

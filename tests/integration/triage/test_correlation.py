@@ -10,8 +10,10 @@ from services.runtime.store import create_engine
 from services.triage.correlation import (
     Hasher,
     correlate,
+    employer_name,
     normalise_name,
     probes,
+    same_matter,
     subject_of,
 )
 from services.triage.ruleset import DEFAULT_RULES, load_ruleset
@@ -31,13 +33,14 @@ def employer(name):
     return {"role": "respondent", "kind": "organization", "name": name}
 
 
-def reported(n, dispute, day, parties, category="family_marriage"):
+def reported(n, dispute, day, parties, category="family_marriage", community="枫源村"):
     payload = report_payload(
         event_id=f"e{n}",
         dispute_id=dispute,
         reported_at=(START + timedelta(days=day)).isoformat(),
         parties=parties,
         category=category,
+        region={"county": "诸暨市", "town": "枫桥镇", "community": community},
     )
     return DisputeReported.model_validate_json(json.dumps(payload))
 
@@ -116,6 +119,44 @@ async def test_correlation_windows_across_batches(case, steps, expected, tmp_pat
     assert await flags_from_store(reports, tmp_path) == expected
 
 
+# (case, [(dispute, day, parties, category, community)], the last report's same-matter disputes, its correlation flags)
+MATTERS = [
+    ("the same quarrel through 110 an hour later", [("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 0.04, [WORKER], "neighbor", "枫源村")], ("A",), {"repeat_parties"}),
+    ("by ID number, 30 days later", [("A", 0, [person(id_number="33068119900101001X")], "neighbor", "枫源村"), ("B", 30, [person(id_number="33068119900101001x")], "neighbor", "枫源村")], ("A",), {"repeat_parties"}),
+    ("31 days later: a repeat, not the same report", [("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 31, [WORKER], "neighbor", "枫源村")], (), {"repeat_parties"}),
+    ("same person, another matter", [("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 1, [WORKER], "labor_wage", "枫源村")], (), {"repeat_parties"}),
+    ("same person, another community", [("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 1, [WORKER], "neighbor", "栎桥村")], (), {"repeat_parties"}),
+    ("same matter and place, other people", [("A", 0, [person(phone="13800000002")], "neighbor", "枫源村"), ("B", 1, [WORKER], "neighbor", "枫源村")], (), set()),
+    ("a masked phone matches nobody", [("A", 0, [person(phone="138****0001")], "neighbor", "枫源村"), ("B", 1, [person(phone="138****0001")], "neighbor", "枫源村")], (), set()),
+    ("the same dispute again is no other dispute", [("A", 0, [WORKER], "neighbor", "枫源村"), ("A", 1, [WORKER], "neighbor", "枫源村")], (), set()),
+    ("three channels: both earlier ids, sorted", [("C", 0, [WORKER], "neighbor", "枫源村"), ("A", 0.1, [WORKER], "neighbor", "枫源村"), ("B", 0.2, [WORKER], "neighbor", "枫源村")], ("A", "C"), {"repeat_parties"}),
+]
+
+
+def _matter_reports(steps):
+    return [reported(n, d, day, parties, category, community) for n, (d, day, parties, category, community) in enumerate(steps)]
+
+
+@pytest.mark.parametrize("case, steps, matter, flags", MATTERS, ids=[c[0] for c in MATTERS])
+def test_the_same_matter_is_a_shared_party_category_and_community_within_the_window(case, steps, matter, flags):
+    subjects = [subject_of(r.event_id, r, HASHER, SPEC) for r in _matter_reports(steps)]
+    assert same_matter(subjects, {}, SPEC)[subjects[-1].event_id] == matter
+    assert set(correlate(subjects, {}, SPEC)[subjects[-1].event_id]) == flags
+
+
+@pytest.mark.parametrize("case, steps, matter, flags", MATTERS, ids=[c[0] for c in MATTERS])
+async def test_the_same_matter_is_found_in_the_store_across_batches(case, steps, matter, flags, tmp_path):
+    store = TriageStore(create_engine(f"sqlite+aiosqlite:///{tmp_path}/triage.db"))
+    await store.create()
+    try:
+        subjects = [subject_of(r.event_id, r, HASHER, SPEC) for r in _matter_reports(steps)]
+        await store.record([], [s for subject in subjects[:-1] for s in subject.sightings()])
+        last = subjects[-1:]
+        assert same_matter(last, await store.other_disputes(probes(last, SPEC)), SPEC)[last[0].event_id] == matter
+    finally:
+        await store.engine.dispose()
+
+
 async def test_a_much_named_employer_is_asked_for_a_bounded_number_of_disputes(tmp_path):
     site = employer("宏达建筑公司")
     earlier = [reported(n, f"W{n}", 0, [person(phone=f"139{n:08d}"), site], "labor_wage") for n in range(50)]
@@ -155,7 +196,7 @@ EMPLOYER_NAMES = [
 
 @pytest.mark.parametrize("written, compared", EMPLOYER_NAMES, ids=[n[0] for n in EMPLOYER_NAMES])
 def test_employer_names_are_compared_without_legal_forms(written, compared):
-    assert normalise_name(written) == compared
+    assert employer_name(written) == compared
 
 
 def test_one_employer_under_three_spellings_is_group_wage_risk():

@@ -41,7 +41,7 @@ async def test_a_record_the_engine_cannot_grade_is_dead_lettered_alone_and_its_n
     with pytest.raises(ValidationError):
         await processor.process(batch)  # alone, the pipeline fails the whole batch: every redelivery again
 
-    await isolate_poison(batch, processor.process, published, "disputes.invalid", processor.metrics.invalid.labels("unprocessable").inc)
+    await isolate_poison(batch, processor.process, published, "disputes.invalid", processor.metrics.invalid.labels("unprocessable").inc, source="/fengqiao/triage")
     assert sorted(e.source_event_id for e in published.triaged()) == sorted(f"evt-{n}" for n in range(10) if n != 5)
     [dead] = published.dead()
     assert (dead.header("dlq_reason"), dead.header("dlq_source_offset"), dead.value) == ("unprocessable: ValidationError", "5", batch[5].value)
@@ -49,6 +49,6 @@ async def test_a_record_the_engine_cannot_grade_is_dead_lettered_alone_and_its_n
     # Redelivered: the graded reports are repeats, the poison is dead-lettered again with the same bytes.
     first = list(published)
     published.clear()
-    await isolate_poison(batch, processor.process, published, "disputes.invalid", processor.metrics.invalid.labels("unprocessable").inc)
+    await isolate_poison(batch, processor.process, published, "disputes.invalid", processor.metrics.invalid.labels("unprocessable").inc, source="/fengqiao/triage")
     assert published.triaged() == [] and [(o.value, o.headers) for o in published] == [(dead.value, dead.headers)]
     assert first.count(dead) == 1

@@ -315,14 +315,28 @@ def test_the_auditor_finds_every_kind_of_leak(topic, change, found):
     assert not any("李四" in b or "1390000" in b or "33068119" in b for b in audit.breaches), "the auditor's findings hold no personal data"
 
 
-def test_the_auditor_checks_revisits_and_that_deadline_alerts_carry_no_parties():
-    triaged = _graded()
-    base = {"dispute_id": triaged.dispute_id, "department": "mediation_room", "due_at": NOW, "fired_at": NOW}
-    revisit = FollowupDue(followup_id="fu-1", kind="revisit", revisit_number=1, parties=disclose(POLICY.revisit, WITH_IDS), disclosure="2026.12.1", **base)
-    alert = FollowupDue(followup_id="fu-2", kind="sla_warning", parties=WITH_IDS, **base)
-    records = [("disputes.reported", triaged.report.to_bytes().decode()), ("followups.due", revisit.to_bytes().decode())]
-    assert audit_topics(records, POLICY).breaches == []
-    assert audit_topics(records + [("followups.due", alert.to_bytes().decode())], POLICY).breaches == ["followups.due fu-2: parties on a sla_warning"]
+def _due(followup_id: str, kind: str, parties: list, **fields) -> FollowupDue:
+    base = {"dispute_id": _graded().dispute_id, "department": "mediation_room", "due_at": NOW, "fired_at": NOW}
+    return FollowupDue(followup_id=followup_id, kind=kind, parties=parties, **(base | fields))
+
+
+REVISIT = _due("fu-1", "revisit", disclose(POLICY.revisit, WITH_IDS), revisit_number=1, disclosure="2026.12.1")
+# (case, the record added to a report and its revisit on the department's own due topic, the breach it is, or None)
+DUE_AUDITS = [
+    ("a revisit on its department's topic", None, None),
+    ("the revisit stripped on the shared feed", ("followups.due", _due("fu-1", "revisit", [], revisit_number=1)), None),
+    ("a deadline alert with parties", ("followups.mediation_room.due", _due("fu-2", "sla_warning", WITH_IDS)),
+     "followups.mediation_room.due fu-2: parties on a sla_warning"),
+    ("a revisit with parties on the shared feed", ("followups.due", REVISIT), "followups.due fu-1: parties on the shared feed"),
+    ("another department's revisit", ("followups.court.due", REVISIT), "followups.court.due fu-1: a due of mediation_room"),
+]
+
+
+@pytest.mark.parametrize(("extra", "breach"), [(e, b) for _, e, b in DUE_AUDITS], ids=[c for c, _, _ in DUE_AUDITS])
+def test_the_auditor_checks_revisits_on_department_topics_and_no_parties_on_the_shared_feed(extra, breach):
+    records = [("disputes.reported", _graded().report.to_bytes().decode()), ("followups.mediation_room.due", REVISIT.to_bytes().decode())]
+    found = audit_topics(records + ([(extra[0], extra[1].to_bytes().decode())] if extra else []), POLICY).breaches
+    assert breach in found if breach else found == [], found
 
 
 def test_orders_encode_with_masked_parties():

@@ -16,11 +16,15 @@ from services.followup.timers import (
     Round,
     Timer,
     due_message,
+    due_records,
     event_effects,
     fire_round,
     followup_id,
     judge_results,
+    legacy_result_key,
     refusal,
+    result_department,
+    result_key,
     revisit_timers,
     sender_refusal,
     sla_timers,
@@ -185,6 +189,35 @@ def test_a_round_says_when_each_timer_was_due_and_fired():
     assert (said.followup_id, said.due_at, said.fired_at) == (BREACH.followup_id, DUE, NOW)
 
 
+SUPPORT_WARNING = sla_timers(issued("wo-2", role="support", department="women_federation"), 0.8)[0]
+
+# (case, due timer) → the department whose own due topic gets it whole: the order's, the governance centre, the revisit's lead.
+ADDRESSES = [
+    ("a warning to the order's department", WARNING, "followups.mediation_room.due"),
+    ("a support order's warning to the supporting department", SUPPORT_WARNING, "followups.women_federation.due"),
+    ("a breach to the governance centre", BREACH, "followups.governance_centre.due"),
+    ("a revisit to the resolving lead department", REVISIT, "followups.mediation_room.due"),
+]
+
+
+@pytest.mark.parametrize(("timer", "own_topic"), [row[1:] for row in ADDRESSES], ids=[row[0] for row in ADDRESSES])
+def test_each_due_goes_whole_to_its_department_and_without_parties_to_the_shared_feed(timer, own_topic):
+    said = due_message(timer, WITH_ID, NOW, POLICY)
+    [(mine, whole), (shared, stripped)] = due_records(said)
+    assert (mine, whole) == (own_topic, said)
+    assert shared == "followups.due" and stripped.parties == [] and stripped.disclosure is None
+    # All else as the department's record says it: the operators count, chart and follow up by id.
+    assert stripped.model_dump(exclude={"parties", "disclosure"}) == said.model_dump(exclude={"parties", "disclosure"})
+    assert b"13900000002" not in stripped.to_bytes() and "张某".encode() not in stripped.to_bytes()
+
+
+def test_a_round_decided_again_says_the_same_bytes_on_both_topics():
+    # A re-fired timer (a crash between publishing and recording) is decided from the same rows: same records, byte for byte.
+    first, again = (fire_round([REVISIT, WARNING], context(), NOW, POLICY) for _ in range(2))
+    records = [[(topic, d.to_bytes()) for due in decided.dues for topic, d in due_records(due)] for decided in (first, again)]
+    assert records[0] == records[1] and len(records[0]) == 4
+
+
 def result(followup=REVISIT.followup_id, event="res-1", dispute=DISPUTE, **fields):
     values = {"satisfaction": 4, "agreement_fulfilled": True, "rebound": False} | fields
     return FollowupResult(event_id=event, followup_id=followup, dispute_id=dispute, at=NOW, **values)
@@ -300,3 +333,22 @@ def test_impostors_are_split_off_before_the_results_are_judged():
     trusted, impostors = split_senders(sent, TIMERS, senders.get)
     assert [source for source, _ in trusted] == ["mine", "shared"]
     assert [(source, why.label) for source, why in impostors] == [("theirs", "department_mismatch")]
+
+
+# (case, the department whose topic the result came on (None: the shared development topic), its revisit) → whose event id it is
+RESULT_SCOPES = [
+    ("its own topic names the department", "mediation_room", ASKED, "result:mediation_room:res-1"),
+    ("the shared topic: the revisit's department", None, ASKED, "result:mediation_room:res-1"),
+    ("another department's topic still names that one (refused as an impostor before)", "court", ASKED, "result:court:res-1"),
+    ("the shared topic and no known revisit: the unscoped key", None, None, "result:res-1"),
+]
+
+
+@pytest.mark.parametrize(("sender", "timer", "key"), [row[1:] for row in RESULT_SCOPES], ids=[row[0] for row in RESULT_SCOPES])
+def test_a_result_s_processed_id_is_scoped_by_its_department(sender, timer, key):
+    assert result_key(result_department(sender, timer), "res-1") == key
+    assert legacy_result_key("res-1") == "result:res-1"
+
+
+def test_two_departments_one_event_id_are_two_results():
+    assert result_key("mediation_room", "res-1") != result_key("court", "res-1")

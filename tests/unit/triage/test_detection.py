@@ -219,13 +219,13 @@ def test_the_triaged_event_says_which_phrase_raised_a_detected_flag():
     report = DisputeReported.model_validate_json(json.dumps(report_payload(description="讨薪未果，他扬言要喝农药。")))
     features = Features.of_text(report.description, RULESET)
     triage = Grader(RULESET).grade(report, features)
-    event = triaged_event(Accepted(None, report.event_id, report, "reported"), triage, RULESET.version, datetime.now(timezone.utc), features.detections)
+    event = triaged_event(Accepted(None, report.event_id, report, "reported"), triage, RULESET.version, datetime.now(timezone.utc), detections=features.detections)
     assert "detected:self_harm_threat" in event.flags
     assert [(d.flag, d.pattern, d.phrase) for d in event.detections] == [("self_harm_threat", "poison", "喝农药")]
     assert DisputeTriaged.model_validate_json(event.to_bytes()).detections == event.detections
 
 
-def test_an_event_of_contract_1_1_without_detections_still_reads():
+def test_an_event_of_contract_1_2_without_detections_still_reads():
     report = DisputeReported.model_validate_json(json.dumps(report_payload()))
     triage = Grader(RULESET).grade(report, Features())
     event = triaged_event(Accepted(None, report.event_id, report, "reported"), triage, RULESET.version, datetime.now(timezone.utc))
