@@ -18,7 +18,7 @@ from schemas.rules import RULES_TRIAGE, RULES_TRIAGE_KEY
 from services.runtime.http import run_service
 from services.runtime.kafka import client_options
 from services.runtime.settings import KafkaSettings
-from services.triage.correlation import Hasher, correlate, subject_of
+from services.triage.correlation import Hasher, correlate, same_matter, subject_of
 from services.triage.grading import Features, Grader
 from services.triage.ruleset import CORRELATION_FLAGS, CorrelationSpec, RulesetError, load_ruleset
 from services.triage.signing import (
@@ -80,15 +80,30 @@ def rules_check(file: Path) -> None:
 
 
 @rules_app.command("explain")
-def rules_explain(file: Path, report: Path) -> None:
-    """Grade one report (JSON) and print level, tier, urgency and matched rules as JSON."""
+def rules_explain(
+    file: Path,
+    report: Path,
+    cases: Path | None = typer.Option(None, "--cases", help="Earlier reports, one JSON object per line: correlate against them."),
+) -> None:
+    """Grade one report (JSON) and print level, tier, urgency, matched rules and, with --cases, its correlation and same matter."""
     grader = _load(file)
     try:
         parsed = DisputeReported.model_validate_json(report.read_bytes())
     except ValidationError as error:
         typer.echo(f"{report}: {rejection_reason(error)}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(json.dumps(_explain(grader, parsed), ensure_ascii=False, indent=2))
+    if cases is None:
+        typer.echo(json.dumps(_explain(grader, parsed), ensure_ascii=False, indent=2))
+        return
+    earlier = [r for _, r in _read_cases(cases)[0]] + [parsed]
+    spec = grader.ruleset.spec.correlation
+    explained = _explain(grader, parsed, replay_correlation(earlier, spec)[parsed.event_id])
+    matter = replay_same_matter(earlier, spec)[parsed.event_id]
+    explained["same_matter"] = list(matter)
+    # The case is dispatch's to decide, from each one's state: the first open one is joined; else one resolved within
+    # the routing file's cases.reopen_within_days is reopened as a rebound; else the report is a case of its own.
+    explained["case"] = "joins or reopens one of same_matter, as dispatch finds them" if matter else "a case of its own"
+    typer.echo(json.dumps(explained, ensure_ascii=False, indent=2))
 
 
 @rules_app.command("evaluate")
@@ -130,10 +145,19 @@ def replay_correlation(reports: list[DisputeReported], spec: CorrelationSpec) ->
     batch; replaying every report as one ordered batch against an empty store gives the same flags, since
     windows run on the reports' own times. A repeated event id is correlated once, as the service drops repeats.
     """
+    return correlate(_subjects(reports, spec), {}, spec)
+
+
+def replay_same_matter(reports: list[DisputeReported], spec: CorrelationSpec) -> dict[str, tuple[str, ...]]:
+    """Name, per recorded report, the earlier disputes of the same matter, replayed as `replay_correlation` does."""
+    return same_matter(_subjects(reports, spec), {}, spec)
+
+
+def _subjects(reports: list[DisputeReported], spec: CorrelationSpec) -> list:
     hasher = Hasher(secrets.token_bytes(32))  # keys never leave this process
     unique = {r.event_id: r for r in reversed(reports)}  # the first occurrence of each event id
     ordered = sorted(unique.values(), key=lambda r: r.reported_at)
-    return correlate([subject_of(r.event_id, r, hasher, spec) for r in ordered], {}, spec)
+    return [subject_of(r.event_id, r, hasher, spec) for r in ordered]
 
 
 @rules_app.command("backtest")
@@ -164,6 +188,8 @@ def rules_backtest(
         for flag in CORRELATION_FLAGS
     }
     typer.echo("correlation, events flagged before -> after: " + ", ".join(f"{flag} {b} -> {a}" for flag, (b, a) in counts.items()))
+    merged = [sum(bool(m) for m in replay_same_matter(reports, v.ruleset.spec.correlation).values()) for v in (current, new)]
+    typer.echo(f"same matter (join or reopen an earlier case if dispatch holds it open or recent), before -> after: {merged[0]} -> {merged[1]}")
 
 
 def _print_backtest(current: str, new: str, table: Counter, changed: list, n_changed: int, invalid: int) -> None:

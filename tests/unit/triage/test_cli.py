@@ -108,6 +108,48 @@ def test_backtest_finds_repeat_parties_across_disputes(tmp_path):
     assert rows["1"] == [1, 0, 0] and rows["2"] == [0, 1, 0]  # the second dispute names the same people: L2-repeat
 
 
+def test_backtest_replays_merges_with_each_versions_same_matter_window(tmp_path):
+    # The same quarrel through 110 twenty days later: the same matter within 30 days, not within 14.
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text(
+        DEFAULT_RULES.read_text(encoding="utf-8").replace('version: "2026.11.1"', 'version: "2026.12.1"').replace(
+            "  same_matter:\n    window_days: 30", "  same_matter:\n    window_days: 14"
+        ),
+        encoding="utf-8",
+    )
+    cases = tmp_path / "cases.jsonl"
+    lines = [json.dumps(report_payload(event_id="e1", dispute_id="D-1")),
+             json.dumps(report_payload(event_id="e2", dispute_id="P-110-1", source="police_110", reported_at="2026-03-22T09:30:00+08:00"))]
+    cases.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = runner.invoke(app, ["rules", "backtest", str(candidate), "--against", str(DEFAULT_RULES), "--cases", str(cases)])
+    assert result.exit_code == 0, result.output
+    assert "before -> after: 1 -> 0" in result.output.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "earlier, matter, case",
+    [
+        ([("e1", "D-1", "family_marriage", "枫源村")], ["D-1"], "joins or reopens one of same_matter, as dispatch finds them"),
+        ([("e1", "D-1", "neighbor", "枫源村")], [], "a case of its own"),  # another matter: a repeat party only
+        ([("e1", "D-1", "family_marriage", "栎桥村")], [], "a case of its own"),  # another place
+    ],
+    ids=["same_matter", "other_matter", "other_place"],
+)
+def test_explain_with_earlier_cases_shows_the_merge_decision(tmp_path, earlier, matter, case):
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text("\n".join(
+        json.dumps(report_payload(event_id=e, dispute_id=d, category=c, region={"county": "诸暨市", "town": "枫桥镇", "community": m}))
+        for e, d, c, m in earlier
+    ) + "\n", encoding="utf-8")
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps(report_payload(event_id="e9", dispute_id="H-12345-9", source="hotline_12345", reported_at="2026-03-02T11:00:00+08:00")), encoding="utf-8")
+    result = runner.invoke(app, ["rules", "explain", str(DEFAULT_RULES), str(report), "--cases", str(cases)])
+    assert result.exit_code == 0, result.output
+    explained = json.loads(result.output)
+    assert (explained["same_matter"], explained["case"]) == (matter, case)
+    assert "repeat_parties" in explained["flags"]
+
+
 def keygen(tmp_path):
     result = runner.invoke(app, ["rules", "keygen", str(tmp_path / "signing.pem")])
     assert result.exit_code == 0, result.output
