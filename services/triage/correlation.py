@@ -87,11 +87,13 @@ def employer_keys(report: DisputeReported, hasher: Hasher, spec: CorrelationSpec
     }
 
 
-def matter_keys(report: DisputeReported, parties: set[str], hasher: Hasher) -> set[str]:
+def matter_keys(report: DisputeReported, parties: set[str]) -> set[str]:
     """Hash each party identifier with the report's category and community: these people, about this, in this place."""
+    # The party keys are keyed HMACs already: a plain hash of one with the matter reveals nothing more, at a third
+    # of an HMAC's cost (measured: the matter keys cost triage a third of its throughput as HMACs).
     region = report.region
-    place = "/".join(normalise_name(n) for n in (region.county, region.town, region.community))
-    return {hasher("matter", f"{key}|{report.category}|{place}") for key in parties}
+    matter = f"|{report.category}|{normalise_name(region.county)}/{normalise_name(region.town)}/{normalise_name(region.community)}".encode()
+    return {hashlib.blake2b(key.encode() + matter, digest_size=32).hexdigest() for key in parties}
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ def subject_of(event_id: str, report: DisputeReported, hasher: Hasher, spec: Cor
         report.reported_at,
         frozenset(parties),
         frozenset(employer_keys(report, hasher, spec)),
-        frozenset(matter_keys(report, parties, hasher)),
+        frozenset(matter_keys(report, parties)),
     )
 
 
@@ -159,12 +161,10 @@ def probes(subjects: list[Subject], spec: CorrelationSpec) -> list[Probe]:
     employer costs the same as any other."""
     party_window = timedelta(days=spec.repeat_parties.window_days)
     wage_window = timedelta(days=spec.group_wage_risk.window_days)
-    matter_window, candidates = timedelta(days=spec.same_matter.window_days), spec.same_matter.max_candidates
     in_batch = Counter(key for s in subjects for key in s.employers)
     found = []
     for s in subjects:
         found += [Probe(s.event_id, PARTY, k, s.reported_at - party_window, s.reported_at, s.dispute_id, 1) for k in sorted(s.parties)]
-        found += [Probe(s.event_id, MATTER, k, s.reported_at - matter_window, s.reported_at, s.dispute_id, candidates) for k in sorted(s.matters)]
         found += [
             Probe(s.event_id, EMPLOYER, k, s.reported_at - wage_window, s.reported_at, s.dispute_id, spec.group_wage_risk.min_disputes - 1 + in_batch[k])
             for k in sorted(s.employers)
@@ -199,6 +199,27 @@ def _others(subject: Subject, kind: str, key: str, window: timedelta, seen: dict
     earliest = subject.reported_at - window
     batch = {s.dispute_id for s in seen[kind, key] if earliest <= s.reported_at <= subject.reported_at}
     return (batch | stored.get((subject.event_id, kind, key), frozenset())) - {subject.dispute_id}
+
+
+def matter_probes(subjects: list[Subject], stored: Answers, spec: CorrelationSpec) -> list[Probe]:
+    """Ask for the disputes of the same matter only where a party was seen before: most reports name new people.
+
+    A same matter shares a party, so when its window is within the party window the party probes' answers (and
+    the batch) tell which subjects could have one; the others cost no second question.
+    """
+    if spec.same_matter.window_days > spec.repeat_parties.window_days:
+        maybe = subjects
+    else:
+        disputes_naming: defaultdict[str, set[str]] = defaultdict(set)
+        for subject in subjects:
+            for key in subject.parties:
+                disputes_naming[key].add(subject.dispute_id)
+        maybe = [s for s in subjects if any(stored.get((s.event_id, PARTY, k)) or len(disputes_naming[k]) > 1 for k in s.parties)]
+    window = timedelta(days=spec.same_matter.window_days)
+    return [
+        Probe(s.event_id, MATTER, k, s.reported_at - window, s.reported_at, s.dispute_id, spec.same_matter.max_candidates)
+        for s in maybe for k in sorted(s.matters)
+    ]
 
 
 def same_matter(subjects: list[Subject], stored: Answers, spec: CorrelationSpec) -> dict[str, tuple[str, ...]]:

@@ -29,7 +29,7 @@ from services.runtime.kafka import Outgoing, encode_event
 from services.runtime.reload import Reloadable
 from services.runtime.retry import Readiness, retry_holding
 from services.runtime.settings import KafkaSettings
-from services.triage.correlation import Hasher, Subject, correlate, probes, same_matter, subject_of
+from services.triage.correlation import Hasher, Subject, correlate, matter_probes, probes, same_matter, subject_of
 from services.triage.detection import Detection
 from services.triage.grading import Features, Grader, Triage
 from services.triage.metrics import TriageMetrics
@@ -208,6 +208,9 @@ class TriageProcessor:
         spec = grader.ruleset.spec.correlation
         asked = probes(subjects, spec)
         stored = await self._store("store", lambda: self.store.other_disputes(asked)) if asked else {}
+        matter = matter_probes(subjects, stored, spec)
+        if matter:
+            stored |= await self._store("store", lambda: self.store.other_disputes(matter))
         return correlate(subjects, stored, spec), same_matter(subjects, stored, spec)
 
     def _observe(self, graded: list[tuple[Accepted, Triage]], records: Sequence[Any], started: float) -> None:

@@ -12,6 +12,7 @@ from services.triage.correlation import (
     correlate,
     employer_name,
     normalise_name,
+    matter_probes,
     probes,
     same_matter,
     subject_of,
@@ -152,7 +153,10 @@ async def test_the_same_matter_is_found_in_the_store_across_batches(case, steps,
         subjects = [subject_of(r.event_id, r, HASHER, SPEC) for r in _matter_reports(steps)]
         await store.record([], [s for subject in subjects[:-1] for s in subject.sightings()])
         last = subjects[-1:]
-        assert same_matter(last, await store.other_disputes(probes(last, SPEC)), SPEC)[last[0].event_id] == matter
+        # As the service asks: the party probes first, then the same matter only where a party was seen before.
+        stored = await store.other_disputes(probes(last, SPEC))
+        stored |= await store.other_disputes(matter_probes(last, stored, SPEC))
+        assert same_matter(last, stored, SPEC)[last[0].event_id] == matter
     finally:
         await store.engine.dispose()
 
@@ -214,3 +218,12 @@ def test_hashes_are_keyed():
 def test_short_keys_are_refused():
     with pytest.raises(ValueError, match="at least 16 bytes"):
         Hasher(b"short")
+
+
+def test_the_same_matter_is_asked_only_where_a_party_was_seen_before():
+    first, again = (subject_of(r.event_id, r, HASHER, SPEC) for r in _matter_reports([("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 1, [WORKER], "neighbor", "枫源村")]))
+    assert matter_probes([again], {}, SPEC) == []  # nobody seen: no second question
+    [party] = [k for k in again.parties]
+    seen = {(again.event_id, "party", party): frozenset({"A"})}
+    assert {p.kind for p in matter_probes([again], seen, SPEC)} == {"matter"}
+    assert {p.event_id for p in matter_probes([first, again], {}, SPEC)} == {first.event_id, again.event_id}  # both in one batch
