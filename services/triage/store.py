@@ -125,10 +125,12 @@ class TriageStore:
                 processed,
                 [{"event_id": p.event_id, "output_event_id": p.output_event_id, "processed_at": utc(p.processed_at)} for p in done],
             )
+            # A report's sightings share its time: converted once per report, not once per sighting.
+            stored_at = {at: utc(at) for at in {s.reported_at for s in seen}}
             await insert_ignoring_duplicates(
                 connection,
                 sightings,
-                [{"kind": s.kind, "key_hash": s.key, "dispute_id": s.dispute_id, "reported_at": utc(s.reported_at)} for s in seen],
+                [{"kind": s.kind, "key_hash": s.key, "dispute_id": s.dispute_id, "reported_at": stored_at[s.reported_at]} for s in seen],
             )
 
     async def purge(self, now: datetime, dedupe_days: int, sighting_days: int) -> tuple[int, int]:
