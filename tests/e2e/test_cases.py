@@ -1,12 +1,10 @@
 """One case per dispute through the real broker: triage and dispatch as processes, a department and three channels."""
 
-import uuid
-
 import pytest
 
 from tests.support.conditions import wait_for
 from tests.support.department import Department, report
-from tests.support.processes import start_service
+from tests.support.processes import services_env, start_service
 
 CASE = "D-case"
 # The grid app's report, as every one of this test's reports but the other matter: a family quarrel in 枫源村.
@@ -16,15 +14,7 @@ SAME_MATTER = {"category": "family_marriage"}
 @pytest.fixture
 async def stack(embedded_broker, kafka_settings, contract_topics_created, tmp_path):
     """Triage and dispatch processes sharing the test's topics."""
-    run = uuid.uuid4().hex[:8]
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": embedded_broker.bootstrap_servers,
-        "KAFKA_TOPIC_PREFIX": kafka_settings.topic_prefix,
-        "TRIAGE_GROUP_ID": f"triage-{run}",
-        "TRIAGE_DATA_DIR": str(tmp_path / "triage"),
-        "DISPATCH_GROUP_ID": f"dispatch-{run}",
-        "DISPATCH_DATA_DIR": str(tmp_path / "dispatch"),
-    }
+    env = services_env(embedded_broker.bootstrap_servers, kafka_settings.topic_prefix, tmp_path, "triage", "dispatch")
     services = [start_service("triage", env, tmp_path), start_service("dispatch", env, tmp_path)]
     try:
         for service in services:

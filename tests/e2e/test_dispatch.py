@@ -1,7 +1,6 @@
 """Dispatch as a real process with triage running and a simulated department, on the real broker."""
 
 import json
-import uuid
 
 import pytest
 
@@ -11,6 +10,7 @@ from tests.support.conditions import wait_for
 from tests.support.department import Department, report
 from tests.support.postgres import empty_postgres
 from tests.support.processes import (
+    services_env,
     produce,
     read_all,
     start_service,
@@ -23,15 +23,7 @@ from tests.support.samples import report_payload
 async def stack(request, embedded_broker, kafka_settings, contract_topics_created, tmp_path):
     """Triage and dispatch processes sharing the test's topics and database."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'dispatch.db'}" if request.param == "sqlite" else await empty_postgres()
-    run = uuid.uuid4().hex[:8]
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": embedded_broker.bootstrap_servers,
-        "KAFKA_TOPIC_PREFIX": kafka_settings.topic_prefix,
-        "TRIAGE_GROUP_ID": f"triage-{run}",
-        "TRIAGE_DATA_DIR": str(tmp_path / "triage"),
-        "DISPATCH_GROUP_ID": f"dispatch-{run}",
-        "DISPATCH_BATCH_SIZE": "50",
-    }
+    env = services_env(embedded_broker.bootstrap_servers, kafka_settings.topic_prefix, tmp_path, "triage", "dispatch") | {"DISPATCH_BATCH_SIZE": "50"}
     triage = start_service("triage", env, tmp_path)
     dispatch = start_service("dispatch", env | {"DATABASE_URL": url}, tmp_path)
     services = {"triage": triage, "dispatch": dispatch, "env": env | {"DATABASE_URL": url}}

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -119,6 +120,15 @@ async def ride_out(service: ServiceProcess, retries_metric: str, schedules: int 
         return await service.metric(retries_metric) >= needed
 
     await service.wait_for(retried, 60)
+
+
+def services_env(bootstrap: str, topic_prefix: str, data_dir: Path, *services: str) -> dict[str, str]:
+    """Return the environment of a test's services: its broker and topics, a fresh group and a data directory each."""
+    run = uuid.uuid4().hex[:8]
+    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TOPIC_PREFIX": topic_prefix}
+    for service in services:
+        env |= {f"{service.upper()}_GROUP_ID": f"{service}-{run}", f"{service.upper()}_DATA_DIR": str(data_dir / service)}
+    return env
 
 
 def start_service(service: str, env: dict[str, str], log_dir: Path) -> ServiceProcess:
