@@ -12,7 +12,7 @@ from services.runtime.settings import KafkaSettings
 from services.runtime.topics import contract_topics, ensure_topics
 from tests.support.postgres import empty_postgres, required_postgres
 
-pytest_plugins = ["tests.support.triage"]
+pytest_plugins = ["tests.support.triage", "tests.support.loop"]
 
 LEVELS = ("unit", "integration", "e2e", "faults")
 _TESTS = Path(__file__).parent

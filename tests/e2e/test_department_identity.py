@@ -4,49 +4,13 @@ Each department may write only its own `workorders.<department>.updates` and `fo
 (deploy/acls): a payload naming another department there is an impostor, dead-lettered without effect.
 """
 
-import uuid
-from datetime import datetime, timezone
-
 import pytest
 
 from schemas.followups import FOLLOWUPS_RESULTS_INVALID, FollowupDue, due_topic, results_topic
 from schemas.workorders import WORKORDERS_UPDATES_INVALID, updates_topic
 from tests.support.conditions import wait_for
 from tests.support.department import Department, report
-from tests.support.processes import read_all, start_service, wait_until_committed
-
-# One simulated day every two real seconds: revisits come due within seconds.
-SPEED = "43200"
-START = "2026-03-02T09:00:00+08:00"
-
-
-@pytest.fixture
-async def loop(embedded_broker, kafka_settings, contract_topics_created, tmp_path):
-    """Triage, dispatch and follow-up processes on one simulated clock, reading the department topics."""
-    run = uuid.uuid4().hex[:8]
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": embedded_broker.bootstrap_servers,
-        "KAFKA_TOPIC_PREFIX": kafka_settings.topic_prefix,
-        "FENGQIAO_CLOCK_SPEED": SPEED,
-        "FENGQIAO_CLOCK_EPOCH": datetime.now(timezone.utc).isoformat(),
-        "FENGQIAO_CLOCK_START": START,
-        "TRIAGE_GROUP_ID": f"triage-{run}",
-        "TRIAGE_DATA_DIR": str(tmp_path / "data"),
-        "DISPATCH_GROUP_ID": f"dispatch-{run}",
-        "DISPATCH_DATA_DIR": str(tmp_path / "data"),
-        "FOLLOWUP_GROUP_ID": f"followup-{run}",
-        "FOLLOWUP_DATA_DIR": str(tmp_path / "data"),
-        "FOLLOWUP_REVISIT_DAYS": "[1, 3]",
-    }
-    services = {name: start_service(name, env, tmp_path) for name in ("triage", "dispatch", "followup")}
-    services["env"] = env
-    try:
-        for name in ("triage", "dispatch", "followup"):
-            await services[name].wait_ready()
-        yield services
-    finally:
-        for name in ("followup", "dispatch", "triage"):
-            assert services[name].stop() == 0, services[name].log_tail()
+from tests.support.processes import read_all, wait_until_committed
 
 
 async def dead_letters_from(bootstrap, settings, invalid_topic, source_topic):

@@ -1,9 +1,7 @@
 """The whole loop on the real broker with a simulated clock: deadlines breach, revisits come due, rebounds re-grade."""
 
 import json
-import uuid
 from collections import Counter
-from datetime import datetime, timezone
 
 import pytest
 
@@ -22,39 +20,7 @@ from tests.support.department import Department, report
 from tests.support.processes import produce, read_all, start_service
 from tests.support.samples import report_payload
 
-# One simulated day every two real seconds, from a Monday morning in Beijing.
 POLICY = load_disclosure(DEFAULT_DISCLOSURE)
-SPEED = "43200"
-START = "2026-03-02T09:00:00+08:00"
-
-
-@pytest.fixture
-async def loop(embedded_broker, kafka_settings, contract_topics_created, tmp_path):
-    """Triage, dispatch and follow-up processes on one simulated clock."""
-    run = uuid.uuid4().hex[:8]
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": embedded_broker.bootstrap_servers,
-        "KAFKA_TOPIC_PREFIX": kafka_settings.topic_prefix,
-        "FENGQIAO_CLOCK_SPEED": SPEED,
-        "FENGQIAO_CLOCK_EPOCH": datetime.now(timezone.utc).isoformat(),
-        "FENGQIAO_CLOCK_START": START,
-        "TRIAGE_GROUP_ID": f"triage-{run}",
-        "TRIAGE_DATA_DIR": str(tmp_path / "data"),
-        "DISPATCH_GROUP_ID": f"dispatch-{run}",
-        "DISPATCH_DATA_DIR": str(tmp_path / "data"),
-        "FOLLOWUP_GROUP_ID": f"followup-{run}",
-        "FOLLOWUP_DATA_DIR": str(tmp_path / "data"),
-        "FOLLOWUP_REVISIT_DAYS": "[1, 3]",
-    }
-    services = {name: start_service(name, env, tmp_path) for name in ("triage", "dispatch", "followup")}
-    services["env"] = env
-    try:
-        for name in ("triage", "dispatch", "followup"):
-            await services[name].wait_ready()
-        yield services
-    finally:
-        for name in ("followup", "dispatch", "triage"):
-            assert services[name].stop() == 0, services[name].log_tail()
 
 
 async def due_messages(bootstrap, settings, topics=(FOLLOWUPS_DUE,)):
