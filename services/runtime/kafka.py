@@ -173,6 +173,10 @@ class BatchPublisher:
         }
         self._producer: AIOKafkaProducer | None = None
         self._partitioner = DefaultPartitioner()
+        # The longest one publish may take: metadata and delivery each bounded by the request timeout, and a margin.
+        # aiokafka bounds each, yet a publish begun as the broker went away was seen to wait past a minute: an outage
+        # must surface as a timeout the caller retries, never as a round that waits for ever.
+        self._deadline_seconds = 2 * request_timeout_ms / 1000 + 5
 
     async def start(self) -> None:
         """Connect the producer."""
@@ -193,6 +197,9 @@ class BatchPublisher:
         """
         if self._producer is None:
             raise RuntimeError("publisher not started")
+        await asyncio.wait_for(self._publish(outgoing), self._deadline_seconds)
+
+    async def _publish(self, outgoing: list[Outgoing]) -> None:
         pending = []
         for (topic, partition), records in (await self._by_partition(outgoing)).items():
             pending += await self._send(topic, partition, records)
