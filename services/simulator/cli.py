@@ -36,37 +36,76 @@ def _progress(simulation: Any, stack: Any) -> Table:
     return table
 
 
-def print_report(report: dict[str, Any]) -> None:
-    """Print the end-of-run report."""
+SUMMARY_WIDTH = 80  # a terminal's width: the closing summary must read without wrapping
+BAR_WIDTH = 24
+
+# One definition per figure, printed under the summary.
+DEFINITIONS = [
+    ("reports / cases", "reports received on disputes.reported / the quarrels they are (a report of a case held joins it)"),
+    ("办结率 closure rate", "orders resolved ÷ orders issued (follow-up's store)"),
+    ("调解成功率 mediation success", "disputes resolved without a failed mediation ÷ disputes resolved"),
+    ("levels, categories", "each case once, as first graded"),
+]
+
+
+def _bars(title: str, counts: dict[str, int], limit: int = 8) -> Table:
+    """Draw one dimension as a small table with proportional bars; the rest summed in one row."""
+    table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 1))
+    table.add_column(width=26, no_wrap=True, overflow="ellipsis")
+    table.add_column(justify="right", width=6)
+    table.add_column(width=BAR_WIDTH, no_wrap=True)
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    shown = ranked[:limit] + ([("(others)", sum(n for _, n in ranked[limit:]))] if len(ranked) > limit else [])
+    top = max((n for _, n in shown), default=0) or 1
+    for name, count in shown:
+        table.add_row(str(name), str(count), "█" * max(1 if count else 0, round(BAR_WIDTH * count / top)))
+    return table
+
+
+def _figures(report: dict[str, Any]) -> Table:
+    """List the run's figures, each once: the topics' count, and the services' metric only where they differ."""
     metrics = report["metrics"]
-    table = Table(title=f"Run report · {report['simulated_days']} simulated days")
-    table.add_column("figure")
-    table.add_column("from the topics")
-    table.add_column("from the services' /metrics")
-    table.add_row("reports received / cases", f"{report['reports_received']} / {report['cases']}", "")
-    table.add_row("reported again: joined / regraded / reopened", " / ".join(str(report["rereports"].get(k, 0)) for k in ("joined", "regraded", "reopened")), "")
-    table.add_row("disputes triaged", str(report["triaged_events"]), f"{metrics['triaged']:.0f}")
-    table.add_row("by level (first grading)", json.dumps(report["levels"]), json.dumps(metrics["triaged_by_level"]))
-    table.add_row("by category", json.dumps(report["categories"], ensure_ascii=False), "")
-    table.add_row("by source", json.dumps(report["sources"]), "")
-    table.add_row("work orders issued", str(report["orders"]), f"{metrics['orders_issued']:.0f}")
-    table.add_row("orders by department", json.dumps(report["orders_by_department"]), "")
-    table.add_row("closure rate 办结率", "", f"{metrics['closure_rate']:.2%}")
-    table.add_row("mediation success rate 调解成功率", "", f"{metrics['mediation_success_rate']:.2%}")
-    table.add_row("average satisfaction", "", f"{metrics['satisfaction_average']:.2f}")
-    table.add_row("SLA warnings", str(report["sla_warnings"]), f"{metrics['sla_warnings']:.0f}")
-    table.add_row("SLA breaches", str(report["sla_breaches"]), f"{metrics['sla_breaches']:.0f}")
-    table.add_row("escalations to level 3", str(report["escalated_to_level_3"]), json.dumps(metrics["escalations"]))
-    table.add_row("disputes resolved", str(report["disputes_resolved"]), "")
-    table.add_row("resolved in time for a revisit / without one", f"{report['resolved_in_time_for_a_revisit']} / {report['resolved_without_revisit']}", "")
-    table.add_row("revisits due", str(report["revisits_due"]), f"{metrics['revisits_due']:.0f}")
-    table.add_row("rebounds", str(report["rebounds"]), f"{metrics['rebounds']:.0f}")
-    table.add_row("dead letters", json.dumps(report["dead_letters"]), "")
-    table.add_row("triage latency p50 / p99", f"{report['triage_latency_ms']['p50']} / {report['triage_latency_ms']['p99']} ms", "")
-    table.add_row("dispatch latency p50 / p99", f"{report['dispatch_latency_ms']['p50']} / {report['dispatch_latency_ms']['p99']} ms", "")
-    console.print(table)
+    table = Table(title="the loop", title_justify="left", show_header=False, box=None, padding=(0, 1))
+    table.add_column(width=40, no_wrap=True)
+    table.add_column(width=34, no_wrap=True)
+
+    def counted(name: str, topics: int, metric: float | None = None) -> None:
+        # The report's counts come from the topics; the services' own metrics are shown only when they disagree.
+        differs = metric is not None and round(metric) != topics
+        table.add_row(name, f"{topics}" + (f"  (services' metrics: {metric:.0f})" if differs else ""))
+
+    again = report.get("rereports", {})
+    table.add_row("reports received / cases", f"{report['reports_received']} / {report['cases']}")
+    table.add_row("  joined / regraded / reopened", " / ".join(str(again.get(k, 0)) for k in ("joined", "regraded", "reopened")))
+    counted("work orders 工单", report["orders"], metrics["orders_issued"])
+    table.add_row("disputes resolved 化解", str(report["disputes_resolved"]))
+    counted("SLA warnings", report["sla_warnings"], metrics["sla_warnings"])
+    counted("SLA breaches", report["sla_breaches"], metrics["sla_breaches"])
+    counted("revisits due 回访", report["revisits_due"], metrics["revisits_due"])
+    counted("rebounds 反弹", report["rebounds"], metrics["rebounds"])
+    table.add_row("办结率 closure rate", f"{metrics['closure_rate']:.1%}")
+    table.add_row("调解成功率 mediation success", f"{metrics['mediation_success_rate']:.1%}")
+    table.add_row("satisfaction (1–5)", f"{metrics['satisfaction_average']:.2f}")
+    table.add_row("latency p50 / p99: triage", f"{report['triage_latency_ms']['p50']} / {report['triage_latency_ms']['p99']} ms")
+    table.add_row("latency p50 / p99: to first order", f"{report['dispatch_latency_ms']['p50']} / {report['dispatch_latency_ms']['p99']} ms")
+    return table
+
+
+def print_report(report: dict[str, Any], out: Console | None = None) -> None:
+    """Print the end-of-run summary at 80 columns: the loop's figures, then one small table per dimension."""
+    out = out or Console(width=SUMMARY_WIDTH)
+    out.rule(f"Run report · {report['simulated_days']} simulated days")
+    out.print(_figures(report))
+    out.print(_bars("cases by level (first grading)", {f"level {k}": v for k, v in report["levels"].items()}))
+    out.print(_bars("cases by category", report["categories"]))
+    out.print(_bars("reports by source", report["sources"]))
+    out.print(_bars("work orders by department", report["orders_by_department"]))
+    if report["dead_letters"]:
+        out.print(_bars("dead letters by topic and reason", report["dead_letters"]))
+    for name, meaning in DEFINITIONS:
+        out.print(f"[dim]{name}: {meaning}[/dim]")
     for name, url in report["metrics_urls"].items():
-        console.print(f"{name} /metrics was served at {url}")
+        out.print(f"{name} /metrics was served at {url}")
 
 
 def write_run_report(report: dict[str, Any], workdir: Path) -> Path:
