@@ -15,7 +15,7 @@ from schemas.disputes import DisputeReported, DisputeTriaged, ReassessmentReques
 from schemas.workorders import CaseNotice, CaseReportedAgain, MatchReason, ReportOutcome
 from services.dispatch.calendar import WorkingCalendar
 from services.dispatch.disclosure import DisclosurePolicy, disclose_to
-from services.dispatch.lifecycle import OPEN, Dispute, Effects, Order, derived_id, dispatch
+from services.dispatch.lifecycle import OPEN, Dispute, Effects, Order, derived_id, dispatch, resolved_leads
 from services.dispatch.routing import RoutingTable
 
 MAX_PARTIES = 200  # DisputeReported's own limits: a case gathering reports stays a valid report
@@ -39,9 +39,7 @@ class Case:
 def case_of(dispute: Dispute, orders: list[Order]) -> Case:
     """See a dispute as a case: resolved once every lead order of its current attempt is (as dispute_resolved says)."""
     current = [o for o in orders if o.attempt == dispute.attempt]
-    leads = [o for o in current if o.role == "lead" and o.status not in ("returned", "superseded")]
-    resolved = bool(leads) and all(o.status == "resolved" for o in leads)
-    return Case(dispute, tuple(o for o in current if o.status in OPEN), resolved)
+    return Case(dispute, tuple(o for o in current if o.status in OPEN), bool(resolved_leads(current)))
 
 
 @dataclass(frozen=True)
@@ -104,7 +102,7 @@ def place(triaged: DisputeTriaged, own: Case | None, matter: list[Case], now: da
         return Placement("attempt", own) if own else Placement("new_case")
     if own is not None:
         return _again(triaged, own, "same_dispute_id", now, reopen_within) or Placement("attempt", own, "same_dispute_id")
-    for case in matter:  # open cases first, then the most recently resolved (see the handler's order)
+    for case in matter:  # open cases first, then the most recently resolved (cases_for's order)
         if found := _again(triaged, case, "same_matter", now, reopen_within):
             return found
     return Placement("new_case")

@@ -1,6 +1,7 @@
 """The pure decisions of dispatch: what a graded dispute and a department's update change, and what they announce."""
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -268,8 +269,7 @@ def apply_update(
     elif update.status == "returned":
         _reroute(update, order, dispute, siblings, now, table, calendar, disclosure, effects)
     elif update.status == "resolved":
-        leads = [o for o in siblings.values() if o.role == "lead" and o.status not in ("returned", "superseded")]
-        if leads and all(o.status == "resolved" for o in leads):
+        if leads := resolved_leads(siblings.values()):
             effects.disputes[dispute.dispute_id] = replace(dispute, resolved_at=now)
             effects.events.append(
                 DisputeResolved(
@@ -284,6 +284,12 @@ def apply_update(
                 )
             )
     return effects
+
+
+def resolved_leads(attempt_orders: Iterable[Order]) -> list[Order]:
+    """Return an attempt's standing lead orders when every one is resolved (the dispute is), else none."""
+    leads = [o for o in attempt_orders if o.role == "lead" and o.status not in ("returned", "superseded")]
+    return leads if leads and all(o.status == "resolved" for o in leads) else []
 
 
 def _escalate_to_triage(update: WorkOrderUpdate, order: Order, dispute: Dispute, now: datetime, effects: Effects) -> None:
