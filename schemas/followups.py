@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from schemas.common import NO_CONTROL, Contract, DisclosureVersion, DisputeId, EventId, Integral, Note, Party, Timestamp
-from schemas.workorders import DEPARTMENTS, Department, WorkOrderId
+from schemas.workorders import Department, WorkOrderId, department_topic
 
 # The operators' and dashboards' feed: every due of every department, its parties emptied (minimum necessary).
 # Each due with what its department may see goes to due_topic(department).
@@ -19,16 +19,12 @@ FOLLOWUPS_TOPIC_PREFIX = "followups."
 
 def results_topic(department: str) -> str:
     """Name the topic only `department` may write its revisit results to; the result carries no department of its own."""
-    if department not in DEPARTMENTS:
-        raise ValueError(f"unknown department: {department}")
-    return f"{FOLLOWUPS_TOPIC_PREFIX}{department}.results"
+    return department_topic(FOLLOWUPS_TOPIC_PREFIX, department, ".results")
 
 
 def due_topic(department: str) -> str:
     """Name the topic only `department` may read its dues from: its deadline warnings, and its revisits with the parties."""
-    if department not in DEPARTMENTS:
-        raise ValueError(f"unknown department: {department}")
-    return f"{FOLLOWUPS_TOPIC_PREFIX}{department}.due"
+    return department_topic(FOLLOWUPS_TOPIC_PREFIX, department, ".due")
 
 
 FollowupId = Annotated[

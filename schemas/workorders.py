@@ -56,18 +56,21 @@ Department = Literal[
 DEPARTMENTS: tuple[str, ...] = get_args(Department)
 
 
-def work_order_topic(department: str) -> str:
-    """Name the topic that only `department`'s system reads (least privilege)."""
+def department_topic(prefix: str, department: str, suffix: str = "") -> str:
+    """Name one department's own topic of a family; an unknown department is refused, never given a topic."""
     if department not in DEPARTMENTS:
         raise ValueError(f"unknown department: {department}")
-    return f"{WORKORDERS_TOPIC_PREFIX}{department}"
+    return f"{prefix}{department}{suffix}"
+
+
+def work_order_topic(department: str) -> str:
+    """Name the topic that only `department`'s system reads (least privilege)."""
+    return department_topic(WORKORDERS_TOPIC_PREFIX, department)
 
 
 def updates_topic(department: str) -> str:
     """Name the topic only `department` may write its updates to: the topic, not the payload, says who sent them."""
-    if department not in DEPARTMENTS:
-        raise ValueError(f"unknown department: {department}")
-    return f"{WORKORDERS_TOPIC_PREFIX}{department}.updates"
+    return department_topic(WORKORDERS_TOPIC_PREFIX, department, ".updates")
 
 
 WorkOrderId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL), Field(description="Deterministic per dispute, department and attempt")]

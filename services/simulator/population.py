@@ -121,22 +121,19 @@ RETOLD = {"police_110": "110接警：", "hotline_12345": "12345热线转办：",
           "walk_in": "群众来访：", "patrol": "巡逻发现：", "other": "其他渠道：", }
 
 
-def _retold(report: DisputeReported, source: str) -> str:
-    return (RETOLD[source] + report.description)[:5000]
+def _retold(report: DisputeReported, rng: random.Random) -> dict[str, str]:
+    # Another channel than the first, and its operator's words before the same story.
+    source = rng.choice([s for s in SOURCES if s != report.source])
+    return {"source": source, "description": (RETOLD[source] + report.description)[:5000]}
 
 
 def reported_elsewhere(report: DisputeReported, rng: random.Random, reported_at: datetime, dispute_id: str) -> DisputeReported:
     """Report the same quarrel through another platform, under that platform's id: the same people, matter and place."""
-    source = rng.choice([s for s in SOURCES if s != report.source])
     return report.model_copy(update={
-        "event_id": f"{dispute_id}-evt", "dispute_id": dispute_id, "reported_at": reported_at, "source": source,
-        "description": _retold(report, source), "parties": report.parties[:1],
+        "event_id": f"{dispute_id}-evt", "dispute_id": dispute_id, "reported_at": reported_at, "parties": report.parties[:1], **_retold(report, rng),
     })
 
 
 def reported_again(report: DisputeReported, rng: random.Random, reported_at: datetime, n: int) -> DisputeReported:
     """Report a dispute again under its own id, through another channel (the parties called 110 as well)."""
-    source = rng.choice([s for s in SOURCES if s != report.source])
-    return report.model_copy(update={
-        "event_id": f"{report.event_id}-again{n}", "reported_at": reported_at, "source": source, "description": _retold(report, source),
-    })
+    return report.model_copy(update={"event_id": f"{report.event_id}-again{n}", "reported_at": reported_at, **_retold(report, rng)})
