@@ -174,8 +174,9 @@ class BatchPublisher:
         self._producer: AIOKafkaProducer | None = None
         self._partitioner = DefaultPartitioner()
         # The longest one publish may take: metadata and delivery each bounded by the request timeout, and a margin.
-        # aiokafka bounds each, yet a publish begun as the broker went away was seen to wait past a minute: an outage
-        # must surface as a timeout the caller retries, never as a round that waits for ever.
+        # aiokafka bounds each; this holds the whole publish to it as well, so an outage can only surface as a timeout
+        # the caller retries. (Added while chasing a timer loop that stalls after a broker outage: the stall turned out
+        # not to be here; see issue #21's closing note.)
         self._deadline_seconds = 2 * request_timeout_ms / 1000 + 5
 
     async def start(self) -> None:
