@@ -90,6 +90,9 @@ class Observed:
             return  # a redelivered repeat: same id
         self.again_events.add(event.event_id)
         self.rereports[event.outcome] += 1
+        if event.outcome in ("reopened", "renewed"):
+            # Back in hand: its pending revisits are cancelled with the new attempt, which is resolved (and revisited) anew.
+            self.resolved.pop(event.dispute_id, None)
         if event.matched_by == "same_matter":
             self.merged[event.reported_dispute_id] = event.dispute_id
 
