@@ -176,19 +176,32 @@ async def test_five_kills_under_steady_load_lose_nothing_and_repeat_no_effect(se
 
 async def test_sigterm_mid_stream_finishes_in_flight_work_and_the_next_start_repeats_nothing(service_env, embedded_broker, tmp_path):
     name, env, subject = service_env
-    # Enough input that the stop lands while work remains: dispatch on SQLite drains 1,500 in under a second.
-    bootstrap, total = embedded_broker.bootstrap_servers, 6000
+    # Input keeps arriving until the stop has landed, so the stop is mid-stream by construction, however fast the drain.
+    bootstrap, produced, stopped = embedded_broker.bootstrap_servers, [0], asyncio.Event()
+
+    async def streaming() -> None:  # 200 inputs every 50 ms until the service has stopped
+        while not stopped.is_set():
+            first = produced[0]
+            await produce(bootstrap, subject.input_topic, subject.inputs(range(first, first + 200)))
+            produced[0] = first + 200
+            await asyncio.sleep(0.05)
+
     service = start_service(name, env, tmp_path)
     await service.wait_ready()
-    await produce(bootstrap, subject.input_topic, subject.inputs(range(total)))
-    expected = subject.expected(range(total))
+    load = asyncio.create_task(streaming())
+    try:
+        start = await service.metric(subject.working_metric)
 
-    async def some_effects() -> bool:
-        return len(await subject.effects()) >= len(expected) // 20
+        async def working() -> bool:
+            return await service.metric(subject.working_metric) > start
 
-    await wait_for(some_effects, 60)
-    await stop(service)
-    assert len(await subject.effects()) < len(expected), "the stop must land mid-stream"
+        await wait_for(working, 60)
+        await stop(service)
+        assert not load.done(), "the stop must land while input is still arriving"
+    finally:
+        stopped.set()
+        await load
+    expected = subject.expected(range(produced[0]))
     restarted = start_service(name, env, tmp_path)
     try:
         await restarted.wait_ready()
