@@ -30,6 +30,8 @@ from schemas.workorders import (
     WORKORDERS_UPDATES_INVALID,
     CaseNotice,
     DepartmentMessage,
+    OrderCancelled,
+    UpdateAnswered,
     WorkOrderEvent,
     WorkOrderIssued,
     WorkOrderUpdate,
@@ -42,6 +44,8 @@ CONTRACTS: dict[str, Any] = {
     "DisputeTriaged": DisputeTriaged,
     "WorkOrderIssued": WorkOrderIssued,
     "CaseNotice": CaseNotice,
+    "UpdateAnswered": UpdateAnswered,
+    "OrderCancelled": OrderCancelled,
     "DepartmentMessage": DepartmentMessage,
     "WorkOrderUpdate": WorkOrderUpdate,
     "WorkOrderEvent": WorkOrderEvent,
@@ -74,7 +78,8 @@ _REASSESS = Channel(DISPUTES_REASSESS, "ReassessmentRequested", "Requests to gra
 _TRIAGED = Channel(DISPUTES_TRIAGED, "DisputeTriaged", "Graded disputes (分级)")
 _ORDERS = Channel(
     WORKORDERS_TOPIC_PREFIX + "{department}", "DepartmentMessage",
-    "Work orders (工单) and notices about their cases (ce_type tells them apart), one topic per department",
+    "Work orders (工单), notices about their cases, answers to the department's updates and cancellations of its orders "
+    "(ce_type tells them apart), one topic per department",
 )
 DEPARTMENT_PLACEHOLDER = "{department}"
 _UPDATES = Channel(

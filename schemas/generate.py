@@ -20,7 +20,9 @@ ASYNCAPI_DIR = SCHEMAS_DIR / "asyncapi"
 # 1.2.0: one case per dispute (`same_matter` on graded disputes, case notices on the department topics, `reported_again`
 # audit events); timestamps RFC 3339 exactly, integers written 5.0 accepted, CloudEvents headers on dead letters.
 # 1.3.0: `detections` on DisputeTriaged, the phrases that raised detected risk flags (optional, default empty).
-CONTRACT_VERSION = "1.3.0"
+# 1.4.0: answers to every department update (`UpdateAnswered`: applied, superseded, refused) and cancellations of
+# superseded orders (`OrderCancelled`) on the department topics.
+CONTRACT_VERSION = "1.4.0"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 KAFKA_BINDING = "0.5.0"
 

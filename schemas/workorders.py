@@ -229,16 +229,86 @@ class CaseNotice(Contract):
     disclosure: DisclosureVersion | None = None
 
 
+AnswerOutcome = Literal["applied", "superseded", "refused"]
+RefusalReason = Literal["unknown_work_order", "dispute_mismatch", "illegal_transition", "event_id_conflict"]
+
+
+class UpdateAnswered(Contract):
+    """Dispatch's answer to one update the department sent, on the department's own topic (since 1.4.0).
+
+    `applied`: the order now has the status asked. `superseded`: a newer attempt replaced the order before the update
+    came, so nothing changed; `replaced_by` names the department's order in that attempt, if it has one. `refused`:
+    nothing changed; `reason` names the field and why. Each update is answered once: a resend of the same update
+    (same event id, same content) changes nothing and is not answered again.
+    """
+
+    ce_type = "cn.fengqiao.workorder.update_answered.v1"
+
+    notice: Literal["update_answered"]
+    event_id: EventId
+    update_event_id: EventId = Field(description="The event_id of the department's update this answers")
+    dispute_id: DisputeId
+    department: Department
+    work_order_id: WorkOrderId
+    status: UpdateStatus = Field(description="The status the update asked for")
+    outcome: AnswerOutcome
+    order_status: OrderStatus | None = Field(description="The order's status after the answer; null when no order has the id")
+    refusal: RefusalReason | None = Field(None, description="Why it was refused, as a closed set; null unless refused")
+    reason: Note | None = Field(None, description="The field and why, as `field: reason: detail`; null when applied")
+    replaced_by: WorkOrderId | None = Field(None, description="The department's order in the attempt that superseded this one")
+    at: Timestamp
+
+
+CancelReason = Literal["superseded", "rerouted"]
+
+
+class OrderCancelled(Contract):
+    """One of the department's open orders withdrawn because the case went to a new attempt (since 1.4.0).
+
+    `superseded`: the new attempt gives the department a new order, `replaced_by`, to work instead. `rerouted`: the
+    new attempt does not involve the department: stop work on the case. Updates to a cancelled order are answered
+    `superseded`.
+    """
+
+    ce_type = "cn.fengqiao.workorder.cancelled.v1"
+
+    notice: Literal["order_cancelled"]
+    event_id: EventId
+    work_order_id: WorkOrderId
+    dispute_id: DisputeId
+    department: Department
+    role: Role
+    attempt: Attempt = Field(description="The cancelled order's attempt")
+    reason: CancelReason
+    replaced_by: WorkOrderId | None = Field(description="The department's order in the new attempt; null when rerouted")
+    next_attempt: Attempt
+    level: Level = Field(description="The case's level in the new attempt")
+    at: Timestamp
+
+
+Notice = CaseNotice | UpdateAnswered | OrderCancelled
+
+
 def _department_kind(value: Any) -> str:
-    # Orders predate notices and carry no discriminator of their own: a notice is what names its `notice`.
-    return "notice" if isinstance(value, dict) and "notice" in value else "order"
+    # Orders predate notices and carry no discriminator of their own: a notice names its kind in `notice`.
+    if isinstance(value, dict):
+        return value.get("notice", "order")
+    return getattr(value, "notice", "order")
 
 
 DepartmentMessage = Annotated[
-    Union[Annotated[WorkOrderIssued, Tag("order")], Annotated[CaseNotice, Tag("notice")]],
+    Union[
+        Annotated[WorkOrderIssued, Tag("order")],
+        Annotated[CaseNotice, Tag("reported_again")],
+        Annotated[UpdateAnswered, Tag("update_answered")],
+        Annotated[OrderCancelled, Tag("order_cancelled")],
+    ],
     Field(
         discriminator=Discriminator(_department_kind),
-        description="What a department's own topic carries: its work orders, and notices about their cases (since 1.2.0)",
+        description=(
+            "What a department's own topic carries: its work orders; notices about their cases (since 1.2.0); answers to "
+            "its updates and cancellations of its orders (since 1.4.0). A record with a `notice` field is a notice."
+        ),
     ),
 ]
 # What a department's own topic carries: its orders, and notices about the cases they belong to (tell them by ce_type).

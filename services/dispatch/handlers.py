@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from schemas.catalog import UPDATES_CHANNEL, sender_departments
 from schemas.common import Contract
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DisputeReported, DisputeTriaged
-from schemas.workorders import WORKORDERS_EVENTS, WORKORDERS_UPDATES_INVALID, WorkOrderUpdate, work_order_topic
+from schemas.workorders import WORKORDERS_EVENTS, WORKORDERS_UPDATES_INVALID, UpdateAnswered, WorkOrderUpdate, work_order_topic
 from services.dispatch.cases import cases_for, take_report
 from services.dispatch.calendar import HolidayFile, WorkingCalendar, holidays_id, holidays_text, parse_holidays
 from services.dispatch.disclosure import DisclosurePolicy
@@ -30,12 +30,14 @@ from services.dispatch.lifecycle import (
     Effects,
     Order,
     Rejection,
+    answer,
     apply_update,
     check_sender,
     check_update,
     content_hash,
     is_repeat,
     legacy_update_key,
+    successor,
     update_key,
     update_time,
     waits_for_order,
@@ -159,13 +161,14 @@ class DispatchProcessor:
 
     def _outgoing(self, effects: Effects, reports: EncodedReports) -> list[Outgoing]:
         # Each record's ce_time is its event's own time: a header must repeat on redelivery like the value.
-        records = [
+        # Notices first: a department reading its topic in order drops a cancelled order before it takes its successor.
+        records = [encode_event(self.kafka.topic(work_order_topic(n.department)), n, n.event_id, CE_SOURCE, n.at) for n in effects.notices]
+        records += [
             encode_event(self.kafka.topic(work_order_topic(o.department)), o, o.work_order_id, CE_SOURCE, o.issued_at) for o in effects.issued
         ]
         events = self.kafka.topic(WORKORDERS_EVENTS)
         records += [encode_event(events, e, e.event_id, CE_SOURCE, e.at, reports.value(e)) for e in effects.events]
         records += [encode_event(self.kafka.topic(DISPUTES_REASSESS), r, r.event_id, CE_SOURCE, r.requested_at) for r in effects.reassessments]
-        records += [encode_event(self.kafka.topic(work_order_topic(n.department)), n, n.event_id, CE_SOURCE, n.at) for n in effects.notices]
         return records
 
     def _current_routing(self) -> tuple[Policies, str, str]:
@@ -336,7 +339,7 @@ class DispatchProcessor:
                 try:
                     repeat = is_repeat(done.get(key, hashes.get(key, hashes.get(legacy_update_key(update), UNSEEN))), content)
                 except Rejection as conflict:
-                    letters.append(self._refuse(record, conflict, invalid_topic))
+                    batch.notices.append(self._answer(update, content, conflict, orders, disputes, by_dispute))
                     continue
                 if repeat:
                     self.metrics.duplicates.labels("updates").inc()
@@ -350,7 +353,10 @@ class DispatchProcessor:
                         waiting.append(record)
                         continue
                     done[key] = content
-                    letters.append(self._refuse(record, rejection, invalid_topic))
+                    if rejection.unauthorised:
+                        letters.append(self._refuse(record, rejection, invalid_topic))
+                    else:
+                        batch.notices.append(self._answer(update, content, rejection, orders, disputes, by_dispute))
                     continue
                 done[key] = content
                 dispute = disputes[order.dispute_id]
@@ -359,6 +365,7 @@ class DispatchProcessor:
                     update, order, dispute, siblings, update_time(update, order), policies.table, calendars[dispute.holidays_id], policies.disclosure
                 )
                 _take(effects, disputes, orders, by_dispute, batch)
+                batch.notices.append(self._answer(update, content, None, orders, disputes, by_dispute))
                 self.metrics.updates.labels(update.status).inc()
             reports = EncodedReports()
             await self.publish(self._outgoing(batch, reports) + letters)
@@ -379,6 +386,21 @@ class DispatchProcessor:
         """Erase the personal data of disputes settled `retention_days` ago (see DispatchStore.retained_page); return how many."""
         return await purge_pages(self._transaction, self.store, self.clock.now(), retention_days, self.metrics.erased_disputes.inc)
 
+    def _answer(
+        self, update: WorkOrderUpdate, content: str, rejection: Rejection | None, orders: dict[str, Order], disputes: dict, by_dispute: defaultdict
+    ) -> UpdateAnswered:
+        """Answer an update on its department's topic, with the order as it now stands if it is that department's."""
+        order = orders.get(update.work_order_id)
+        own = order if order is not None and order.department == update.department else None
+        replaced_by = None
+        if rejection is not None and rejection.reason == "superseded":
+            replaced_by = successor(own, disputes.get(own.dispute_id), by_dispute[own.dispute_id].values())
+        answered = answer(update, content, own, rejection, replaced_by)
+        self.metrics.answers.labels(answered.outcome).inc()
+        if answered.outcome == "refused":
+            self.metrics.rejected_updates.labels(rejection.reason).inc()
+        return answered
+
     def _refuse(self, record: Any, rejection: Rejection, invalid_topic: str) -> Any:
         self.metrics.rejected_updates.labels(rejection.reason).inc()
         return dead_letter(record, str(rejection), invalid_topic, source=CE_SOURCE)
@@ -387,6 +409,8 @@ class DispatchProcessor:
         # One increment per label set: a batch issues hundreds of orders over a few dozen sets.
         for (department, level, role), count in Counter((o.department, o.level, o.role) for o in batch.issued).items():
             self.metrics.orders_issued.labels(department, str(level), role).inc(count)
+        for reason, count in Counter(n.reason for n in batch.notices if n.notice == "order_cancelled").items():
+            self.metrics.cancelled_orders.labels(reason).inc(count)
         acknowledged = time.time()
         for record in records:
             self.metrics.latency.observe(max(0.0, acknowledged - record.timestamp / 1000))

@@ -8,11 +8,13 @@ from datetime import datetime, timedelta
 from schemas.common import TIER_BY_LEVEL
 from schemas.disputes import DisputeReported, DisputeTriaged, History, ReassessmentRequested
 from schemas.workorders import (
-    CaseNotice,
     DisputeResolved,
+    Notice,
+    OrderCancelled,
     OrderEscalated,
     OrderIssued,
     OrderStatusChanged,
+    UpdateAnswered,
     WorkOrderIssued,
     WorkOrderUpdate,
 )
@@ -73,7 +75,7 @@ class Effects:
     issued: list[WorkOrderIssued] = field(default_factory=list)
     events: list = field(default_factory=list)
     reassessments: list[ReassessmentRequested] = field(default_factory=list)
-    notices: list[CaseNotice] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)  # on the departments' own topics
     # A dispute id reported under another platform's id → the case it joined.
     aliases: dict[str, str] = field(default_factory=dict)
 
@@ -88,12 +90,22 @@ class Effects:
         self.aliases.update(other.aliases)
 
 
+# Refusals that say the sender may not speak of the order at all: dead-lettered for the operators, never answered on
+# a department's topic (the named department did not send it; the sender learns nothing of another's order).
+UNAUTHORISED = ("department_mismatch",)
+
+
 class Rejection(Exception):
-    """An update that must not be applied; `reason` labels the metric, the message names the field for the dead letter."""
+    """An update that must not be applied; `reason` labels the metric and the answer, the message names the field."""
 
     def __init__(self, field: str, reason: str, detail: str):
         super().__init__(f"{field}: {reason}: {detail}")
         self.reason = reason
+
+    @property
+    def unauthorised(self) -> bool:
+        """Tell whether the sender may not speak of this order: a dead letter, not an answer."""
+        return self.reason in UNAUTHORISED
 
 
 def _order(issued: WorkOrderIssued) -> Order:
@@ -156,11 +168,14 @@ def dispatch(
     attempt = 1 if dispute is None else dispute.attempt + 1
     triaged = with_known_parties(triaged, dispute)
     effects = Effects()
+    orders = route(triaged, attempt, now, table, calendar, disclosure)
+    successors = {issued.department: issued.work_order_id for issued in orders}
     for order in open_orders:
         effects.events.append(_status_event(order, "superseded", triaged.event_id, now))
         effects.orders[order.work_order_id] = replace(order, status="superseded")
+        effects.notices.append(_cancelled(order, successors.get(order.department), attempt, triaged, now))
     audited = for_events(disclosure, triaged.report)  # one copy for every order's event: encoded once
-    for issued in route(triaged, attempt, now, table, calendar, disclosure):
+    for issued in orders:
         effects.issued.append(issued)
         effects.orders[issued.work_order_id] = _order(issued)
         effects.events.append(_issued_event(issued, audited))
@@ -168,6 +183,24 @@ def dispatch(
         triaged.dispute_id, attempt, triaged.level, triaged.urgency, triaged.report, triaged.report.history, routing, holidays
     )
     return effects
+
+
+def _cancelled(order: Order, replaced_by: str | None, attempt: int, triaged: DisputeTriaged, now: datetime) -> OrderCancelled:
+    # The department's system would otherwise keep working an order nobody will accept an update for.
+    return OrderCancelled(
+        notice="order_cancelled",
+        event_id=derived_id("can", order.work_order_id, triaged.event_id),
+        work_order_id=order.work_order_id,
+        dispute_id=order.dispute_id,
+        department=order.department,
+        role=order.role,
+        attempt=order.attempt,
+        reason="superseded" if replaced_by else "rerouted",
+        replaced_by=replaced_by,
+        next_attempt=attempt,
+        level=triaged.level,
+        at=now,
+    )
 
 
 def with_known_parties(triaged: DisputeTriaged, dispute: Dispute | None) -> DisputeTriaged:
@@ -220,6 +253,37 @@ def is_repeat(earlier: str | None, content: str) -> bool:
     raise Rejection("event_id", "event_id_conflict", "this department used this event id before for another update")
 
 
+def answer(update: WorkOrderUpdate, content: str, order: Order | None, rejection: Rejection | None = None, replaced_by: str | None = None) -> UpdateAnswered:
+    """Answer one update on its department's topic: applied (no `rejection`), superseded, or refused with the reason.
+
+    `order` is the order as it stands after the update; the answer's id derives from the update's key and content, so
+    a redelivery repeats it and a reused id with other content gets an answer of its own.
+    """
+    outcome = "applied" if rejection is None else "superseded" if rejection.reason == "superseded" else "refused"
+    return UpdateAnswered(
+        notice="update_answered",
+        event_id=derived_id("ans", update_key(update), content),
+        update_event_id=update.event_id,
+        dispute_id=update.dispute_id,
+        department=update.department,
+        work_order_id=update.work_order_id,
+        status=update.status,
+        outcome=outcome,
+        order_status=order.status if order else None,
+        refusal=rejection.reason if outcome == "refused" else None,
+        reason=str(rejection) if rejection else None,
+        replaced_by=replaced_by,
+        at=update_time(update, order) if order else update.at,
+    )
+
+
+def successor(order: Order, dispute: Dispute | None, dispute_orders: Iterable[Order]) -> str | None:
+    """Name the department's order in the case's current attempt, which replaced `order`; None when it has none."""
+    if dispute is None or dispute.attempt == order.attempt:
+        return None
+    return next((o.work_order_id for o in dispute_orders if o.attempt == dispute.attempt and o.department == order.department), None)
+
+
 def waits_for_order(rejection: Rejection, first_seen: datetime, now: datetime, patience: timedelta) -> bool:
     """Tell whether a refused update is parked instead: its order may not be visible yet, until its deadline."""
     # Departments see an order before dispatch commits it: an update in that window is early, not wrong.
@@ -241,6 +305,8 @@ def check_update(update: WorkOrderUpdate, order: Order | None, table: RoutingTab
         raise Rejection("department", "department_mismatch", "not the department of this order")
     if update.dispute_id != order.dispute_id:
         raise Rejection("dispute_id", "dispute_mismatch", "not the dispute of this order")
+    if order.status == "superseded":
+        raise Rejection("work_order_id", "superseded", "a newer attempt of the case replaced this order")
     if update.status not in TRANSITIONS.get(order.status, ()):
         raise Rejection("status", "illegal_transition", f"{order.status} -> {update.status}")
     if update.status == "returned" and order.department == table.returned_to:

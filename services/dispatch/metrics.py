@@ -30,6 +30,10 @@ class DispatchMetrics:
         self.rereports = Counter(
             "fengqiao_dispatch_rereports", "Reports of a case already held", ["source", "matched_by", "outcome"], registry=registry
         )
+        # Answers to department updates on their own topics: applied, superseded (the order was replaced), refused.
+        self.answers = Counter("fengqiao_dispatch_update_answers", "Answers to department updates", ["outcome"], registry=registry)
+        # Open orders withdrawn by a new attempt: superseded by the department's new order, or rerouted away from it.
+        self.cancelled_orders = Counter("fengqiao_dispatch_orders_cancelled", "Open orders cancelled by a new attempt", ["reason"], registry=registry)
         # Updates refused (unknown order past its parking, wrong department, illegal transition, event id reused, invalid message).
         self.rejected_updates = Counter("fengqiao_dispatch_rejected_updates", "Updates refused", ["reason"], registry=registry)
         # Triaged events that were not valid contracts (dead-lettered).

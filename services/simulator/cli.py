@@ -45,6 +45,8 @@ DEFINITIONS = [
     ("办结率 closure rate", "orders resolved ÷ orders issued (follow-up's store)"),
     ("调解成功率 mediation success", "disputes resolved without a failed mediation ÷ disputes resolved"),
     ("levels, categories", "each case once, as first graded"),
+    ("updates", "dispatch's answers on each department's topic; superseded: sent for an order a new attempt had replaced"),
+    ("cancelled", "open orders withdrawn by a new attempt: replaced by the department's new order, or rerouted away"),
 ]
 
 
@@ -78,6 +80,9 @@ def _figures(report: dict[str, Any]) -> Table:
     table.add_row("reports received / cases", f"{report['reports_received']} / {report['cases']}")
     table.add_row("  joined / regraded / reopened", " / ".join(str(again.get(k, 0)) for k in ("joined", "regraded", "reopened")))
     counted("work orders 工单", report["orders"], metrics["orders_issued"])
+    answers, cancelled = report["update_answers"], report["orders_cancelled"]
+    table.add_row("  updates applied / superseded / refused", " / ".join(str(answers[k]) for k in ("applied", "superseded", "refused")))
+    table.add_row("  cancelled: replaced / rerouted", f"{cancelled['superseded']} / {cancelled['rerouted']}")
     table.add_row("disputes resolved 化解", str(report["disputes_resolved"]))
     counted("SLA warnings", report["sla_warnings"], metrics["sla_warnings"])
     counted("SLA breaches", report["sla_breaches"], metrics["sla_breaches"])
@@ -100,6 +105,8 @@ def print_report(report: dict[str, Any], out: Console | None = None) -> None:
     out.print(_bars("cases by category", report["categories"]))
     out.print(_bars("reports by source", report["sources"]))
     out.print(_bars("work orders by department", report["orders_by_department"]))
+    if report["refusals"]:
+        out.print(_bars("updates refused, by reason", report["refusals"]))
     if report["dead_letters"]:
         out.print(_bars("dead letters by topic and reason", report["dead_letters"]))
     for name, meaning in DEFINITIONS:

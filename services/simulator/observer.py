@@ -22,7 +22,11 @@ class Observed:
     merged: dict[str, str] = field(default_factory=dict)  # an id reported through another platform → the case it joined
     rereports: Counter = field(default_factory=Counter)  # what reports of a case already held did to it
     again_events: set[str] = field(default_factory=set)
-    notices: int = 0  # case notices the departments received
+    notices: Counter = field(default_factory=Counter)  # notices the departments received, by kind, each id once
+    notice_ids: set[str] = field(default_factory=set)
+    answers: Counter = field(default_factory=Counter)  # answers to department updates: applied, superseded, refused
+    refusals: Counter = field(default_factory=Counter)  # refused updates, by the field and reason
+    cancellations: Counter = field(default_factory=Counter)  # orders cancelled by a new attempt, by reason
     reported_at_ms: dict[str, int] = field(default_factory=dict)
     triaged: dict[str, DisputeTriaged] = field(default_factory=dict)  # first grading per dispute
     triaged_events: set[str] = field(default_factory=set)
@@ -72,7 +76,7 @@ class Observed:
             if isinstance(message, WorkOrderIssued):
                 self._order(message, record.timestamp)
             else:
-                self.notices += 1
+                self._notice(message)
         elif topic.startswith("followups.") and topic.endswith(".due") and topic != "followups.due":
             return  # each due is on its department's topic and on the shared feed: counted once, from the feed
         elif topic == "followups.due":
@@ -95,6 +99,18 @@ class Observed:
             self.resolved.pop(event.dispute_id, None)
         if event.matched_by == "same_matter":
             self.merged[event.reported_dispute_id] = event.dispute_id
+
+    def _notice(self, notice: Any) -> None:
+        if notice.event_id in self.notice_ids:
+            return  # a redelivered repeat: same id
+        self.notice_ids.add(notice.event_id)
+        self.notices[notice.notice] += 1
+        if notice.notice == "update_answered":
+            self.answers[notice.outcome] += 1
+            if notice.outcome == "refused":
+                self.refusals[notice.refusal] += 1
+        elif notice.notice == "order_cancelled":
+            self.cancellations[notice.reason] += 1
 
     def _triaged(self, triaged: DisputeTriaged, timestamp: int) -> None:
         if triaged.event_id in self.triaged_events:
@@ -131,7 +147,11 @@ class Observed:
             "cases": len(self.reported) - len(self.merged),
             "merged": len(self.merged),
             "rereports": dict(self.rereports),
-            "case_notices": self.notices,
+            "case_notices": self.notices["reported_again"],
+            "department_notices": sum(self.notices.values()),
+            "update_answers": {k: self.answers[k] for k in ("applied", "superseded", "refused")},
+            "refusals": dict(self.refusals.most_common()),
+            "orders_cancelled": {k: self.cancellations[k] for k in ("superseded", "rerouted")},
             "triaged": len(self.triaged),
             "triaged_events": len(self.triaged_events),
             "levels": dict(sorted(levels.items())),

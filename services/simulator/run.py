@@ -68,27 +68,33 @@ class RunOptions:
 
 
 class Scheduler:
-    """Sends simulated actors' messages when the simulated clock reaches their time."""
+    """Sends simulated actors' messages when the simulated clock reaches their time; those about a dropped order never go."""
 
     def __init__(self, clock: SimulatedClock, producer: AIOKafkaProducer):
         self.clock = clock
         self.producer = producer
-        self._heap: list[tuple[datetime, int, str, bytes, bytes]] = []
+        self._heap: list[tuple[datetime, int, str, bytes, bytes, str | None]] = []
         self._order = itertools.count()
         self._added = asyncio.Event()
+        self._dropped: set[str] = set()
 
-    def at(self, moment: datetime, topic: str, key: bytes, value: bytes) -> None:
-        """Schedule one message."""
-        heapq.heappush(self._heap, (moment, next(self._order), topic, key, value))
+    def at(self, moment: datetime, topic: str, key: bytes, value: bytes, about: str | None = None) -> None:
+        """Schedule one message; `about` names the work order it concerns, if any."""
+        heapq.heappush(self._heap, (moment, next(self._order), topic, key, value, about))
         self._added.set()
+
+    def drop(self, work_order_id: str) -> None:
+        """Send nothing more about an order: it was cancelled, as a department's system would stop working it."""
+        self._dropped.add(work_order_id)
 
     async def run(self) -> None:
         """Send what is due, then sleep until the next item or a new one."""
         while True:
             now, pending = self.clock.now(), []
             while self._heap and self._heap[0][0] <= now:
-                _, _, topic, key, value = heapq.heappop(self._heap)
-                pending.append(await self.producer.send(topic, value, key=key))
+                _, _, topic, key, value, about = heapq.heappop(self._heap)
+                if about is None or about not in self._dropped:
+                    pending.append(await self.producer.send(topic, value, key=key))
             await asyncio.gather(*pending)
             self._added.clear()
             waits = [asyncio.ensure_future(self._added.wait())]
@@ -260,12 +266,15 @@ class Simulation:
         await consumer.start()
         try:
             async for record in consumer:
-                order = DEPARTMENT_MESSAGE.validate_json(record.value)
-                if not isinstance(order, WorkOrderIssued):
-                    continue  # a case notice: the orders it names stand, so the plan for them does too
-                for moment, update in plan_order(order, self.rng, self.behaviour):
-                    # Each department writes its own topic, as its ACL allows in production.
-                    scheduler.at(moment, self.kafka.topic(updates_topic(order.department)), order.dispute_id.encode(), update.to_bytes())
+                message = DEPARTMENT_MESSAGE.validate_json(record.value)
+                if isinstance(message, WorkOrderIssued):
+                    for moment, update in plan_order(message, self.rng, self.behaviour):
+                        # Each department writes its own topic, as its ACL allows in production.
+                        topic = self.kafka.topic(updates_topic(message.department))
+                        scheduler.at(moment, topic, message.dispute_id.encode(), update.to_bytes(), about=message.work_order_id)
+                elif message.notice == "order_cancelled" or (message.notice == "update_answered" and message.outcome == "superseded"):
+                    scheduler.drop(message.work_order_id)  # the order is gone: its planned updates would only be answered superseded
+                # A case notice: the orders it names stand, so the plan for them does too; an applied answer changes no plan.
         finally:
             await consumer.stop()
 

@@ -59,6 +59,13 @@ def test_a_short_run_closes_the_loop_and_its_report_agrees_with_the_metrics(tmp_
     # The report's counts are the services' own.
     assert report["triaged_events"] == metrics["triaged"]
     assert report["orders"] == metrics["orders_issued"]
+    # Departments hear of their orders on their own topics and drop cancelled ones: their updates are answered, few
+    # refused, none dead-lettered (nothing they send is malformed or another's); superseded only when sent before the
+    # cancellation was read.
+    answers = report["update_answers"]
+    assert answers["applied"] > 0 and answers["refused"] <= answers["applied"] // 100, answers
+    assert sum(report["orders_cancelled"].values()) > 0
+    assert not [k for k in report["dead_letters"] if k.startswith("workorders.updates.invalid")], report["dead_letters"]
     for figure in ("sla_warnings", "sla_breaches", "revisits_due", "rebounds"):
         assert report[figure] == metrics[figure], figure
     assert 0.5 < metrics["closure_rate"] <= 1 and 0.8 < metrics["mediation_success_rate"] <= 1
@@ -88,7 +95,7 @@ def test_a_short_run_closes_the_loop_and_its_report_agrees_with_the_metrics(tmp_
     assert audit.records["workorders.events"] > 0 and audit.records["followups.due"] == dues
     assert sum(n for topic, n in audit.records.items() if topic in DUE_TOPICS) == dues
     assert len({topic for topic in audit.records if topic in DUE_TOPICS}) > 1, "addressed to several departments"
-    assert sum(n for topic, n in audit.records.items() if topic.removeprefix("workorders.") in DEPARTMENTS) == report["orders"] + report["case_notices"]
+    assert sum(n for topic, n in audit.records.items() if topic.removeprefix("workorders.") in DEPARTMENTS) == report["orders"] + report["department_notices"]
     # The audit saw every kind of disclosure the policy makes: ID numbers to the police alone, masked phones to support.
     seen = {(reader.split(":")[-1] if ":" in reader else reader, name, shown) for reader, name, shown in audit.checked}
     assert {("lead", "phone", "full"), ("support", "phone", "masked"), ("support", "name", "masked"), ("lead", "id_number", "withheld"),

@@ -62,8 +62,7 @@ async def stores(database_url, tmp_path):
     followup_url = f"sqlite+aiosqlite:///{tmp_path / 'followup.db'}" if database_url.startswith("sqlite") else database_url
     processor, published, dispatch_engine = await dispatch_pipeline(database_url)
     await processor.on_triaged([Record("disputes.triaged", triaged(n).to_bytes(), offset=n) for n in range(DISPUTES)])
-    orders = [WorkOrderIssued.model_validate_json(o.value) for o in published if o.topic.startswith("workorders.") and o.topic.count(".") == 1
-              and o.topic not in ("workorders.events", "workorders.updates")]
+    orders = published.orders()
     updates = []
     for order in orders:
         fate = FATES[int(order.dispute_id[2:]) % len(FATES)]
@@ -73,7 +72,7 @@ async def stores(database_url, tmp_path):
             updates.append(update(order, fate, len(updates)))
     await processor.on_updates(updates)
     # The governance centre resolves the orders returned to it.
-    rerouted = [WorkOrderIssued.model_validate_json(o.value) for o in published if o.topic == "workorders.governance_centre"]
+    rerouted = published.orders("governance_centre")
     await processor.on_updates([update(o, "resolved", 1000 + n) for n, o in enumerate(rerouted) if o.role == "lead"])
     # Failed mediations come back graded level 2, and the mediation room settles them: resolved after a failure.
     again = [ReassessmentRequested.model_validate_json(o.value) for o in published if o.topic == "disputes.reassess"]
@@ -85,8 +84,7 @@ async def stores(database_url, tmp_path):
         }).to_bytes(), offset=100 + n)
         for n, r in enumerate(again)
     ])
-    regraded = [WorkOrderIssued.model_validate_json(o.value) for o in published[seen:] if o.topic.count(".") == 1
-                and o.topic not in ("workorders.events", "workorders.updates")]
+    regraded = Published(published[seen:]).orders()
     await processor.on_updates([update(o, "resolved", 2000 + n) for n, o in enumerate(regraded)])
     events = [Record("workorders.events", o.value, offset=n) for n, o in enumerate(o for o in published if o.topic == "workorders.events")]
 

@@ -39,8 +39,9 @@ class Department:
         found = [m for m in await self.messages() if isinstance(m, WorkOrderIssued)]
         return [o for o in found if dispute_id in (None, o.dispute_id)]
 
-    async def notices(self, dispute_id=None):
-        found = [m for m in await self.messages() if isinstance(m, CaseNotice)]
+    async def notices(self, dispute_id=None, kind=CaseNotice):
+        """Return the notices of one kind (case notices by default) on the department topics, of a dispute or all."""
+        found = [m for m in await self.messages() if isinstance(m, kind)]
         return [n for n in found if dispute_id in (None, n.dispute_id)]
 
     async def wait_order(self, dispute_id, department, attempt):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from schemas.common import Party
 from schemas.disputes import DisputeReported
 from schemas.followups import FOLLOWUPS_DUE, FollowupDue, due_topic
-from schemas.workorders import DEPARTMENT_MESSAGE, DEPARTMENTS, WORK_ORDER_EVENT, CaseNotice
+from schemas.workorders import DEPARTMENT_MESSAGE, DEPARTMENTS, WORK_ORDER_EVENT, CaseNotice, WorkOrderIssued
 from services.dispatch.disclosure import DisclosurePolicy, View, mask_id_number, mask_name, mask_phone
 
 # Whatever the parsed fields say, the raw record must not hold a full mainland ID number or mobile number either.
@@ -99,6 +99,10 @@ def audit_topics(records: Iterable[tuple[str, str]], policy: DisclosurePolicy) -
             audit.records[topic] += 1
             if isinstance(order, CaseNotice):
                 _notice(audit, topic, order, policy, reported.get(order.reported_dispute_id), raw)
+                continue
+            if not isinstance(order, WorkOrderIssued):  # an answer or a cancellation: it names orders, never people
+                if topic != f"workorders.{order.department}":
+                    audit.breaches.append(f"{topic} {order.event_id}: a notice for {order.department}")
                 continue
             if topic != f"workorders.{order.department}":
                 audit.breaches.append(f"{topic} {order.work_order_id}: an order of {order.department}")

@@ -8,6 +8,7 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry
 
 from schemas.disputes import DisputeTriaged
+from schemas.workorders import DEPARTMENT_MESSAGE, DEPARTMENTS, UpdateAnswered, WorkOrderIssued, work_order_topic
 from services.dispatch.app import disclosure_holder, holidays_holder, routing_holder
 from services.dispatch.calendar import SHIPPED_HOLIDAYS, WorkingCalendar
 from services.dispatch.disclosure import DEFAULT_DISCLOSURE
@@ -60,6 +61,22 @@ class Published(list):
     def dead(self):
         """Return the dead letters of triage."""
         return [o for o in self if o.topic == "disputes.invalid"]
+
+    def orders(self, department: str | None = None) -> list[WorkOrderIssued]:
+        """Return the work orders dispatch issued on the departments' own topics (of one department, or all)."""
+        return [m for m in self._department_messages(department) if isinstance(m, WorkOrderIssued)]
+
+    def _department_messages(self, department: str | None = None) -> list:
+        topics = {work_order_topic(d) for d in DEPARTMENTS if department in (None, d)}
+        return [DEPARTMENT_MESSAGE.validate_json(o.value) for o in self if o.topic in topics]
+
+    def notices(self, kind: str) -> list:
+        """Return the notices of one kind dispatch published on the departments' own topics, in order."""
+        return [m for m in self._department_messages() if getattr(m, "notice", None) == kind]
+
+    def answers(self, outcome: str | None = None) -> list[UpdateAnswered]:
+        """Return dispatch's answers to department updates, of one outcome or all."""
+        return [a for a in self.notices("update_answered") if outcome in (None, a.outcome)]
 
 
 async def _parts(database_url: str, store_type: type, prepare: str, metrics_type: type) -> tuple:

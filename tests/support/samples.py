@@ -6,7 +6,17 @@ from typing import Any
 
 from schemas.disputes import DisputeReported, DisputeTriaged, History, ReassessmentRequested
 from schemas.followups import FollowupDue, FollowupResult
-from schemas.workorders import CaseNotice, DisputeResolved, OrderEscalated, OrderIssued, OrderStatusChanged, WorkOrderIssued, WorkOrderUpdate
+from schemas.workorders import (
+    CaseNotice,
+    DisputeResolved,
+    OrderCancelled,
+    OrderEscalated,
+    OrderIssued,
+    OrderStatusChanged,
+    UpdateAnswered,
+    WorkOrderIssued,
+    WorkOrderUpdate,
+)
 
 BEIJING = timezone(timedelta(hours=8))
 
@@ -115,6 +125,34 @@ UPDATE = WorkOrderUpdate(
     status="accepted",
     note="已受理",
     at=at("2026-03-02T11:00:00+08:00"),
+)
+ANSWER = UpdateAnswered(
+    notice="update_answered",
+    event_id="ans-0001",
+    update_event_id=UPDATE.event_id,
+    dispute_id=ORDER.dispute_id,
+    department=ORDER.department,
+    work_order_id=ORDER.work_order_id,
+    status="accepted",
+    outcome="refused",
+    order_status="resolved",
+    refusal="illegal_transition",
+    reason="status: illegal_transition: resolved -> accepted",
+    at=at("2026-03-02T11:00:00+08:00"),
+)
+CANCELLATION = OrderCancelled(
+    notice="order_cancelled",
+    event_id="can-0001",
+    work_order_id=ORDER.work_order_id,
+    dispute_id=ORDER.dispute_id,
+    department=ORDER.department,
+    role=ORDER.role,
+    attempt=1,
+    reason="superseded",
+    replaced_by="wo-next-attempt",
+    next_attempt=2,
+    level=3,
+    at=at("2026-03-04T09:00:00+08:00"),
 )
 _EVENT_BASE = {"dispute_id": ORDER.dispute_id, "attempt": 1, "at": at("2026-03-02T09:30:02+08:00")}
 ORDER_EVENTS = [

@@ -15,7 +15,9 @@ REPORT = {
                    "traffic_accident": 80, "property_management": 70, "construction": 60, "demolition_resettlement": 45, "other": 30},
     "sources": {"grid_app": 700, "police_110": 600, "hotline_12345": 500, "door_qr": 200, "walk_in": 150, "patrol": 74, "other": 30},
     "orders_by_department": {"community_police": 1_300, "mediation_room": 700, "women_federation": 650, "labor_arbitration": 320},
-    "dead_letters": {"workorders.updates.invalid: status": 12},
+    "update_answers": {"applied": 9_120, "superseded": 23, "refused": 2}, "refusals": {"illegal_transition": 2},
+    "orders_cancelled": {"superseded": 140, "rerouted": 61},
+    "dead_letters": {"workorders.updates.invalid: department": 1},
     "triage_latency_ms": {"p50": 41.0, "p99": 180.5}, "dispatch_latency_ms": {"p50": 63.2, "p99": 240.0},
     "metrics_urls": {"triage": "http://127.0.0.1:8101/metrics"},
     "metrics": {"orders_issued": 4_812, "sla_warnings": 310, "sla_breaches": 41, "revisits_due": 3_650, "rebounds": 56,
@@ -42,6 +44,7 @@ def test_each_figure_is_shown_once_and_a_disagreement_with_the_metrics_is_named(
     [rebounds] = [line for line in text.splitlines() if line.strip().startswith("rebounds")]
     assert "57" in rebounds and "services' metrics: 56" in rebounds
     assert "closure rate" in text and "93.1%" in text
+    assert "9120 / 23 / 2" in text and "140 / 61" in text and "illegal_transition" in text
 
 
 def test_every_dimension_is_a_table_with_proportional_bars():

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from schemas.catalog import CONTRACTS
 from schemas.generate import JSON_DIR, JSON_SCHEMA_DIALECT
 from tests.support.hostile import agreement_cases, report_cases
-from tests.support.samples import DUE, NOTICE, ORDER, ORDER_EVENTS, REASSESS, RESULT, TRIAGED, UPDATE, report_payload
+from tests.support.samples import ANSWER, CANCELLATION, DUE, NOTICE, ORDER, ORDER_EVENTS, REASSESS, RESULT, TRIAGED, UPDATE, report_payload
 
 
 def _payload(event: Any) -> dict:
@@ -31,6 +31,10 @@ CONTRACT_SAMPLES = [
     ("CaseNotice", _payload(NOTICE), "notice", "reported_at", "description"),  # no integer: an enum stands in
     ("DepartmentMessage", _payload(ORDER), "attempt", "due_at", "instructions"),
     ("DepartmentMessage", _payload(NOTICE), "role", "at", "description"),
+    ("UpdateAnswered", _payload(ANSWER), "outcome", "at", "reason"),  # no integer: an enum stands in
+    ("OrderCancelled", _payload(CANCELLATION), "next_attempt", "at", "replaced_by"),
+    ("DepartmentMessage", _payload(ANSWER), "order_status", "at", "reason"),
+    ("DepartmentMessage", _payload(CANCELLATION), "level", "at", "replaced_by"),
     ("WorkOrderUpdate", _payload(UPDATE), "status", "at", "note"),  # no integer: an enum stands in
     *[("WorkOrderEvent", _payload(e), "attempt", "at", "event_id") for e in ORDER_EVENTS],
     ("FollowupDue", _payload(DUE), "revisit_number", "fired_at", "followup_id"),
@@ -38,7 +42,7 @@ CONTRACT_SAMPLES = [
 ]
 
 CORPUS = [
-    (contract, "/".join([contract, *([valid["kind"]] if "kind" in valid else []), *(["notice"] if "notice" in valid else []), case]), value, ok)
+    (contract, "/".join([contract, *([valid["kind"]] if "kind" in valid else []), *([valid["notice"]] if "notice" in valid else []), case]), value, ok)
     for contract, valid, number, time, text in CONTRACT_SAMPLES
     for case, value, ok in agreement_cases(valid, number, time, text)
 ] + [("DisputeReported", f"DisputeReported/{case}", value, ok) for case, value, ok in report_cases(report_payload())] + [

@@ -40,7 +40,9 @@ def changes(published) -> list[tuple[str, str]]:
 
 
 def refused(published) -> list[str]:
-    return [o.header("dlq_reason") for o in published if o.topic == "workorders.updates.invalid"]
+    """Return the reasons of the updates refused: answered on the department's topic, or dead-lettered."""
+    letters = [o.header("dlq_reason") for o in published if o.topic == "workorders.updates.invalid"]
+    return [a.reason for a in published.answers("refused")] + letters
 
 
 async def parked_count(engine) -> int:
@@ -95,13 +97,15 @@ async def test_an_update_whose_order_never_appears_is_refused_after_the_park_dea
     assert refused(published) == []
     processor.clock.advance(timedelta(seconds=1))
     await processor.retry_parked()
-    [letter] = [o for o in published if o.topic == "workorders.updates.invalid"]
-    assert letter.header("dlq_reason").startswith("work_order_id: unknown_work_order: ")
-    assert letter.header("dlq_source_offset") == "7" and letter.value == update("u-1", "accepted").value
+    # Refused to the department on its own topic, naming the field: no dead letter, the sender is who it says.
+    [answer] = published.answers()
+    assert (answer.update_event_id, answer.outcome, answer.refusal) == ("u-1", "refused", "unknown_work_order")
+    assert answer.reason.startswith("work_order_id: unknown_work_order: ") and answer.order_status is None
     assert await parked_count(engine) == 1
     processor.clock.advance(PARK)
     await processor.retry_parked()
-    assert [o.header("dlq_source_offset") for o in published if o.topic == "workorders.updates.invalid"] == ["7", "8"]
+    assert [a.update_event_id for a in published.answers("refused")] == ["u-1", "u-2"]
+    assert [o for o in published if o.topic == "workorders.updates.invalid"] == []
     assert await parked_count(engine) == 0 and changes(published) == []
 
 

@@ -22,7 +22,7 @@ async def pipeline(database_url):
 
 
 def issued(published):
-    return [WorkOrderIssued.model_validate_json(o.value) for o in published if o.topic.startswith("workorders.") and o.topic not in ("workorders.events", "workorders.updates.invalid")]
+    return published.orders()
 
 
 def events(published):

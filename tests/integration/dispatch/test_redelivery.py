@@ -12,7 +12,7 @@ from services.dispatch.disclosure import DEFAULT_DISCLOSURE
 from services.dispatch.routing import DEFAULT_ROUTING
 from services.dispatch.store import orders
 from tests.support.pipelines import DISPATCH_NOW as NOW
-from tests.support.pipelines import Record, dispatch_pipeline
+from tests.support.pipelines import Published, Record, dispatch_pipeline
 from tests.support.samples import TRIAGED
 
 
@@ -48,7 +48,7 @@ def wire(published) -> list[tuple]:
 
 
 def lead_order(published) -> WorkOrderIssued:
-    return next(WorkOrderIssued.model_validate_json(o.value) for o in published if o.topic == "workorders.joint_consultation")
+    return published.orders("joint_consultation")[0]
 
 
 def update(order: WorkOrderIssued, status: str) -> Record:
@@ -106,7 +106,7 @@ async def test_a_batch_redelivered_after_publishing_republishes_the_same_records
     try:
         if setup is not None:
             await setup(processor, published)
-        before = list(published)
+        before = Published(published)
         published.clear()
         first: list = []
         fail_next_write(processor, published, failure, first)
@@ -122,8 +122,7 @@ async def test_a_batch_redelivered_after_publishing_republishes_the_same_records
         # What was published is what dispatch recorded: no department holds an order dispatch does not know.
         async with engine.connect() as connection:
             stored = {row.work_order_id for row in await connection.execute(select(orders.c.work_order_id))}
-        sent = {WorkOrderIssued.model_validate_json(o.value).work_order_id for o in before + first if o.topic.startswith("workorders.")
-                and o.topic not in ("workorders.events", "workorders.updates.invalid")}
+        sent = {o.work_order_id for o in Published(before + first).orders()}
         assert sent <= stored
     finally:
         await engine.dispose()
@@ -140,7 +139,7 @@ async def test_a_new_attempt_is_routed_by_the_table_in_use(database_url):
         )
         published.clear()
         await processor.on_triaged([Record("disputes.triaged", again.to_bytes())])
-        leads = [WorkOrderIssued.model_validate_json(o.value) for o in published if o.topic == "workorders.mediation_room"]
+        leads = published.orders("mediation_room")
         assert [(o.attempt, o.role, o.issued_at) for o in leads] == [(2, "lead", again.triaged_at)]
         # ...and disclosed by the policy in use.
         assert [(o.disclosure, o.parties[0].name, o.parties[0].phone) for o in leads] == [("2026.12.2", "张**", "139****0002")]

@@ -55,14 +55,17 @@ def summary(effects):
         "issued": sorted({(o.dispute_id, o.attempt, o.level) for o in effects.issued}),
         "superseded": sum(e.kind == "status_changed" and e.status == "superseded" for e in effects.events),
         "outcome": [(e.reported_dispute_id, e.dispute_id, e.matched_by, e.outcome) for e in effects.events if e.kind == "reported_again"],
-        "told": sorted(n.department for n in effects.notices),
+        "told": sorted(n.department for n in effects.notices if n.notice == "reported_again"),
+        "cancelled": sorted((n.department, n.reason) for n in effects.notices if n.notice == "order_cancelled"),
         "reassessed": [(r.dispute_id, r.reason, r.history.rebounds) for r in effects.reassessments],
         "aliases": effects.aliases,
     }
 
 
-NOTHING = {"issued": [], "superseded": 0, "outcome": [], "told": [], "reassessed": [], "aliases": {}}
+NOTHING = {"issued": [], "superseded": 0, "outcome": [], "told": [], "cancelled": [], "reassessed": [], "aliases": {}}
 HOLDERS = ["labor_arbitration", "mediation_room"]  # a level-2 wage dispute's lead and its category's support
+# At level 3 the lead gets the new attempt's order in place of its own; the mediation room has no part in it.
+CANCELLED = [("labor_arbitration", "superseded"), ("mediation_room", "rerouted")]
 # (case, the held case, the report, what it does)
 CASES = [
     ("a re-report of an open case grading lower joins it: no order, no level lost",
@@ -73,7 +76,7 @@ CASES = [
      NOTHING | {"outcome": [(CASE, CASE, "same_dispute_id", "joined")], "told": HOLDERS}),
     ("a re-report grading higher: a new attempt at that level, the open orders superseded",
      held(2), graded(3, "tri-110", source="police_110"),
-     NOTHING | {"issued": [(CASE, 2, 3)], "superseded": 2, "outcome": [(CASE, CASE, "same_dispute_id", "regraded")]}),
+     NOTHING | {"issued": [(CASE, 2, 3)], "superseded": 2, "outcome": [(CASE, CASE, "same_dispute_id", "regraded")], "cancelled": CANCELLED}),
     ("the hotline under its own id, same matter as an open case: joins it, no order, the ids named",
      held(2), graded(1, "tri-12345", dispute="H-12345-77", same_matter=[CASE], source="hotline_12345"),
      NOTHING | {"outcome": [("H-12345-77", CASE, "same_matter", "joined")], "told": HOLDERS, "aliases": {"H-12345-77": CASE}}),
@@ -94,7 +97,7 @@ CASES = [
      NOTHING | {"issued": [(CASE, 2, 1)], "outcome": [(CASE, CASE, "same_dispute_id", "renewed")]}),
     ("a reassessment is the next attempt, as ever",
      held(2), graded(3, "tri-rea", cause="mediation_failed"),
-     NOTHING | {"issued": [(CASE, 2, 3)], "superseded": 2}),
+     NOTHING | {"issued": [(CASE, 2, 3)], "superseded": 2, "cancelled": CANCELLED}),
 ]
 
 
