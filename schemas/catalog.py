@@ -18,7 +18,9 @@ from schemas.followups import (
     FOLLOWUPS_RESULTS_INVALID,
     FOLLOWUPS_TOPIC_PREFIX,
     FollowupDue,
+    FollowupMessage,
     FollowupResult,
+    ResultAnswered,
 )
 from schemas.rules import RULES_TRIAGE
 from schemas.workorders import (
@@ -50,6 +52,8 @@ CONTRACTS: dict[str, Any] = {
     "WorkOrderUpdate": WorkOrderUpdate,
     "WorkOrderEvent": WorkOrderEvent,
     "FollowupDue": FollowupDue,
+    "ResultAnswered": ResultAnswered,
+    "FollowupMessage": FollowupMessage,
     "FollowupResult": FollowupResult,
 }
 
@@ -88,8 +92,9 @@ _UPDATES = Channel(
 )
 _EVENTS = Channel(WORKORDERS_EVENTS, "WorkOrderEvent", "Dispatch audit trail")
 _DUE = Channel(
-    FOLLOWUPS_TOPIC_PREFIX + DEPARTMENT_PLACEHOLDER + ".due", "FollowupDue",
-    "Revisits and deadline alerts (回头看), one topic per department: a revisit carries the parties as the revisit team may see them",
+    FOLLOWUPS_TOPIC_PREFIX + DEPARTMENT_PLACEHOLDER + ".due", "FollowupMessage",
+    "Revisits and deadline alerts (回头看), and answers to the department's revisit results, one topic per department: "
+    "a revisit carries the parties as the revisit team may see them",
 )
 _DUE_FEED = Channel(FOLLOWUPS_DUE, "FollowupDue", "Every department's revisits and deadline alerts without parties: the operators' feed")
 _RESULTS = Channel(

@@ -1,8 +1,8 @@
 """Follow-up (回头看): due revisits and deadline alerts, and the revisit teams' results (topics `followups.*`)."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, StringConstraints
+from pydantic import Discriminator, Field, StringConstraints, Tag, TypeAdapter
 
 from schemas.common import NO_CONTROL, Contract, DisclosureVersion, DisputeId, EventId, Integral, Note, Party, Timestamp
 from schemas.workorders import Department, WorkOrderId, department_topic
@@ -66,3 +66,49 @@ class FollowupResult(Contract):
     rebound: bool
     note: Note = ""
     at: Timestamp
+
+
+ResultRefusal = Literal["unknown_followup", "dispute_mismatch", "not_a_revisit", "not_due", "already_answered", "expired"]
+
+
+class ResultAnswered(Contract):
+    """Follow-up's answer to one revisit result a department's team sent, on that department's due topic (since 1.4.0).
+
+    `accepted`: the result counts for its revisit; `reassessed` when it reported a flare-up, sent to triage to be
+    graded again. `refused`: it changes nothing; `reason` names the field. Each result is answered once: a resend of
+    the same result is not answered again.
+    """
+
+    ce_type = "cn.fengqiao.followup.result_answered.v1"
+
+    notice: Literal["result_answered"]
+    event_id: EventId
+    result_event_id: EventId = Field(description="The event_id of the revisit result this answers")
+    followup_id: FollowupId
+    dispute_id: DisputeId
+    department: Department
+    outcome: Literal["accepted", "refused"]
+    reassessed: bool = Field(False, description="The result reported a flare-up: the dispute was sent to triage again")
+    refusal: ResultRefusal | None = Field(None, description="Why it was refused, as a closed set; null unless refused")
+    reason: Note | None = Field(None, description="The field and why, as `field: reason: detail`; null when accepted")
+    at: Timestamp
+
+
+def _due_kind(value: Any) -> str:
+    # Dues predate answers and carry no discriminator of their own: an answer names its kind in `notice`.
+    if isinstance(value, dict):
+        return value.get("notice", "due")
+    return getattr(value, "notice", "due")
+
+
+FollowupMessage = Annotated[
+    Union[Annotated[FollowupDue, Tag("due")], Annotated[ResultAnswered, Tag("result_answered")]],
+    Field(
+        discriminator=Discriminator(_due_kind),
+        description=(
+            "What a department's own due topic carries: its revisits and deadline alerts, and answers to its revisit "
+            "results (since 1.4.0). A record with a `notice` field is an answer."
+        ),
+    ),
+]
+FOLLOWUP_MESSAGE = TypeAdapter(FollowupMessage)

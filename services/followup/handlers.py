@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from schemas.catalog import RESULTS_CHANNEL, sender_departments
 from schemas.disputes import DISPUTES_REASSESS
-from schemas.followups import FOLLOWUPS_RESULTS_INVALID, FollowupResult
+from schemas.followups import FOLLOWUPS_RESULTS_INVALID, FollowupResult, ResultAnswered, due_topic
 from schemas.workorders import WORK_ORDER_EVENT, WORKORDERS_EVENTS_INVALID
 from services.dispatch.disclosure import load_disclosure
 from services.followup.metrics import FollowupMetrics
@@ -28,6 +28,7 @@ from services.followup.timers import (
     fire_round,
     judge_results,
     legacy_result_key,
+    result_answer,
     result_department,
     result_key,
     split_senders,
@@ -212,7 +213,7 @@ class FollowupProcessor:
             source=CE_SOURCE,
         )
 
-        async def work(connection: Transaction) -> Judged:
+        async def work(connection: Transaction) -> tuple[Judged, list[ResultAnswered]]:
             now = self.clock.now()
             timers = await self.store.timers_by_id(connection, sorted({r.followup_id for _, r in valid}))
             # Impostors go first and are not recorded as processed: their event ids must stay free for the real sender.
@@ -227,17 +228,35 @@ class FollowupProcessor:
             answered = await self.store.answered_revisits(connection, revisits)
             disputes = await self.store.load_disputes(connection, sorted({r.dispute_id for _, r in fresh}))
             judged = judge_results(fresh, timers, answered, disputes, now)
+            answers, unanswerable = self._answers(judged, timers)
             judged.refused[:0] = impostors
-            refused = [dead_letter(record, why.reason, invalid_topic, source=CE_SOURCE) for record, why in judged.refused]
-            await self.publish(dead + refused + [self._encode(DISPUTES_REASSESS, r, r.event_id, now) for r in judged.reassessments])
+            # Impostors, and results of no known revisit on the shared topic (no sender to answer), are the operators'.
+            refused = [dead_letter(record, why.reason, invalid_topic, source=CE_SOURCE) for record, why in impostors + unanswerable]
+            # Each answer's time is the result's own: a redelivery republishes the same record.
+            told = [encode_event(self.kafka.topic(due_topic(a.department)), a, a.event_id, CE_SOURCE, a.at) for a in answers]
+            reassess = [self._encode(DISPUTES_REASSESS, r, r.event_id, now) for r in judged.reassessments]
+            await self.publish(dead + refused + told + reassess)
             fault_point("after_publish", "results")
             await self.store.record_results(connection, judged.recorded, [key(pair) for pair in fresh], now)
-            return judged
+            return judged, answers
 
-        judged = await self._transaction(work)
+        judged, answers = await self._transaction(work)
         for _, why in judged.refused:
             self.metrics.invalid.labels(why.label).inc()
+        for answer in answers:
+            self.metrics.result_answers.labels(answer.outcome).inc()
         fault_point("after_record", "results")
+
+    def _answers(self, judged: Judged, timers: dict[str, Timer]) -> tuple[list[ResultAnswered], list[tuple[Any, Any]]]:
+        """Answer each judged result for its department's due topic; return the answers and the refused with no department."""
+        answers, unanswerable = [], []
+        for record, result, refused, reassessed in judged.verdicts:
+            department = result_department(self.senders.get(record.topic), timers.get(result.followup_id))
+            if department is None:
+                unanswerable.append((record, refused))
+            else:
+                answers.append(result_answer(result, department, record.value, refused, reassessed))
+        return answers, unanswerable
 
     async def purge(self) -> int:
         """Erase the personal data of disputes settled `retention_days` ago (see FollowupStore.retained_page); return how many."""

@@ -52,8 +52,10 @@ class FollowupMetrics:
         self.rebounds = _recounted("fengqiao_followup_rebounds", "Rebounds and broken agreements", (), registry)
         # Fired minus due, in clock seconds (simulated seconds under a simulated clock).
         self.timer_lag = Histogram("fengqiao_followup_timer_lag_seconds", "Fired - due", buckets=_LAG_BUCKETS, registry=registry)
-        # Inputs refused, by reason.
-        self.invalid = Counter("fengqiao_followup_invalid", "Inputs dead-lettered", ["reason"], registry=registry)
+        # Inputs refused, by reason: dead-lettered, or (revisit results on a department's topic) answered refused.
+        self.invalid = Counter("fengqiao_followup_invalid", "Inputs refused", ["reason"], registry=registry)
+        # Answers to revisit results on the departments' due topics: accepted or refused.
+        self.result_answers = Counter("fengqiao_followup_result_answers", "Answers to revisit results", ["outcome"], registry=registry)
         # Disputes whose personal data this replica erased after the retention (FOLLOWUP_RETENTION_DAYS).
         self.erased_disputes = Counter("fengqiao_followup_erased_disputes", "Disputes erased after the retention", registry=registry)
         # Store calls that failed and were retried.

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
 from schemas.disputes import DisputeReported, ReassessmentRequested
-from schemas.followups import FOLLOWUPS_DUE, FollowupDue, FollowupResult, due_topic
+from schemas.followups import FOLLOWUPS_DUE, FollowupDue, FollowupResult, ResultAnswered, due_topic
 from schemas.workorders import OrderIssued, WorkOrderEvent
 from services.dispatch.disclosure import DisclosurePolicy, disclose
 
@@ -338,6 +338,8 @@ class Judged(Generic[Input]):
     recorded: list[FollowupResult] = field(default_factory=list)
     refused: list[tuple[Input, Refusal]] = field(default_factory=list)
     reassessments: list[ReassessmentRequested] = field(default_factory=list)
+    # Every result judged, in order, with its verdict: its refusal (None when it counts) and whether triage is asked again.
+    verdicts: list[tuple[Input, FollowupResult, Refusal | None, bool]] = field(default_factory=list)
 
 
 def judge_results(
@@ -356,10 +358,32 @@ def judge_results(
         known = disputes.get(result.dispute_id)
         if refused := refusal(result, timers.get(result.followup_id), counted, known is not None and known.erased):
             judged.refused.append((source, refused))
+            judged.verdicts.append((source, result, refused, False))
             continue
         counted[result.followup_id] = result.event_id
         judged.recorded.append(result)
         dispute = disputes[result.dispute_id]
         if request := rebound_reassessment(result, dispute.report, dispute.level, now):
             judged.reassessments.append(request)
+        judged.verdicts.append((source, result, None, request is not None))
     return judged
+
+
+def result_answer(result: FollowupResult, department: str, content: bytes, refused: Refusal | None, reassessed: bool) -> ResultAnswered:
+    """Answer one revisit result on its department's due topic: accepted, or refused with the reason naming the field.
+
+    The id derives from the result's department-scoped key and its content, so a redelivery repeats the same answer.
+    """
+    return ResultAnswered(
+        notice="result_answered",
+        event_id=followup_id("answer", result_key(department, result.event_id), hashlib.sha256(content).hexdigest()),
+        result_event_id=result.event_id,
+        followup_id=result.followup_id,
+        dispute_id=result.dispute_id,
+        department=department,
+        outcome="refused" if refused else "accepted",
+        reassessed=reassessed,
+        refusal=refused.label if refused else None,
+        reason=refused.reason if refused else None,
+        at=result.at,
+    )

@@ -87,6 +87,7 @@ def _figures(report: dict[str, Any]) -> Table:
     counted("SLA warnings", report["sla_warnings"], metrics["sla_warnings"])
     counted("SLA breaches", report["sla_breaches"], metrics["sla_breaches"])
     counted("revisits due 回访", report["revisits_due"], metrics["revisits_due"])
+    table.add_row("  results accepted / refused", " / ".join(str(report["result_answers"][k]) for k in ("accepted", "refused")))
     counted("rebounds 反弹", report["rebounds"], metrics["rebounds"])
     table.add_row("办结率 closure rate", f"{metrics['closure_rate']:.1%}")
     table.add_row("调解成功率 mediation success", f"{metrics['mediation_success_rate']:.1%}")

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas.disputes import DisputeReported, DisputeTriaged
-from schemas.followups import FollowupDue, FollowupResult
+from schemas.followups import FOLLOWUP_MESSAGE, FollowupDue, FollowupResult, ResultAnswered
 from schemas.workorders import DEPARTMENT_MESSAGE, WORK_ORDER_EVENT, WorkOrderIssued
 
 
@@ -27,6 +27,7 @@ class Observed:
     answers: Counter = field(default_factory=Counter)  # answers to department updates: applied, superseded, refused
     refusals: Counter = field(default_factory=Counter)  # refused updates, by the field and reason
     cancellations: Counter = field(default_factory=Counter)  # orders cancelled by a new attempt, by reason
+    result_answers: Counter = field(default_factory=Counter)  # answers to revisit results: accepted, refused
     reported_at_ms: dict[str, int] = field(default_factory=dict)
     triaged: dict[str, DisputeTriaged] = field(default_factory=dict)  # first grading per dispute
     triaged_events: set[str] = field(default_factory=set)
@@ -78,7 +79,11 @@ class Observed:
             else:
                 self._notice(message)
         elif topic.startswith("followups.") and topic.endswith(".due") and topic != "followups.due":
-            return  # each due is on its department's topic and on the shared feed: counted once, from the feed
+            # Each due is on its department's topic and on the shared feed: counted once, from the feed. Answers to
+            # revisit results are on the department's topic alone.
+            message = FOLLOWUP_MESSAGE.validate_json(record.value)
+            if isinstance(message, ResultAnswered):
+                self._notice(message)
         elif topic == "followups.due":
             due = FollowupDue.model_validate_json(record.value)
             self.due[due.kind] += 1
@@ -109,6 +114,8 @@ class Observed:
             self.answers[notice.outcome] += 1
             if notice.outcome == "refused":
                 self.refusals[notice.refusal] += 1
+        elif notice.notice == "result_answered":
+            self.result_answers[notice.outcome] += 1
         elif notice.notice == "order_cancelled":
             self.cancellations[notice.reason] += 1
 
@@ -148,10 +155,11 @@ class Observed:
             "merged": len(self.merged),
             "rereports": dict(self.rereports),
             "case_notices": self.notices["reported_again"],
-            "department_notices": sum(self.notices.values()),
+            "department_notices": sum(n for kind, n in self.notices.items() if kind != "result_answered"),
             "update_answers": {k: self.answers[k] for k in ("applied", "superseded", "refused")},
             "refusals": dict(self.refusals.most_common()),
             "orders_cancelled": {k: self.cancellations[k] for k in ("superseded", "rerouted")},
+            "result_answers": {k: self.result_answers[k] for k in ("accepted", "refused")},
             "triaged": len(self.triaged),
             "triaged_events": len(self.triaged_events),
             "levels": dict(sorted(levels.items())),

@@ -23,7 +23,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.disputes import DISPUTES_REPORTED, DisputeReported
-from schemas.followups import FOLLOWUPS_DUE, FollowupDue, due_topic, results_topic
+from schemas.followups import FOLLOWUP_MESSAGE, FOLLOWUPS_DUE, FollowupDue, due_topic, results_topic
 from schemas.workorders import DEPARTMENT_MESSAGE, DEPARTMENTS, WorkOrderIssued, updates_topic, work_order_topic
 from services.runtime.clock import SimulatedClock
 from services.runtime.embedded import EmbeddedBroker, free_port
@@ -285,8 +285,8 @@ class Simulation:
         await consumer.start()
         try:
             async for record in consumer:
-                due = FollowupDue.model_validate_json(record.value)
-                if due.kind == "revisit" and due.revisit_number == 1:
+                due = FOLLOWUP_MESSAGE.validate_json(record.value)
+                if isinstance(due, FollowupDue) and due.kind == "revisit" and due.revisit_number == 1:
                     moment, result = answer_revisit(due, self.rng, self.behaviour)
                     # The revisit's department answers on its own topic: follow-up checks it against the timer's department.
                     scheduler.at(moment, self.kafka.topic(results_topic(due.department)), due.dispute_id.encode(), result.to_bytes())

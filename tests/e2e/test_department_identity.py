@@ -6,7 +6,7 @@ Each department may write only its own `workorders.<department>.updates` and `fo
 
 import pytest
 
-from schemas.followups import FOLLOWUPS_RESULTS_INVALID, FollowupDue, due_topic, results_topic
+from schemas.followups import FOLLOWUP_MESSAGE, FOLLOWUPS_RESULTS_INVALID, FollowupDue, ResultAnswered, due_topic, results_topic
 from schemas.workorders import WORKORDERS_UPDATES_INVALID, updates_topic
 from tests.support.conditions import wait_for
 from tests.support.department import Department, report
@@ -71,8 +71,8 @@ async def test_a_revisit_result_on_another_department_s_topic_regrades_nothing(e
 
     async def revisit():
         # As the police's revisit team reads it: off the police's own due topic, the only one its ACL lets it read.
-        dues = [FollowupDue.model_validate_json(r.value) for r in await read_all(bootstrap, [kafka_settings.topic(due_topic("community_police"))])]
-        return next((d for d in dues if d.kind == "revisit" and d.dispute_id == "D-revisit"), None)
+        found = [FOLLOWUP_MESSAGE.validate_json(r.value) for r in await read_all(bootstrap, [kafka_settings.topic(due_topic("community_police"))])]
+        return next((d for d in found if isinstance(d, FollowupDue) and d.kind == "revisit" and d.dispute_id == "D-revisit"), None)
 
     await loop["followup"].wait_for(revisit, 60)
     due = await revisit()
@@ -90,3 +90,11 @@ async def test_a_revisit_result_on_another_department_s_topic_regrades_nothing(e
     # The police's own answer, with the same event id, is believed: the rebound re-grades the dispute.
     await department.answer(due, event_id="res-forged")
     await department.wait_order("D-revisit", "mediation_room", 2)
+
+    async def answered():
+        # The police's revisit team hears back on its own due topic: counted, and sent to triage again.
+        found = [FOLLOWUP_MESSAGE.validate_json(r.value) for r in await read_all(bootstrap, [kafka_settings.topic(due_topic("community_police"))])]
+        return [(a.result_event_id, a.outcome, a.reassessed) for a in found if isinstance(a, ResultAnswered)]
+
+    await loop["followup"].wait_for(answered, 60)
+    assert await answered() == [("res-forged", "accepted", True)]

@@ -65,6 +65,7 @@ def test_a_short_run_closes_the_loop_and_its_report_agrees_with_the_metrics(tmp_
     answers = report["update_answers"]
     assert answers["applied"] > 0 and answers["refused"] <= answers["applied"] // 100, answers
     assert sum(report["orders_cancelled"].values()) > 0
+    assert 0 < report["result_answers"]["accepted"] <= report["revisit_results"] and report["result_answers"]["refused"] == 0
     assert not [k for k in report["dead_letters"] if k.startswith("workorders.updates.invalid")], report["dead_letters"]
     for figure in ("sla_warnings", "sla_breaches", "revisits_due", "rebounds"):
         assert report[figure] == metrics[figure], figure
@@ -93,7 +94,7 @@ def test_a_short_run_closes_the_loop_and_its_report_agrees_with_the_metrics(tmp_
     dues = sum(report[k] for k in ("sla_warnings", "sla_breaches", "revisits_due"))
     # Each due once on its department's topic and once on the shared feed: the report counts the feed alone.
     assert audit.records["workorders.events"] > 0 and audit.records["followups.due"] == dues
-    assert sum(n for topic, n in audit.records.items() if topic in DUE_TOPICS) == dues
+    assert sum(n for topic, n in audit.records.items() if topic in DUE_TOPICS) == dues + sum(report["result_answers"].values())
     assert len({topic for topic in audit.records if topic in DUE_TOPICS}) > 1, "addressed to several departments"
     assert sum(n for topic, n in audit.records.items() if topic.removeprefix("workorders.") in DEPARTMENTS) == report["orders"] + report["department_notices"]
     # The audit saw every kind of disclosure the policy makes: ID numbers to the police alone, masked phones to support.

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from schemas.common import Party
 from schemas.disputes import DisputeReported
-from schemas.followups import FOLLOWUPS_DUE, FollowupDue, due_topic
+from schemas.followups import FOLLOWUP_MESSAGE, FOLLOWUPS_DUE, FollowupDue, ResultAnswered, due_topic
 from schemas.workorders import DEPARTMENT_MESSAGE, DEPARTMENTS, WORK_ORDER_EVENT, CaseNotice, WorkOrderIssued
 from services.dispatch.disclosure import DisclosurePolicy, View, mask_id_number, mask_name, mask_phone
 
@@ -85,8 +85,12 @@ def audit_topics(records: Iterable[tuple[str, str]], policy: DisclosurePolicy) -
             if ID_NUMBER.search(raw) or MOBILE.search(raw):
                 audit.breaches.append(f"{topic} {due.followup_id}: a phone or ID number on the shared feed")
         elif topic in DUE_TOPICS:
-            due = FollowupDue.model_validate_json(raw)
+            due = FOLLOWUP_MESSAGE.validate_json(raw)
             audit.records[topic] += 1
+            if isinstance(due, ResultAnswered):  # an answer to a revisit result: it names the revisit, never people
+                if topic != due_topic(due.department):
+                    audit.breaches.append(f"{topic} {due.event_id}: an answer for {due.department}")
+                continue
             if topic != due_topic(due.department):
                 audit.breaches.append(f"{topic} {due.followup_id}: a due of {due.department}")
             if due.kind == "revisit":

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from schemas.disputes import DisputeReported, DisputeTriaged, History, ReassessmentRequested
-from schemas.followups import FollowupDue, FollowupResult
+from schemas.followups import FollowupDue, FollowupResult, ResultAnswered
 from schemas.workorders import (
     CaseNotice,
     DisputeResolved,
@@ -190,7 +190,19 @@ RESULT = FollowupResult(
     note="工资已结清",
     at=at("2026-03-30T15:00:00+08:00"),
 )
-ALL = [REPORT, WAGE_REPORT, TRIAGED, REASSESS, ORDER, UPDATE, *ORDER_EVENTS, DUE, RESULT]
+RESULT_ANSWER = ResultAnswered(
+    notice="result_answered",
+    event_id="fu-answer-0001",
+    result_event_id=RESULT.event_id,
+    followup_id=DUE.followup_id,
+    dispute_id=DUE.dispute_id,
+    department=DUE.department,
+    outcome="refused",
+    refusal="already_answered",
+    reason="followup_id: already_answered: another result for this revisit counted",
+    at=RESULT.at,
+)
+ALL = [REPORT, WAGE_REPORT, TRIAGED, REASSESS, ORDER, UPDATE, *ORDER_EVENTS, DUE, RESULT, ANSWER, CANCELLATION, RESULT_ANSWER]
 
 ISSUED_AT = at("2026-03-02T10:00:00+08:00")
 DUE_AT = ISSUED_AT + timedelta(days=10)

@@ -103,7 +103,7 @@ def test_a_department_reads_its_orders_and_dues_and_writes_only_its_own_updates_
         Grant(principal, "topic", results_topic(department), "Describe"),
         Grant(principal, "group", department_group(department), "Read"),
     }
-    assert {c.contract for c in DEPARTMENT.consumes} == {"DepartmentMessage", "FollowupDue"}
+    assert {c.contract for c in DEPARTMENT.consumes} == {"DepartmentMessage", "FollowupMessage"}
     assert {c.contract for c in DEPARTMENT.produces} == {"WorkOrderUpdate", "FollowupResult"}
 
 

@@ -16,7 +16,7 @@ REPORT = {
     "sources": {"grid_app": 700, "police_110": 600, "hotline_12345": 500, "door_qr": 200, "walk_in": 150, "patrol": 74, "other": 30},
     "orders_by_department": {"community_police": 1_300, "mediation_room": 700, "women_federation": 650, "labor_arbitration": 320},
     "update_answers": {"applied": 9_120, "superseded": 23, "refused": 2}, "refusals": {"illegal_transition": 2},
-    "orders_cancelled": {"superseded": 140, "rerouted": 61},
+    "orders_cancelled": {"superseded": 140, "rerouted": 61}, "result_answers": {"accepted": 1_800, "refused": 0},
     "dead_letters": {"workorders.updates.invalid: department": 1},
     "triage_latency_ms": {"p50": 41.0, "p99": 180.5}, "dispatch_latency_ms": {"p50": 63.2, "p99": 240.0},
     "metrics_urls": {"triage": "http://127.0.0.1:8101/metrics"},

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from schemas.catalog import CONTRACTS
 from schemas.generate import JSON_DIR, JSON_SCHEMA_DIALECT
 from tests.support.hostile import agreement_cases, report_cases
-from tests.support.samples import ANSWER, CANCELLATION, DUE, NOTICE, ORDER, ORDER_EVENTS, REASSESS, RESULT, TRIAGED, UPDATE, report_payload
+from tests.support.samples import ANSWER, CANCELLATION, DUE, RESULT_ANSWER, NOTICE, ORDER, ORDER_EVENTS, REASSESS, RESULT, TRIAGED, UPDATE, report_payload
 
 
 def _payload(event: Any) -> dict:
@@ -39,6 +39,9 @@ CONTRACT_SAMPLES = [
     *[("WorkOrderEvent", _payload(e), "attempt", "at", "event_id") for e in ORDER_EVENTS],
     ("FollowupDue", _payload(DUE), "revisit_number", "fired_at", "followup_id"),
     ("FollowupResult", _payload(RESULT), "satisfaction", "at", "note"),
+    ("ResultAnswered", _payload(RESULT_ANSWER), "outcome", "at", "reason"),  # no integer: an enum stands in
+    ("FollowupMessage", _payload(DUE), "revisit_number", "fired_at", "followup_id"),
+    ("FollowupMessage", _payload(RESULT_ANSWER), "refusal", "at", "reason"),
 ]
 
 CORPUS = [

@@ -5,8 +5,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
-from schemas.deadletters import REASON
-from schemas.followups import FollowupDue, FollowupResult
+from schemas.followups import FOLLOWUP_MESSAGE, FollowupDue, FollowupResult, due_topic
 from schemas.workorders import DisputeResolved, OrderStatusChanged
 from services.followup.store import FollowupStore, disputes, orders, results, timers
 from services.runtime.clock import ManualClock
@@ -100,9 +99,10 @@ async def test_a_dispute_closed_with_its_revisits_done_is_erased_after_the_reten
     published.clear()
     await processor.on_results([answer(second, "res-2", rebound=True)])
     await processor.on_events(records(issued(SETTLED, "wo-1"), *closing_events(SETTLED)))
-    [refused] = published
-    assert (refused.topic, dict(refused.headers)[REASON]) == (
-        "followups.results.invalid", b"followup_id: expired: this revisit's dispute was erased after its retention",
+    [refused] = published  # answered to the revisit's department, on its due topic
+    told = FOLLOWUP_MESSAGE.validate_json(refused.value)
+    assert (refused.topic, told.refusal, told.reason) == (
+        due_topic(second.department), "expired", "followup_id: expired: this revisit's dispute was erased after its retention",
     )
     assert await found(engine, SETTLED) == set()
     assert await figures(processor, engine) == before

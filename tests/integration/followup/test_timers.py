@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import event, inspect
 
 from schemas.disputes import ReassessmentRequested
-from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS, FollowupDue, FollowupResult, due_topic, results_topic
+from schemas.followups import FOLLOWUP_MESSAGE, FOLLOWUPS_DUE, FOLLOWUPS_RESULTS, FollowupDue, FollowupResult, ResultAnswered, due_topic, results_topic
 from schemas.workorders import DisputeResolved, OrderStatusChanged
 from services.followup.store import FollowupStore
 from services.followup.timers import followup_id
@@ -161,8 +161,18 @@ async def test_results_record_satisfaction_and_send_rebounds_back(followup):
 FIRST_REVISIT = followup_id("D-2026-0002", "1", "revisit", "1")
 
 
+def result_answers(published) -> list:
+    """Return follow-up's answers to revisit results, each checked to be on its department's own due topic."""
+    found = [(o.topic, FOLLOWUP_MESSAGE.validate_json(o.value)) for o in published if o.topic.endswith(".due") and o.topic != FOLLOWUPS_DUE]
+    answers = [(topic, m) for topic, m in found if isinstance(m, ResultAnswered)]
+    assert all(topic == due_topic(a.department) for topic, a in answers)
+    return [a for _, a in answers]
+
+
 def dead_reasons(published):
-    return [o.header("dlq_reason").split(":", 2)[1].strip() for o in published if o.topic == "followups.results.invalid"]
+    """Return the labels of the results refused: answered refused on the department's due topic, or dead-lettered."""
+    letters = [o.header("dlq_reason").split(":", 2)[1].strip() for o in published if o.topic == "followups.results.invalid"]
+    return [a.refusal for a in result_answers(published) if a.outcome == "refused"] + letters
 
 
 async def answer(processor, *batches):
@@ -179,7 +189,7 @@ UNASKED = [
 
 
 @pytest.mark.parametrize("case, events, days", UNASKED, ids=[row[0] for row in UNASKED])
-async def test_a_result_of_a_revisit_not_made_is_dead_lettered_not_due(followup, case, events, days):
+async def test_a_result_of_a_revisit_not_made_is_refused_not_due(followup, case, events, days):
     processor, clock, published = followup
     await processor.on_events(records(*events))
     clock.advance(timedelta(days=days))
@@ -215,6 +225,7 @@ async def test_a_fired_revisit_takes_one_result(followup, case, batches, refused
     await processor.fire_due()
     await answer(processor, *batches)
     assert dead_reasons(published) == refused
+    assert [(a.result_event_id, a.outcome, a.reassessed) for a in result_answers(published) if a.outcome == "accepted"] == [("res-a", "accepted", True)]
     assert [(r.reason, r.caused_by) for r in reassessments(published)] == [("rebound", "res-a")]
     assert await _recorded(processor.store.engine) == recorded
     assert processor.metrics.invalid.labels("already_answered")._value.get() == len(refused)
