@@ -4,7 +4,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StringConstraints, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
 # Strict so that "3" is not silently taken for 3 and a timestamp must be an RFC 3339 string in JSON.
@@ -163,3 +163,13 @@ def rfc3339(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("timestamp must be timezone-aware")
     return moment.isoformat()
+
+
+def by_notice(default: str) -> Discriminator:
+    """Tell a topic's records apart: a notice names its kind in `notice`; the topic's first record type names none."""
+
+    def kind(value: Any) -> str:
+        # Orders and dues predate notices and carry no discriminator of their own: anything without `notice` is one.
+        return value.get("notice", default) if isinstance(value, dict) else getattr(value, "notice", default)
+
+    return Discriminator(kind)

@@ -1,10 +1,10 @@
 """Follow-up (回头看): due revisits and deadline alerts, and the revisit teams' results (topics `followups.*`)."""
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Literal, Union
 
-from pydantic import Discriminator, Field, StringConstraints, Tag, TypeAdapter
+from pydantic import Field, StringConstraints, Tag, TypeAdapter
 
-from schemas.common import NO_CONTROL, Contract, DisclosureVersion, DisputeId, EventId, Integral, Note, Party, Timestamp
+from schemas.common import NO_CONTROL, Contract, by_notice, DisclosureVersion, DisputeId, EventId, Integral, Note, Party, Timestamp
 from schemas.workorders import Department, WorkOrderId, department_topic
 
 # The operators' and dashboards' feed: every due of every department, its parties emptied (minimum necessary).
@@ -94,17 +94,10 @@ class ResultAnswered(Contract):
     at: Timestamp
 
 
-def _due_kind(value: Any) -> str:
-    # Dues predate answers and carry no discriminator of their own: an answer names its kind in `notice`.
-    if isinstance(value, dict):
-        return value.get("notice", "due")
-    return getattr(value, "notice", "due")
-
-
 FollowupMessage = Annotated[
     Union[Annotated[FollowupDue, Tag("due")], Annotated[ResultAnswered, Tag("result_answered")]],
     Field(
-        discriminator=Discriminator(_due_kind),
+        discriminator=by_notice("due"),
         description=(
             "What a department's own due topic carries: its revisits and deadline alerts, and answers to its revisit "
             "results (since 1.4.0). A record with a `notice` field is an answer."

@@ -1,8 +1,8 @@
 """Work orders (工单) to departments, their updates and the dispatch audit trail (topics `workorders.*`)."""
 
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Literal, Union, get_args
 
-from pydantic import Discriminator, Field, StringConstraints, Tag, TypeAdapter
+from pydantic import Field, StringConstraints, Tag, TypeAdapter
 
 from schemas.common import (
     NO_CONTROL,
@@ -20,6 +20,7 @@ from schemas.common import (
     Tier,
     Timestamp,
     Urgency,
+    by_notice,
 )
 from schemas.disputes import DisputeReported, Region, Source
 
@@ -289,13 +290,6 @@ class OrderCancelled(Contract):
 Notice = CaseNotice | UpdateAnswered | OrderCancelled
 
 
-def _department_kind(value: Any) -> str:
-    # Orders predate notices and carry no discriminator of their own: a notice names its kind in `notice`.
-    if isinstance(value, dict):
-        return value.get("notice", "order")
-    return getattr(value, "notice", "order")
-
-
 DepartmentMessage = Annotated[
     Union[
         Annotated[WorkOrderIssued, Tag("order")],
@@ -304,7 +298,7 @@ DepartmentMessage = Annotated[
         Annotated[OrderCancelled, Tag("order_cancelled")],
     ],
     Field(
-        discriminator=Discriminator(_department_kind),
+        discriminator=by_notice("order"),
         description=(
             "What a department's own topic carries: its work orders; notices about their cases (since 1.2.0); answers to "
             "its updates and cancellations of its orders (since 1.4.0). A record with a `notice` field is a notice."
