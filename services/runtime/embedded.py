@@ -32,7 +32,9 @@ class EmbeddedBroker:
     """A memory-only Tansu broker on a free loopback port, started and stopped with the owner.
 
     Limits to design around: nothing survives a restart, idempotent and transactional
-    producers fail at start, no CreatePartitions, a group rebalance takes about 5 s.
+    producers fail at start, no CreatePartitions, a group rebalance takes about 5 s. A restarted broker
+    acknowledges records for a topic that does not exist yet, and they are not in it once it is created: a
+    client that reconnects before the topics are made again loses what it sends meanwhile, without an error.
     """
 
     def __init__(

@@ -15,6 +15,7 @@ from services.runtime.embedded import free_port
 from services.runtime.kafka import TlsSetupError, verify_broker_certificate
 from services.runtime.retry import Readiness
 from services.runtime.settings import KafkaSettings, ServiceSettings
+from services.runtime.stacks import dump_stacks_on_signal
 
 S = TypeVar("S", bound=ServiceSettings)
 
@@ -47,7 +48,12 @@ def serve(app: AsgiFastStream, settings: ServiceSettings, port: int | None = Non
     # re-raise is a no-op, so a clean stop exits 0 and supervisors can tell it from a crash.
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, lambda *_: None)
-    asyncio.run(app.run(run_extra_options={"host": settings.http_host, "port": port}))
+
+    async def run() -> None:
+        dump_stacks_on_signal()  # `kill -USR1 <pid>` logs where every task waits
+        await app.run(run_extra_options={"host": settings.http_host, "port": port})
+
+    asyncio.run(run())
 
 
 def run_service(

@@ -175,8 +175,9 @@ class BatchPublisher:
         self._partitioner = DefaultPartitioner()
         # The longest one publish may take: metadata and delivery each bounded by the request timeout, and a margin.
         # aiokafka bounds each; this holds the whole publish to it as well, so an outage can only surface as a timeout
-        # the caller retries. (Added while chasing a timer loop that stalls after a broker outage: the stall turned out
-        # not to be here; see issue #21's closing note.)
+        # the caller retries. (Added while chasing a timer loop that seemed to stall after a broker outage: it never
+        # stalled; its round had been acknowledged, then dropped, by a restarted, empty test broker. See the note in
+        # tests/faults/test_supervised_loops.py.)
         self._deadline_seconds = 2 * request_timeout_ms / 1000 + 5
 
     async def start(self) -> None:

@@ -1,4 +1,4 @@
-"""A TCP proxy in front of a database, so a test can take the database away and bring it back."""
+"""A TCP proxy in front of a database or a broker, so a test can take it away and bring it back."""
 
 import asyncio
 import contextlib
@@ -31,7 +31,7 @@ class TcpProxy:
 
     @contextlib.asynccontextmanager
     async def outage(self):
-        """Take the database away for the body of the block."""
+        """Take the server away for the body of the block."""
         await self.stop()
         try:
             yield
