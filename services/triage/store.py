@@ -117,11 +117,12 @@ async def _windowed(connection: Any, asked: list[Probe]) -> Answers:
     return {key: frozenset(ids) for key, ids in found.items()}
 
 
-def _in_key_order(rows: list[tuple], key_columns: int) -> list[tuple]:
+def _in_key_order(rows: list[tuple], column: int) -> list[tuple]:
     # The keys are hashes and random ids: in arrival order each row lands on another page of the key's B-tree;
-    # in key order the pages are walked once (SQLite, 78,000 sightings: 0.46 -> 0.33 s). The sort is stable, so
-    # of two rows with one key the first still wins, as it did in arrival order.
-    return sorted(rows, key=itemgetter(*range(key_columns)))
+    # in key order the pages are walked once (SQLite, 78,000 sightings: 0.46 -> 0.33 s). Sorted on the column that
+    # tells keys apart (the hash, not the whole key: a third of the sort's time), and stably, so of two rows with one
+    # key the first still wins, as it did in arrival order.
+    return sorted(rows, key=itemgetter(column))
 
 
 def _probe_values(chunk: list[Probe], size: int) -> list[Any]:
@@ -171,14 +172,14 @@ class TriageStore:
             bind = time_binder(connection)
             await insert_tuples(
                 connection, processed, ["event_id", "output_event_id", "processed_at"],
-                _in_key_order([(p.event_id, p.output_event_id, bind(p.processed_at)) for p in done], 1),
+                _in_key_order([(p.event_id, p.output_event_id, bind(p.processed_at)) for p in done], 0),
                 IGNORE_DUPLICATES,
             )
             # A report's sightings share its time: converted once per report, not once per sighting.
             stored_at = {at: bind(at) for at in {s.reported_at for s in seen}}
             await insert_tuples(
                 connection, sightings, ["kind", "key_hash", "dispute_id", "reported_at"],
-                _in_key_order([(s.kind, s.key, s.dispute_id, stored_at[s.reported_at]) for s in seen], 3),
+                _in_key_order([(s.kind, s.key, s.dispute_id, stored_at[s.reported_at]) for s in seen], 1),
                 IGNORE_DUPLICATES,
             )
 
