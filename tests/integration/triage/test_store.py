@@ -7,11 +7,11 @@ from sqlalchemy import inspect, text
 
 from services.runtime.store import create_engine
 from services.triage.correlation import EMPLOYER, MATTER, PARTY, Probe, Sighting
-from services.triage.store import TriageStore, _probes_sql, _windowed
+from services.triage.store import TriageStore, _named_sql, _probes_sql, _windowed
 from tests.support.postgres import generic_plan
 
 
-async def test_probes_use_the_key_index_even_in_a_generic_plan_made_on_an_empty_store(empty_postgres_url):
+async def test_probes_and_the_named_keys_lookup_use_the_key_index_even_in_a_generic_plan_made_on_an_empty_store(empty_postgres_url):
     # PostgreSQL may fix a generic plan after five executions; made while the table is empty, it scanned
     # the time index over the whole window and two triage instances crawled at 129 reports/s.
     url = empty_postgres_url
@@ -27,6 +27,8 @@ async def test_probes_use_the_key_index_even_in_a_generic_plan_made_on_an_empty_
     plan = await generic_plan(url, probes, arguments)
     assert "ix_triage_sightings_reported_at" not in plan, plan
     assert plan.count("Index Scan using triage_sightings_pkey") == 8, plan  # each probe starts from its key
+    named = await generic_plan(url, _named_sql(8, numbered=True), "'party', ARRAY['h1', 'h2']")
+    assert "Index Only Scan using triage_sightings_pkey" in named and "Seq Scan on triage_sightings" not in named, named
 
 
 
