@@ -153,9 +153,13 @@ async def create_schema(engine: AsyncEngine, build: Callable[[Connection], None]
 # Statements sent to the driver as text (inserts, dedupe lookups, triage's probes): SQLAlchemy's
 # compilation and per-parameter processing cost several times what these statements do. Times are
 # bound as they are: asyncpg takes them, and SQLite's driver formats them (`_store_times_as_sqlalchemy_does`).
+# The conflict clause of an insert that skips rows whose primary key exists: reprocessing a batch changes nothing.
+IGNORE_DUPLICATES = " ON CONFLICT DO NOTHING"
+
+
 async def insert_ignoring_duplicates(connection: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert rows, skipping those whose primary key exists: reprocessing a batch changes nothing."""
-    await insert_rows(connection, table, rows, " ON CONFLICT DO NOTHING")
+    await insert_rows(connection, table, rows, IGNORE_DUPLICATES)
 
 
 async def insert_rows(connection: AsyncConnection, table: Table, rows: list[dict[str, Any]], on_conflict: str = "") -> None:
@@ -163,11 +167,25 @@ async def insert_rows(connection: AsyncConnection, table: Table, rows: list[dict
     if not rows:
         return
     names = list(rows[0])
-    marks = ", ".join(parameter_marks(numbered_parameters(connection), len(names)))
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks}){on_conflict}"
     pick = itemgetter(*names)  # a tuple of the values, made in C, unless there is one name
-    parameters = [pick(row) for row in rows] if len(names) > 1 else [(pick(row),) for row in rows]
-    await connection.exec_driver_sql(sql, parameters)
+    await insert_tuples(connection, table, names, [pick(row) for row in rows] if len(names) > 1 else [(pick(row),) for row in rows], on_conflict)
+
+
+async def insert_tuples(connection: AsyncConnection, table: Table, names: list[str], rows: list[tuple], on_conflict: str = "") -> None:
+    """Insert rows given as tuples of the named columns' values, in that order; `on_conflict` as for insert_rows."""
+    if not rows:
+        return
+    marks = ", ".join(parameter_marks(numbered_parameters(connection), len(names)))
+    await connection.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks}){on_conflict}", rows)
+
+
+def time_binder(connection: AsyncConnection) -> Callable[[datetime], Any]:
+    """Return how this connection's text statements take an aware time: in UTC, and for SQLite already as the text it stores.
+
+    Many rows share a time (a report's sightings): converted once, the driver's adapter is not called for each row."""
+    if connection.dialect.name == "sqlite":
+        return lambda moment: _sqlite_time(utc(moment))
+    return utc
 
 
 def numbered_parameters(connection: AsyncConnection) -> bool:

@@ -4,6 +4,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, func, select, text
@@ -11,12 +12,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.runtime.store import (
+    IGNORE_DUPLICATES,
     aware,
     create_schema,
-    insert_ignoring_duplicates,
+    insert_tuples,
     numbered_parameters,
     parameter_marks,
     present,
+    time_binder,
     utc,
 )
 from services.triage.correlation import Answers, Probe, Sighting
@@ -48,6 +51,9 @@ _RETIRED_INDEX = "ix_triage_sightings_reported_at"
 _PROBES_PER_QUERY = 200
 # Statements are padded to these sizes: each driver keeps a few prepared statements instead of one per batch size.
 _STATEMENT_SIZES = (8, 32, 64, 128, _PROBES_PER_QUERY)
+# Keys looked up at once by `_named`, and the sizes its statements are padded to (a repeated key changes nothing).
+_KEYS_PER_QUERY = 500
+_KEY_STATEMENT_SIZES = (8, 32, 128, _KEYS_PER_QUERY)
 
 
 def _create(connection: Connection) -> None:
@@ -69,6 +75,54 @@ def _probes_sql(count: int, numbered: bool) -> str:
             f" AND reported_at BETWEEN {since} AND {until} AND dispute_id != {dispute} LIMIT {limit}) AS w{n}"
         )
     return " UNION ALL ".join(arms)
+
+
+@lru_cache(maxsize=2 * len(_KEY_STATEMENT_SIZES))
+def _named_sql(count: int, numbered: bool) -> str:
+    # Each key is one seek on the primary key's (kind, key_hash) prefix. PostgreSQL gets one array and looks each
+    # key up on its own, as `present` does: a generic plan cached on an empty store must not scan the table.
+    if numbered:
+        return (
+            "SELECT wanted.key FROM unnest($2::text[]) AS wanted(key) CROSS JOIN LATERAL"
+            " (SELECT 1 FROM triage_sightings WHERE kind = $1 AND key_hash = wanted.key LIMIT 1) AS found"
+        )
+    return f"SELECT DISTINCT key_hash FROM triage_sightings WHERE kind = ? AND key_hash IN ({', '.join(parameter_marks(False, count))})"
+
+
+async def _named(connection: Any, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Return which of these (kind, key) pairs the store holds any sighting of, whenever seen."""
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for kind, key in sorted(keys):
+        by_kind[kind].append(key)
+    numbered, found = numbered_parameters(connection), set()
+    for kind, wanted in by_kind.items():
+        for start in range(0, len(wanted), _KEYS_PER_QUERY):
+            chunk = wanted[start : start + _KEYS_PER_QUERY]
+            size = next(size for size in _KEY_STATEMENT_SIZES if size >= len(chunk))
+            parameters = (kind, chunk) if numbered else (kind, *chunk, *chunk[-1:] * (size - len(chunk)))
+            found.update((kind, key) for (key,) in await connection.exec_driver_sql(_named_sql(size, numbered), parameters))
+    return found
+
+
+async def _windowed(connection: Any, asked: list[Probe]) -> Answers:
+    """Answer each probe from the sightings of its key in its window: `other_disputes` without first asking which keys are named."""
+    found: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for start in range(0, len(asked), _PROBES_PER_QUERY):
+        chunk = asked[start : start + _PROBES_PER_QUERY]
+        size = next(size for size in _STATEMENT_SIZES if size >= len(chunk))
+        sql = _probes_sql(size, numbered_parameters(connection))
+        for number, dispute_id in await connection.exec_driver_sql(sql, tuple(_probe_values(chunk, size))):
+            probe = chunk[number]
+            found[probe.event_id, probe.kind, probe.key].add(dispute_id)
+    return {key: frozenset(ids) for key, ids in found.items()}
+
+
+def _in_key_order(rows: list[tuple], column: int) -> list[tuple]:
+    # The keys are hashes and random ids: in arrival order each row lands on another page of the key's B-tree;
+    # in key order the pages are walked once (SQLite, 78,000 sightings: 0.46 -> 0.33 s). Sorted on the column that
+    # tells keys apart (the hash, not the whole key: a third of the sort's time), and stably, so of two rows with one
+    # key the first still wins, as it did in arrival order.
+    return sorted(rows, key=itemgetter(column))
 
 
 def _probe_values(chunk: list[Probe], size: int) -> list[Any]:
@@ -106,31 +160,27 @@ class TriageStore:
 
     async def other_disputes(self, asked: list[Probe]) -> Answers:
         """Answer probes: per probe, up to its limit of other disputes that named its key in its window."""
-        found: dict[tuple[str, str, str], set[str]] = defaultdict(set)
         async with self.engine.connect() as connection:
-            for start in range(0, len(asked), _PROBES_PER_QUERY):
-                chunk = asked[start : start + _PROBES_PER_QUERY]
-                size = next(size for size in _STATEMENT_SIZES if size >= len(chunk))
-                sql = _probes_sql(size, numbered_parameters(connection))
-                for number, dispute_id in await connection.exec_driver_sql(sql, tuple(_probe_values(chunk, size))):
-                    probe = chunk[number]
-                    found[probe.event_id, probe.kind, probe.key].add(dispute_id)
-        return {key: frozenset(ids) for key, ids in found.items()}
+            # Most keys are new people (95 % of the probes of 50,000 simulator reports found nothing): one seek per key
+            # tells which keys the store names at all, and only their probes walk a window (a seek costs a third of a probe).
+            named = await _named(connection, {(p.kind, p.key) for p in asked})
+            return await _windowed(connection, [p for p in asked if (p.kind, p.key) in named])
 
     async def record(self, done: list[Processed], seen: list[Sighting]) -> None:
         """Record a batch's processed ids and sightings in one transaction; repeats change nothing."""
         async with self.engine.begin() as connection:
-            await insert_ignoring_duplicates(
-                connection,
-                processed,
-                [{"event_id": p.event_id, "output_event_id": p.output_event_id, "processed_at": utc(p.processed_at)} for p in done],
+            bind = time_binder(connection)
+            await insert_tuples(
+                connection, processed, ["event_id", "output_event_id", "processed_at"],
+                _in_key_order([(p.event_id, p.output_event_id, bind(p.processed_at)) for p in done], 0),
+                IGNORE_DUPLICATES,
             )
             # A report's sightings share its time: converted once per report, not once per sighting.
-            stored_at = {at: utc(at) for at in {s.reported_at for s in seen}}
-            await insert_ignoring_duplicates(
-                connection,
-                sightings,
-                [{"kind": s.kind, "key_hash": s.key, "dispute_id": s.dispute_id, "reported_at": stored_at[s.reported_at]} for s in seen],
+            stored_at = {at: bind(at) for at in {s.reported_at for s in seen}}
+            await insert_tuples(
+                connection, sightings, ["kind", "key_hash", "dispute_id", "reported_at"],
+                _in_key_order([(s.kind, s.key, s.dispute_id, stored_at[s.reported_at]) for s in seen], 1),
+                IGNORE_DUPLICATES,
             )
 
     async def purge(self, now: datetime, dedupe_days: int, sighting_days: int) -> tuple[int, int]:
