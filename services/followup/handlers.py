@@ -21,6 +21,7 @@ from services.followup.store import FollowupStore, Transaction
 from services.followup.timers import (
     DueContext,
     Judged,
+    Refusal,
     Round,
     Timer,
     due_records,
@@ -213,7 +214,7 @@ class FollowupProcessor:
             source=CE_SOURCE,
         )
 
-        async def work(connection: Transaction) -> tuple[Judged, list[ResultAnswered]]:
+        async def work(connection: Transaction) -> tuple[list[Refusal], list[ResultAnswered]]:
             now = self.clock.now()
             timers = await self.store.timers_by_id(connection, sorted({r.followup_id for _, r in valid}))
             # Impostors go first and are not recorded as processed: their event ids must stay free for the real sender.
@@ -229,7 +230,6 @@ class FollowupProcessor:
             disputes = await self.store.load_disputes(connection, sorted({r.dispute_id for _, r in fresh}))
             judged = judge_results(fresh, timers, answered, disputes, now)
             answers, unanswerable = self._answers(judged, timers)
-            judged.refused[:0] = impostors
             # Impostors, and results of no known revisit on the shared topic (no sender to answer), are the operators'.
             refused = [dead_letter(record, why.reason, invalid_topic, source=CE_SOURCE) for record, why in impostors + unanswerable]
             # Each answer's time is the result's own: a redelivery republishes the same record.
@@ -238,10 +238,10 @@ class FollowupProcessor:
             await self.publish(dead + refused + told + reassess)
             fault_point("after_publish", "results")
             await self.store.record_results(connection, judged.recorded, [key(pair) for pair in fresh], now)
-            return judged, answers
+            return [why for _, why in impostors + judged.refused], answers
 
-        judged, answers = await self._transaction(work)
-        for _, why in judged.refused:
+        refusals, answers = await self._transaction(work)
+        for why in refusals:
             self.metrics.invalid.labels(why.label).inc()
         for answer in answers:
             self.metrics.result_answers.labels(answer.outcome).inc()

@@ -335,11 +335,19 @@ def refusal(result: FollowupResult, timer: Timer | None, answered: Mapping[str, 
 class Judged(Generic[Input]):
     """What a batch of revisit results does: results to record, inputs refused with why, disputes sent back to triage."""
 
-    recorded: list[FollowupResult] = field(default_factory=list)
-    refused: list[tuple[Input, Refusal]] = field(default_factory=list)
-    reassessments: list[ReassessmentRequested] = field(default_factory=list)
     # Every result judged, in order, with its verdict: its refusal (None when it counts) and whether triage is asked again.
     verdicts: list[tuple[Input, FollowupResult, Refusal | None, bool]] = field(default_factory=list)
+    reassessments: list[ReassessmentRequested] = field(default_factory=list)
+
+    @property
+    def recorded(self) -> list[FollowupResult]:
+        """Return the results that count, in order."""
+        return [result for _, result, refused, _ in self.verdicts if refused is None]
+
+    @property
+    def refused(self) -> list[tuple[Input, Refusal]]:
+        """Return the inputs refused, in order, with why."""
+        return [(source, refused) for source, _, refused, _ in self.verdicts if refused is not None]
 
 
 def judge_results(
@@ -357,11 +365,9 @@ def judge_results(
             continue  # the result that counted, delivered again (at-least-once): not a second answer
         known = disputes.get(result.dispute_id)
         if refused := refusal(result, timers.get(result.followup_id), counted, known is not None and known.erased):
-            judged.refused.append((source, refused))
             judged.verdicts.append((source, result, refused, False))
             continue
         counted[result.followup_id] = result.event_id
-        judged.recorded.append(result)
         dispute = disputes[result.dispute_id]
         if request := rebound_reassessment(result, dispute.report, dispute.level, now):
             judged.reassessments.append(request)
