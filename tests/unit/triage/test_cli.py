@@ -45,14 +45,17 @@ def test_explain_rejects_an_invalid_report_naming_the_field(tmp_path):
     assert result.exit_code == 1 and "category: Input should be" in result.output
 
 
-def test_backtest_shows_level_changes_and_the_changed_cases(tmp_path):
+def candidate_rules(tmp_path, change: tuple[str, str]):
+    """Write the default rules as version 2026.12.1 with one text replaced, and return the file."""
     candidate = tmp_path / "candidate.yaml"
-    candidate.write_text(
-        DEFAULT_RULES.read_text(encoding="utf-8")
-        .replace('version: "2026.11.1"', 'version: "2026.12.1"')
-        .replace('party_count: {">=": 3}', 'party_count: {">=": 2}'),
-        encoding="utf-8",
-    )
+    text = DEFAULT_RULES.read_text(encoding="utf-8").replace('version: "2026.11.1"', 'version: "2026.12.1"')
+    assert change[0] in text, change[0]
+    candidate.write_text(text.replace(*change), encoding="utf-8")
+    return candidate
+
+
+def test_backtest_shows_level_changes_and_the_changed_cases(tmp_path):
+    candidate = candidate_rules(tmp_path, ('party_count: {">=": 3}', 'party_count: {">=": 2}'))
     cases = tmp_path / "cases.jsonl"
     lines = [json.dumps(report_payload(event_id=f"e{n}", party_count=n)) for n in (1, 2, 2, 5, 12)]
     cases.write_text("\n".join(lines + ["{broken"]) + "\n", encoding="utf-8")
@@ -76,13 +79,7 @@ def wage_case(n: int, employer: str, day: int) -> str:
 
 def test_backtest_replays_correlation_in_report_order_with_each_versions_windows(tmp_path):
     # Three wage disputes against one employer over nine days: group wage risk within 10 days, not within 7.
-    candidate = tmp_path / "candidate.yaml"
-    candidate.write_text(
-        DEFAULT_RULES.read_text(encoding="utf-8")
-        .replace('version: "2026.11.1"', 'version: "2026.12.1"')
-        .replace("window_days: 7", "window_days: 10"),
-        encoding="utf-8",
-    )
+    candidate = candidate_rules(tmp_path, ("window_days: 7", "window_days: 10"))
     cases = tmp_path / "cases.jsonl"
     # Written out of order, and under two spellings of the same employer: replay sorts by report time.
     lines = [wage_case(3, "宏达建筑有限公司", 10), wage_case(1, "宏达建筑公司", 1), wage_case(2, "宏达建筑 公司", 5)]
@@ -110,13 +107,7 @@ def test_backtest_finds_repeat_parties_across_disputes(tmp_path):
 
 def test_backtest_replays_merges_with_each_versions_same_matter_window(tmp_path):
     # The same quarrel through 110 twenty days later: the same matter within 30 days, not within 14.
-    candidate = tmp_path / "candidate.yaml"
-    candidate.write_text(
-        DEFAULT_RULES.read_text(encoding="utf-8").replace('version: "2026.11.1"', 'version: "2026.12.1"').replace(
-            "  same_matter:\n    window_days: 30", "  same_matter:\n    window_days: 14"
-        ),
-        encoding="utf-8",
-    )
+    candidate = candidate_rules(tmp_path, ("  same_matter:\n    window_days: 30", "  same_matter:\n    window_days: 14"))
     cases = tmp_path / "cases.jsonl"
     lines = [json.dumps(report_payload(event_id="e1", dispute_id="D-1")),
              json.dumps(report_payload(event_id="e2", dispute_id="P-110-1", source="police_110", reported_at="2026-03-22T09:30:00+08:00"))]
