@@ -25,7 +25,6 @@ from services.dispatch.cases import cases_for, take_report
 from services.dispatch.calendar import HolidayFile, WorkingCalendar, holidays_id, holidays_text, parse_holidays
 from services.dispatch.disclosure import DisclosurePolicy
 from services.dispatch.lifecycle import (
-    OPEN,
     UNSEEN,
     Effects,
     Order,

@@ -23,7 +23,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.disputes import DISPUTES_REPORTED, DisputeReported
-from schemas.followups import FOLLOWUP_MESSAGE, FOLLOWUPS_DUE, FollowupDue, due_topic, results_topic
+from schemas.followups import FOLLOWUP_MESSAGE, FollowupDue, due_topic, results_topic
 from schemas.workorders import DEPARTMENT_MESSAGE, DEPARTMENTS, WorkOrderIssued, updates_topic, work_order_topic
 from services.runtime.clock import SimulatedClock
 from services.runtime.embedded import EmbeddedBroker, free_port

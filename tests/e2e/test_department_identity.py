@@ -4,12 +4,9 @@ Each department may write only its own `workorders.<department>.updates` and `fo
 (deploy/acls): a payload naming another department there is an impostor, dead-lettered without effect.
 """
 
-import pytest
-
-from schemas.followups import FOLLOWUP_MESSAGE, FOLLOWUPS_RESULTS_INVALID, FollowupDue, ResultAnswered, due_topic, results_topic
+from schemas.followups import FOLLOWUPS_RESULTS_INVALID, FollowupDue, ResultAnswered, due_topic, results_topic
 from schemas.workorders import WORKORDERS_UPDATES_INVALID, updates_topic
-from tests.support.conditions import wait_for
-from tests.support.department import Department, report
+from tests.support.department import Department, followup_messages, report
 from tests.support.processes import read_all, wait_until_committed
 
 
@@ -71,7 +68,7 @@ async def test_a_revisit_result_on_another_department_s_topic_regrades_nothing(e
 
     async def revisit():
         # As the police's revisit team reads it: off the police's own due topic, the only one its ACL lets it read.
-        found = [FOLLOWUP_MESSAGE.validate_json(r.value) for r in await read_all(bootstrap, [kafka_settings.topic(due_topic("community_police"))])]
+        found = await followup_messages(bootstrap, kafka_settings, [due_topic("community_police")])
         return next((d for d in found if isinstance(d, FollowupDue) and d.kind == "revisit" and d.dispute_id == "D-revisit"), None)
 
     await loop["followup"].wait_for(revisit, 60)
@@ -93,7 +90,7 @@ async def test_a_revisit_result_on_another_department_s_topic_regrades_nothing(e
 
     async def answered():
         # The police's revisit team hears back on its own due topic: counted, and sent to triage again.
-        found = [FOLLOWUP_MESSAGE.validate_json(r.value) for r in await read_all(bootstrap, [kafka_settings.topic(due_topic("community_police"))])]
+        found = await followup_messages(bootstrap, kafka_settings, [due_topic("community_police")])
         return [(a.result_event_id, a.outcome, a.reassessed) for a in found if isinstance(a, ResultAnswered)]
 
     await loop["followup"].wait_for(answered, 60)

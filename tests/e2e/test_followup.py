@@ -3,11 +3,8 @@
 import json
 from collections import Counter
 
-import pytest
-
 from schemas.disputes import DISPUTES_REPORTED
 from schemas.followups import (
-    FOLLOWUP_MESSAGE,
     FOLLOWUPS_DUE,
     FOLLOWUPS_RESULTS,
     FollowupDue,
@@ -17,8 +14,8 @@ from schemas.followups import (
 from schemas.workorders import DEPARTMENTS
 from services.dispatch.disclosure import DEFAULT_DISCLOSURE, disclose, load_disclosure
 from tests.support.conditions import wait_for
-from tests.support.department import Department, report
-from tests.support.processes import produce, read_all, start_service
+from tests.support.department import Department, followup_messages, report
+from tests.support.processes import produce, start_service
 from tests.support.samples import report_payload
 
 POLICY = load_disclosure(DEFAULT_DISCLOSURE)
@@ -26,8 +23,7 @@ POLICY = load_disclosure(DEFAULT_DISCLOSURE)
 
 async def due_messages(bootstrap, settings, topics=(FOLLOWUPS_DUE,)):
     # A department's due topic also carries answers to its revisit results: the dues are what names no `notice`.
-    found = [FOLLOWUP_MESSAGE.validate_json(r.value) for r in await read_all(bootstrap, [settings.topic(t) for t in topics])]
-    return [m for m in found if isinstance(m, FollowupDue)]
+    return [m for m in await followup_messages(bootstrap, settings, topics) if isinstance(m, FollowupDue)]
 
 
 EVERY_DUE_TOPIC = tuple(due_topic(d) for d in DEPARTMENTS)

@@ -4,7 +4,7 @@ import json
 import uuid
 
 from schemas.disputes import DISPUTES_REPORTED
-from schemas.followups import FOLLOWUPS_RESULTS, FollowupResult, results_topic
+from schemas.followups import FOLLOWUP_MESSAGE, FOLLOWUPS_RESULTS, FollowupResult, results_topic
 from schemas.workorders import (
     DEPARTMENT_MESSAGE,
     DEPARTMENTS,
@@ -80,6 +80,11 @@ class Department:
 
     async def events(self):
         return [WORK_ORDER_EVENT.validate_json(r.value) for r in await read_all(self.bootstrap, [self.settings.topic(WORKORDERS_EVENTS)])]
+
+
+async def followup_messages(bootstrap, settings, topics):
+    """Read follow-up's topics: dues, and on a department's own due topic the answers to its revisit results too."""
+    return [FOLLOWUP_MESSAGE.validate_json(r.value) for r in await read_all(bootstrap, [settings.topic(t) for t in topics])]
 
 
 async def report(bootstrap, settings, dispute_id, event_id=None, **fields):

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from schemas.disputes import ReassessmentRequested
-from schemas.workorders import WORK_ORDER_EVENT, WorkOrderIssued, WorkOrderUpdate, updates_topic
+from schemas.workorders import WORK_ORDER_EVENT, WorkOrderUpdate, updates_topic
 from services.dispatch.store import disputes, orders
 from tests.support.pipelines import DISPATCH_NOW as NOW
 from tests.support.pipelines import Record, dispatch_pipeline
