@@ -15,14 +15,7 @@ import pytest
 
 from schemas.disputes import DISPUTES_TRIAGED, DisputeReported
 from schemas.followups import FOLLOWUPS_DUE, FollowupDue
-from schemas.workorders import (
-    DEPARTMENT_MESSAGE,
-    DEPARTMENTS,
-    WORKORDERS_EVENTS,
-    OrderIssued,
-    WorkOrderIssued,
-    work_order_topic,
-)
+from schemas.workorders import WORKORDERS_EVENTS, OrderIssued
 from services.dispatch.routing import (
     DEFAULT_ROUTING,
     assign,
@@ -36,6 +29,7 @@ from services.triage.grading import Features, Grader
 from services.triage.handlers import Accepted, triaged_event
 from services.triage.ruleset import DEFAULT_RULES, load_ruleset
 from tests.support.conditions import wait_for
+from tests.support.department import Department
 from tests.support.processes import (
     OUTAGE_SECONDS,
     ServiceProcess,
@@ -84,9 +78,7 @@ class Fed:
 def fed(service: str, env: dict, bootstrap: str, settings) -> Fed:
     if service == "dispatch":
         async def orders() -> list[str]:
-            topics = [settings.topic(work_order_topic(d)) for d in DEPARTMENTS]
-            messages = [DEPARTMENT_MESSAGE.validate_json(r.value) for r in await read_all(bootstrap, topics)]
-            return [m.work_order_id for m in messages if isinstance(m, WorkOrderIssued)]
+            return [o.work_order_id for o in await Department(bootstrap, settings).orders()]
 
         return Fed(
             "dispatch", settings.topic(DISPUTES_TRIAGED), [f"{env['DISPATCH_GROUP_ID']}.triaged"],

@@ -21,8 +21,6 @@ from schemas.deadletters import REASON, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REASSESS, DISPUTES_REPORTED, DISPUTES_TRIAGED, DisputeReported, DisputeTriaged, ReassessmentRequested
 from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS, FOLLOWUPS_RESULTS_INVALID, FollowupDue, FollowupResult
 from schemas.workorders import (
-    DEPARTMENT_MESSAGE,
-    DEPARTMENTS,
     WORK_ORDER_EVENT,
     WORKORDERS_EVENTS,
     WORKORDERS_EVENTS_INVALID,
@@ -31,7 +29,6 @@ from schemas.workorders import (
     OrderStatusChanged,
     WorkOrderIssued,
     WorkOrderUpdate,
-    work_order_topic,
 )
 from services.dispatch.routing import assign, work_order_id
 from services.followup.timers import followup_id
@@ -40,6 +37,7 @@ from services.runtime.topics import contract_topics, ensure_topics
 from tests.conftest import fresh_prefix
 from tests.faults.test_dispatch_followup_faults import TABLE, overdue_order, triaged
 from tests.integration.test_hostile_input import assert_clean_reason
+from tests.support.department import Department
 from tests.support.hostile import PLANTED_NAME, PLANTED_PHONE
 from tests.support.processes import ServiceProcess, read_all, start_service, wait_until_committed
 from tests.support.samples import REASSESS, REPORT, report_payload
@@ -301,8 +299,7 @@ async def test_ten_thousand_hostile_records_are_dead_lettered_cleanly_and_good_o
         expected_orders = {work_order_id(f"D-{n}", a.department, 1) for n in triaged_good for a in assign(triaged(n), TABLE)}
 
         async def issued() -> list[WorkOrderIssued]:
-            topics = [dispatch_kafka.topic(work_order_topic(d)) for d in DEPARTMENTS]
-            return [m for m in (DEPARTMENT_MESSAGE.validate_json(r.value) for r in await read_all(bootstrap, topics)) if isinstance(m, WorkOrderIssued)]
+            return await Department(bootstrap, dispatch_kafka).orders()
 
         async def all_issued() -> bool:
             return {o.work_order_id for o in await issued()} >= expected_orders
