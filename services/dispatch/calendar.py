@@ -156,7 +156,7 @@ class HolidayFile(BaseModel):
 
 
 NO_HOLIDAYS = HolidayFile(version="none", years=[])
-SHIPPED_HOLIDAYS = Path(__file__).parent / "holidays.yaml"  # the notices transcribed so far; deployments point DISPATCH_HOLIDAYS_FILE at it
+SHIPPED_HOLIDAYS = Path(__file__).parent / "holidays.yaml"  # the notices transcribed so far, read unless DISPATCH_HOLIDAYS_FILE names another
 
 
 def holidays_text(holidays: HolidayFile) -> str:

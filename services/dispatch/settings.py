@@ -5,6 +5,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.dispatch.calendar import SHIPPED_HOLIDAYS
 from services.dispatch.disclosure import DEFAULT_DISCLOSURE
 from services.dispatch.routing import DEFAULT_ROUTING
 from services.runtime.settings import ServiceSettings
@@ -18,7 +19,9 @@ class DispatchSettings(ServiceSettings):
     routing_file: Path = DEFAULT_ROUTING
     disclosure_file: Path = Field(DEFAULT_DISCLOSURE, description="Which party details each recipient receives (disclosure.py)")
     routing_poll_seconds: float = Field(2.0, gt=0, le=3600, description="How often the routing, disclosure and holidays files are checked")
-    holidays_file: Path | None = Field(None, description="YAML of the State Council's holiday notices, by year (see calendar.py)")
+    holidays_file: Path | None = Field(
+        SHIPPED_HOLIDAYS, description="YAML of the State Council's holiday notices, by year (see calendar.py); unset: the library's years only"
+    )
     group_id: str = "fengqiao-dispatch"
     gauge_refresh_seconds: float = Field(5.0, gt=0, le=3600, description="How often the open-order and calendar gauges are refreshed")
     retention_days: int = Field(

@@ -246,6 +246,9 @@ def test_the_app_reads_the_holidays_file_at_start(tmp_path):
     registry = CollectorRegistry()
     create_app(DispatchSettings(data_dir=tmp_path, holidays_file=TEST_2027), kafka, registry=registry)
     assert registry.get_sample_value("fengqiao_dispatch_holidays_active", {"version": "test-2027.1"}) == 1
+    shipped = CollectorRegistry()
+    create_app(DispatchSettings(data_dir=tmp_path), kafka, registry=shipped)
+    assert shipped.get_sample_value("fengqiao_dispatch_holidays_active", {"version": parse_holidays(SHIPPED_HOLIDAYS.read_text()).version}) == 1
     broken = tmp_path / "holidays.yaml"
     broken.write_text(holidays_text(year_2027(make_up_workdays=[date(2027, 2, 15)])), encoding="utf-8")
     with pytest.raises(HolidaysError, match=r"years\[2027\]: make_up_workdays"):
