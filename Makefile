@@ -68,7 +68,7 @@ bench: $(STAMP)
 broker: $(STAMP)
 	$(BIN)/fengqiao broker
 
-## Regenerate schemas/json and schemas/asyncapi from the models, and the Kafka ACLs and users from the topic catalogue.
+## Regenerate schemas/json and schemas/asyncapi from the models, and the Kafka ACLs, users, topics and compose passwords from the topic catalogue.
 schemas: $(STAMP)
 	$(BIN)/fengqiao schemas generate
 	$(BIN)/fengqiao acls generate

@@ -11,7 +11,7 @@ import typer
 from services.runtime.embedded import EmbeddedBroker
 from services.runtime.kafka import TlsSetupError, verify_broker_certificate
 from services.runtime.settings import EnvironmentSettings, KafkaSettings
-from services.runtime.topics import contract_topics, ensure_topics
+from services.runtime.topics import PRODUCTION_PARTITIONS, PRODUCTION_REPLICAS, contract_topics, ensure_topics
 
 app = typer.Typer(help="Fengqiao dispute-triage pipeline (矛盾纠纷排查化解).", no_args_is_help=True)
 schemas_app = typer.Typer(help="Generated contract documents (JSON Schema, AsyncAPI).", no_args_is_help=True)
@@ -58,8 +58,8 @@ def broker(
 
 @topics_app.command("create")
 def topics_create(
-    partitions: int = typer.Option(6, help="Partitions of each flowing topic (dead letters and rules get one)."),
-    replication_factor: int = typer.Option(3, help="Replicas of each topic."),
+    partitions: int = typer.Option(PRODUCTION_PARTITIONS, help="Partitions of each flowing topic (dead letters and rules get one)."),
+    replication_factor: int = typer.Option(PRODUCTION_REPLICAS, help="Replicas of each topic."),
 ) -> None:
     """Create the contract topics of FENGQIAO_ENV that do not exist yet on KAFKA_BOOTSTRAP_SERVERS (rules.triage compacted)."""
     settings = KafkaSettings()
@@ -101,7 +101,7 @@ def schemas_check() -> None:
 
 @acls_app.command("generate")
 def acls_generate() -> None:
-    """Write deploy/acls/kafka-acls.sh, deploy/acls/scram-users.sh and deploy/k8s/kafka-users.yaml from the catalogue."""
+    """Write deploy/acls/*.sh, deploy/k8s/kafka-users.yaml, deploy/k8s/kafka-topics.yaml and compose's passwords from the catalogue."""
     from services.runtime.acls import write
 
     for path in write():

@@ -11,17 +11,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from typer.testing import CliRunner
 
 from schemas.catalog import CONTRACTS
-from schemas.disputes import DISPUTES_REPORTED
+from schemas.disputes import DISPUTES_INVALID, DISPUTES_REPORTED
 from schemas.followups import FOLLOWUPS_DUE, FOLLOWUPS_RESULTS
 from schemas.workorders import WORKORDERS_UPDATES
 from schemas.workorders import WORK_ORDER_EVENT
 from services.runtime.embedded import EmbeddedBroker
 from services.runtime.kafka import client_options, encode_event
-from services.runtime.topics import contract_topics
+from services.runtime.settings import KafkaSettings
+from services.runtime.topics import DEAD_LETTER_RETENTION_MS, contract_topics, ensure_topics
 from services.cli import app as cli
 from tests.conftest import fresh_prefix
 from tests.support.conditions import wait_for
@@ -162,3 +164,28 @@ def test_topics_create_leaves_out_the_shared_development_topics_in_production(em
     assert created == {prefix + spec.name for spec in contract_topics(environment=environment)}
     assert {prefix + "followups.court.due", prefix + FOLLOWUPS_DUE} <= created
     assert ({prefix + WORKORDERS_UPDATES, prefix + FOLLOWUPS_RESULTS} <= created) is shared
+
+
+async def test_ensure_topics_brings_an_existing_dead_letter_topics_retention_to_the_layouts(embedded_broker):
+    bootstrap = embedded_broker.bootstrap_servers
+    settings = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=fresh_prefix())
+    dead, flowing = settings.topic(DISPUTES_INVALID), settings.topic(DISPUTES_REPORTED)
+    admin = AIOKafkaAdminClient(**client_options(settings, bootstrap))
+    await admin.start()
+
+    async def retention(topic: str) -> str | None:
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        [resource] = response.resources
+        return {entry[0]: entry[1] for entry in resource[4]}.get("retention.ms")
+
+    try:
+        # Made before the layout had a retention for dead letters, and a flowing topic an operator tuned by hand.
+        await admin.create_topics([NewTopic(dead, 1, 1, topic_configs={"retention.ms": "-1"}), NewTopic(flowing, 2, 1, topic_configs={"retention.ms": "1000"})])
+        created = await ensure_topics(settings, bootstrap, contract_topics(partitions=2))
+        assert dead not in created and flowing not in created
+        # The layout's configs are set on the topic that exists; a config the layout does not name is left alone.
+        assert (await retention(dead), await retention(flowing)) == (str(DEAD_LETTER_RETENTION_MS), "1000")
+        assert await ensure_topics(settings, bootstrap, contract_topics(partitions=2)) == []
+        assert await retention(dead) == str(DEAD_LETTER_RETENTION_MS)
+    finally:
+        await admin.close()

@@ -4,19 +4,23 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 
 import pytest
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaConnectionError
 
 from schemas.disputes import DISPUTES_REPORTED, DISPUTES_TRIAGED, DisputeTriaged
+from schemas.followups import FollowupDue, due_topic
 from services.runtime.kafka import client_options, ssl_context
 from services.runtime.settings import KafkaSettings
 from services.runtime.topics import contract_topics, ensure_topics
 from tests.conftest import fresh_prefix
-from tests.support.processes import TEST_ENVIRONMENT, produce, read_all, start_service
+from tests.support.conditions import wait_for
+from tests.support.department import Department, followup_messages, report
+from tests.support.loop import SERVICES, SPEED, START
+from tests.support.processes import TEST_ENVIRONMENT, produce, read_all, services_env, start_service
 from tests.support.samples import report_payload
 from tests.support.tls import HOST, TlsBroker, make_authority
 
@@ -35,16 +39,13 @@ def mutual_tls_broker(tmp_path_factory) -> Iterator[TlsBroker]:
         yield broker
 
 
-def _triage_env(tls_broker: TlsBroker, kafka: KafkaSettings, tmp_path) -> dict[str, str]:
+def _services_env(tls_broker: TlsBroker, kafka: KafkaSettings, tmp_path) -> dict[str, str]:
+    """Return triage's, dispatch's and follow-up's environment: SSL verified by the test CA, each its own group and data."""
     client = {"KAFKA_SSL_CERTFILE": str(kafka.ssl_certfile), "KAFKA_SSL_KEYFILE": str(kafka.ssl_keyfile)} if kafka.ssl_certfile else {}
-    return client | {
-        "KAFKA_BOOTSTRAP_SERVERS": tls_broker.bootstrap_servers,
+    return services_env(tls_broker.bootstrap_servers, kafka.topic_prefix, tmp_path / "var", *SERVICES) | client | {
         "KAFKA_SECURITY_PROTOCOL": "SSL",
         "KAFKA_SSL_CAFILE": str(kafka.ssl_cafile),
-        "KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
-        "TRIAGE_GROUP_ID": f"triage-{uuid.uuid4().hex[:8]}",
         "TRIAGE_HMAC_KEY": "test-hmac-key-of-32-bytes-0123456",
-        "TRIAGE_DATA_DIR": str(tmp_path / "var"),
     }
 
 
@@ -75,7 +76,7 @@ async def test_triage_verifies_the_broker_certificate_and_triages_a_report_over_
     finally:
         await client.close()
 
-    service = start_service("triage", _triage_env(tls_broker, kafka, tmp_path), tmp_path)
+    service = start_service("triage", _services_env(tls_broker, kafka, tmp_path), tmp_path)
     try:
         await service.wait_ready()
         report = report_payload(event_id="tls-1", dispute_id="D-tls")
@@ -92,19 +93,57 @@ async def test_triage_verifies_the_broker_certificate_and_triages_a_report_over_
         assert service.stop() == 0, service.log_tail()
 
 
+async def test_a_report_goes_through_triage_dispatch_and_follow_up_all_over_tls(tls_broker, tmp_path):
+    bootstrap = tls_broker.bootstrap_servers
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, security_protocol="SSL", ssl_cafile=tls_broker.authority.cert_path, topic_prefix=fresh_prefix())
+    tls = ssl_context(kafka)
+    await ensure_topics(kafka, bootstrap, contract_topics(partitions=2))
+    # The loop's fast simulated clock: the revisit a resolved order schedules comes due a simulated day later, in seconds.
+    env = _services_env(tls_broker, kafka, tmp_path) | {
+        "FENGQIAO_CLOCK_SPEED": SPEED,
+        "FENGQIAO_CLOCK_EPOCH": datetime.now(timezone.utc).isoformat(),
+        "FENGQIAO_CLOCK_START": START,
+        "FOLLOWUP_REVISIT_DAYS": "[1]",
+    }
+    services = {name: start_service(name, env, tmp_path) for name in SERVICES}
+    try:
+        for service in services.values():
+            await service.wait_ready()
+        # Triage grades the report, dispatch issues the order on the police's topic and takes its update, follow-up
+        # times the revisit from dispatch's event and fires it on the police's due topic: every hop through stunnel.
+        department = Department(bootstrap, kafka, tls=tls)
+        await report(bootstrap, kafka, "D-tls-chain", tls=tls)
+        order = await department.wait_order("D-tls-chain", "community_police", 1)
+        await department.update(order, "resolved")
+
+        async def revisit_due() -> list[FollowupDue]:
+            messages = await followup_messages(bootstrap, kafka, [due_topic("community_police")], tls=tls)
+            return [m for m in messages if isinstance(m, FollowupDue) and m.kind == "revisit" and m.dispute_id == "D-tls-chain"]
+
+        await wait_for(revisit_due, 60)
+        [due] = await revisit_due()
+        # A revisit is of the dispute, not of one order: it names the department that led the resolved order.
+        assert (due.dispute_id, due.department, due.revisit_number) == (order.dispute_id, order.department, 1)
+    finally:
+        for name in reversed(SERVICES):
+            assert services[name].stop() == 0, services[name].log_tail()
+
+
 @pytest.mark.parametrize(
     ("command", "cafile", "said"),
     [
         ("triage", "wrong-ca", "triage cannot start: the broker at {bootstrap} presented a certificate that failed verification"),
         ("triage", "missing-ca", "triage cannot start: cannot load the TLS files (KAFKA_SSL_CAFILE="),
+        ("dispatch", "wrong-ca", "dispatch cannot start: the broker at {bootstrap} presented a certificate that failed verification"),
+        ("followup", "wrong-ca", "followup cannot start: the broker at {bootstrap} presented a certificate that failed verification"),
         ("topics create", "wrong-ca", "fengqiao topics create: the broker at {bootstrap} presented a certificate that failed verification"),
     ],
-    ids=["triage-wrong-ca", "triage-missing-ca", "topics-wrong-ca"],
+    ids=["triage-wrong-ca", "triage-missing-ca", "dispatch-wrong-ca", "followup-wrong-ca", "topics-wrong-ca"],
 )
 def test_a_broker_certificate_that_does_not_verify_stops_the_command_with_one_clear_line(tls_broker, tmp_path, command, cafile, said):
     path = make_authority(tmp_path, "wrong-ca").cert_path if cafile == "wrong-ca" else tmp_path / "no-such-ca.pem"
     kafka = KafkaSettings(bootstrap_servers=tls_broker.bootstrap_servers, ssl_cafile=path, topic_prefix=fresh_prefix())
-    env = os.environ | TEST_ENVIRONMENT | _triage_env(tls_broker, kafka, tmp_path) | {"TRIAGE_HTTP_PORT": "0"}
+    env = os.environ | TEST_ENVIRONMENT | _services_env(tls_broker, kafka, tmp_path) | {f"{s.upper()}_HTTP_PORT": "0" for s in SERVICES}
     done = subprocess.run(
         [sys.executable, "-m", "services.runtime", *command.split()], env=env, capture_output=True, timeout=60, check=False
     )

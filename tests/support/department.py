@@ -23,17 +23,18 @@ from tests.support.samples import at, report_payload
 
 
 class Department:
-    """A department system: reads the orders on its own topics, posts updates."""
+    """A department system: reads the orders on its own topics, posts updates; over TLS when given a context."""
 
-    def __init__(self, bootstrap, settings):
+    def __init__(self, bootstrap, settings, tls=None):
         self.bootstrap = bootstrap
         self.settings = settings
+        self.tls = tls
         self.sent = 0
 
     async def messages(self):
         """Read every department topic: orders and the notices about their cases."""
         topics = [self.settings.topic(work_order_topic(d)) for d in DEPARTMENTS]
-        return [DEPARTMENT_MESSAGE.validate_json(r.value) for r in await read_all(self.bootstrap, topics)]
+        return [DEPARTMENT_MESSAGE.validate_json(r.value) for r in await read_all(self.bootstrap, topics, tls=self.tls)]
 
     async def orders(self, dispute_id=None):
         found = [m for m in await self.messages() if isinstance(m, WorkOrderIssued)]
@@ -58,7 +59,8 @@ class Department:
             event_id=event_id or f"upd-{uuid.uuid4().hex[:12]}", work_order_id=order.work_order_id, dispute_id=order.dispute_id,
             department=department or order.department, status=status, note="调解未达成一致", at=at("2026-03-03T10:00:00+08:00"),
         )
-        await produce(self.bootstrap, self.settings.topic(topic or updates_topic(body.department)), [(order.dispute_id.encode(), body.to_bytes())])
+        topic = self.settings.topic(topic or updates_topic(body.department))
+        await produce(self.bootstrap, topic, [(order.dispute_id.encode(), body.to_bytes())], tls=self.tls)
         return body
 
     def updates_topics(self):
@@ -75,18 +77,19 @@ class Department:
             event_id=event_id or f"res-{uuid.uuid4().hex[:12]}", followup_id=due.followup_id, dispute_id=due.dispute_id,
             satisfaction=2 if rebound else 5, agreement_fulfilled=not rebound, rebound=rebound, note="回访", at=due.fired_at,
         )
-        await produce(self.bootstrap, self.settings.topic(topic or results_topic(department or due.department)), [(due.dispute_id.encode(), body.to_bytes())])
+        topic = self.settings.topic(topic or results_topic(department or due.department))
+        await produce(self.bootstrap, topic, [(due.dispute_id.encode(), body.to_bytes())], tls=self.tls)
         return body
 
     async def events(self):
-        return [WORK_ORDER_EVENT.validate_json(r.value) for r in await read_all(self.bootstrap, [self.settings.topic(WORKORDERS_EVENTS)])]
+        return [WORK_ORDER_EVENT.validate_json(r.value) for r in await read_all(self.bootstrap, [self.settings.topic(WORKORDERS_EVENTS)], tls=self.tls)]
 
 
-async def followup_messages(bootstrap, settings, topics):
+async def followup_messages(bootstrap, settings, topics, tls=None):
     """Read follow-up's topics: dues, and on a department's own due topic the answers to its revisit results too."""
-    return [FOLLOWUP_MESSAGE.validate_json(r.value) for r in await read_all(bootstrap, [settings.topic(t) for t in topics])]
+    return [FOLLOWUP_MESSAGE.validate_json(r.value) for r in await read_all(bootstrap, [settings.topic(t) for t in topics], tls=tls)]
 
 
-async def report(bootstrap, settings, dispute_id, event_id=None, **fields):
+async def report(bootstrap, settings, dispute_id, event_id=None, tls=None, **fields):
     payload = report_payload(event_id=event_id or f"evt-{dispute_id}", dispute_id=dispute_id, **fields)
-    await produce(bootstrap, settings.topic(DISPUTES_REPORTED), [(dispute_id.encode(), json.dumps(payload).encode())])
+    await produce(bootstrap, settings.topic(DISPUTES_REPORTED), [(dispute_id.encode(), json.dumps(payload).encode())], tls=tls)

@@ -19,12 +19,14 @@ from services.dispatch.settings import DispatchSettings
 from services.followup.app import create_app as followup_app
 from services.followup.settings import FollowupSettings
 from services.runtime.acls import (
+    COMPOSE_END,
     EXPORTER,
     SCRIPT_PATH,
     STRIMZI_PATH,
     USERS_SCRIPT_PATH,
     Grant,
     all_grants,
+    compose_file,
     department_group,
     department_principal,
     drift,
@@ -223,6 +225,30 @@ def test_compose_applies_the_generated_users_and_acls_before_the_services_start(
         assert (env["KAFKA_SECURITY_PROTOCOL"], env["KAFKA_SASL_MECHANISM"], env["KAFKA_SASL_USERNAME"]) == ("SASL_PLAINTEXT", "SCRAM-SHA-512", name)
         variable = password_variable(name)
         assert env["KAFKA_SASL_PASSWORD"] == f"${{{variable}}}" and variable in acls["environment"]
+
+
+# (principal, how compose passes its password to the acls job): services and the exporter must be set, a department
+# may be left unset until onboarded (scram-users.sh skips it), but its variable must reach the container either way.
+PASSWORD_ROWS = [(p, "required" if not p.startswith("dept-") else "optional") for p in GRANTS]
+
+
+@pytest.mark.parametrize("principal, need", PASSWORD_ROWS, ids=[row[0] for row in PASSWORD_ROWS])
+def test_compose_passes_every_principals_password_variable_to_the_acls_job(principal, need):
+    environment = compose()["acls"]["environment"]
+    variable = password_variable(principal)
+    assert variable in environment, f"{variable} never reaches the acls job: run `fengqiao acls generate`"
+    expected = f"${{{variable}:?set {variable}}}" if need == "required" else f"${{{variable}:-}}"
+    assert environment[variable] == expected
+
+
+def test_the_acls_jobs_passwords_are_the_catalogues_principals_and_nothing_else():
+    passed = {name for name in compose()["acls"]["environment"] if name.startswith("SCRAM_PASSWORD_")}
+    assert passed == {password_variable(p) for p in GRANTS} >= {password_variable(department_principal(d)) for d in DEPARTMENTS}
+
+
+def test_generating_refuses_a_compose_file_that_lost_its_generated_block():
+    with pytest.raises(ValueError, match="lost its generated block"):
+        compose_file(GRANTS, COMPOSE.read_text(encoding="utf-8").replace(COMPOSE_END, ""))
 
 
 def test_compose_runs_the_lag_exporter_as_its_own_read_only_user_not_the_admin():
