@@ -1,6 +1,7 @@
 """Correlation windows, table-driven on report times: repeat parties (90 days, other matters), group wage risk (7 days,
 3 disputes) and the same matter (30 days)."""
 
+import hashlib
 import json
 from datetime import timedelta
 
@@ -19,7 +20,7 @@ from services.triage.correlation import (
     subject_of,
 )
 from services.triage.grading import Features, Grader
-from services.triage.ruleset import DEFAULT_RULES, load_ruleset
+from services.triage.ruleset import DEFAULT_RULES, SameMatterSpec, load_ruleset
 from services.triage.store import TriageStore
 from tests.support.samples import at, report_payload
 
@@ -174,6 +175,36 @@ async def test_the_same_matter_and_its_flags_are_found_in_the_store_across_batch
         assert set(correlate(last, stored, SPEC)[last[0].event_id]) == flags
     finally:
         await store.engine.dispose()
+
+
+BY_ID = person(id_number="33068119900101001X")
+# (case, the rules' same-matter criteria, [(dispute, day, parties, category, community)], the last report's same matter)
+CRITERIA = [
+    ("as shipped: a shared phone, category and community", {}, [("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 1, [WORKER], "neighbor", "枫源村")], ("A",)),
+    ("by phone only: a shared ID number is not enough", {"identifiers": ["phone"]}, [("A", 0, [BY_ID], "neighbor", "枫源村"), ("B", 1, [BY_ID], "neighbor", "枫源村")], ()),
+    ("by ID number only: a shared phone is not enough", {"identifiers": ["id_number"]}, [("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 1, [WORKER], "neighbor", "枫源村")], ()),
+    ("by ID number only: a shared ID number", {"identifiers": ["id_number"]}, [("A", 0, [BY_ID], "neighbor", "枫源村"), ("B", 1, [BY_ID], "neighbor", "枫源村")], ("A",)),
+    ("the same place, any category", {"same": ["community"]}, [("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 1, [WORKER], "contract_debt", "枫源村")], ("A",)),
+    ("the same category, any place", {"same": ["category"]}, [("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 1, [WORKER], "neighbor", "栎桥村")], ("A",)),
+    ("the same category, any place: another category", {"same": ["category"]}, [("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 1, [WORKER], "contract_debt", "栎桥村")], ()),
+]
+
+
+@pytest.mark.parametrize("case, criteria, steps, matter", CRITERIA, ids=[c[0] for c in CRITERIA])
+def test_the_same_matters_criteria_come_from_the_rules(case, criteria, steps, matter):
+    spec = SPEC.model_copy(update={"same_matter": SameMatterSpec(**criteria)})
+    subjects = [subject_of(r.event_id, r, HASHER, spec) for r in _matter_reports(steps)]
+    assert same_matter(subjects, {}, spec)[subjects[-1].event_id] == matter
+    # Whatever the criteria, the same matter is no repeat and a partial match is one.
+    assert set(correlate(subjects, {}, spec)[subjects[-1].event_id]) == (set() if matter else {"repeat_parties"})
+
+
+def test_the_shipped_criteria_hash_the_matter_keys_the_store_already_holds():
+    # As made before the criteria were configurable: an upgrade keeps matching the sightings of the last 30 days.
+    [report] = _matter_reports([("A", 0, [WORKER], "neighbor", "枫源村")])
+    party = HASHER("phone", "13800000001")
+    before = hashlib.blake2b(party.encode() + "|neighbor|诸暨市/枫桥镇/枫源村".encode(), digest_size=32).hexdigest()
+    assert subject_of(report.event_id, report, HASHER, SPEC).matters == {before}
 
 
 def test_a_level_1_quarrel_reported_again_under_another_id_grades_level_1():
