@@ -260,13 +260,30 @@ class GroupWageSpec(BaseModel):
     category: Category = "labor_wage"
 
 
+# What a same matter can be told by. Closed sets: each name is one field of the report that correlation hashes, and a
+# report's matter keys are made of them (correlation.matter_keys).
+MATTER_IDENTIFIERS = ("id_number", "phone")
+MATTER_SAME = ("category", "community")
+
+
 class SameMatterSpec(BaseModel):
-    """When a report is the same quarrel as an earlier dispute: a shared party, the same category and community, within a window."""
+    """When a report is the same quarrel as an earlier dispute: a shared party identifier and the same fields, within a window."""
 
     model_config = _Strict
 
     window_days: Annotated[int, Field(ge=0, le=365)] = 30
     max_candidates: Annotated[int, Field(ge=1, le=8)] = 4
+    # A party's identifiers that tie two reports to one person (keyed hashes, never in clear).
+    identifiers: Annotated[list[Literal[MATTER_IDENTIFIERS]], Field(min_length=1)] = list(MATTER_IDENTIFIERS)  # type: ignore[valid-type]
+    # What must also be the same: without any, every repeat party would be taken for the same matter.
+    same: Annotated[list[Literal[MATTER_SAME]], Field(min_length=1)] = list(MATTER_SAME)  # type: ignore[valid-type]
+
+    @field_validator("identifiers", "same")
+    @classmethod
+    def _once_each(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"names a field more than once: {names}")
+        return names
 
 
 class CorrelationSpec(BaseModel):

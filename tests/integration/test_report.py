@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from schemas.disputes import ReassessmentRequested, Region, Risk
 from schemas.followups import FollowupDue, FollowupResult
-from schemas.workorders import WorkOrderIssued, WorkOrderUpdate
+from schemas.workorders import WORK_ORDER_EVENT, WorkOrderIssued, WorkOrderUpdate
 from services.cli import app
 from services.dispatch import store as dispatch_tables
 from services.followup import store as followup_tables
@@ -244,3 +244,45 @@ async def test_the_page_renders_in_chromium_with_a_bar_for_every_row_and_no_cons
         assert len(widths) == len(values) and all((w > 0) == bool(v) for w, v in zip(widths, values)), key
         assert max(widths) > 100, key  # the largest bar spans the chart
     assert (tmp_path / "shot.png").stat().st_size > 10_000
+
+
+def reported_again(n: int, dispute_id: str, source: str, same_matter: tuple[str, ...] = ()):
+    """Make the n-th dispute reported again through `source` under `dispute_id`, graded 1 on its own (so it joins its case)."""
+    case = triaged(n)
+    report = case.report.model_copy(update={"event_id": f"evt-{n}-{source}", "dispute_id": dispute_id, "source": source})
+    return case.model_copy(update={
+        "event_id": f"tri-{n}-{source}", "dispute_id": dispute_id, "source_event_id": report.event_id, "level": 1, "tier": "on_site",
+        "urgency": "routine", "same_matter": list(same_matter), "report": report,
+    })
+
+
+async def test_a_dispute_reported_through_three_channels_counts_once(database_url, tmp_path):
+    """Count each case once in the cases, the closure and success rates and by level, however many reports it had."""
+    followup_url = f"sqlite+aiosqlite:///{tmp_path / 'followup.db'}" if database_url.startswith("sqlite") else database_url
+    processor, published, dispatch_engine = await dispatch_pipeline(database_url)
+    cases = [triaged(n) for n in range(6)]
+    # Each of the first four is reported again through 110 under its own id and by the hotline under its platform's id.
+    again = [reported_again(n, f"D-{n:03d}", "police_110") for n in range(4)]
+    again += [reported_again(n, f"H-12345-{n}", "hotline_12345", same_matter=(f"D-{n:03d}",)) for n in range(4)]
+    await processor.on_triaged([Record("disputes.triaged", t.to_bytes(), offset=n) for n, t in enumerate(cases + again)])
+    received = len(cases) + sum(e.kind == "reported_again" for e in (WORK_ORDER_EVENT.validate_json(o.value) for o in published if o.topic == "workorders.events"))
+    # The leads of the first three cases (two of them reported three times) resolve them; the others stay open.
+    await processor.on_updates([update(o, "resolved", n) for n, o in enumerate(published.orders()) if o.dispute_id in ("D-000", "D-001", "D-004")])
+    events = [Record("workorders.events", o.value, offset=n) for n, o in enumerate(o for o in published if o.topic == "workorders.events")]
+    followup_engine = create_engine(followup_url)
+    await FollowupStore(followup_engine).create()
+    await followup_processor(followup_engine, ManualClock(NOW), Published()).on_events(events)
+    try:
+        report = await build_report(database_url, followup_url, Scope(NOW + timedelta(days=1)))
+    finally:
+        await dispatch_engine.dispose()
+        await followup_engine.dispose()
+    value = lambda key: report.figure(key).value  # noqa: E731
+    assert (received, value("disputes")) == (14, 6)  # reports received vs cases
+    assert {o.dispute_id for o in published.orders()} == {c.dispute_id for c in cases}  # no order under the hotline's ids
+    assert value("settled") == 3 and value("closure_rate") == pytest.approx(3 / 6)
+    assert value("mediation_success_rate") == 1.0  # three resolved, each once, none after a failure
+    by_level = {row[0]: (row[2], row[3]) for row in report.table("by_level").rows}
+    assert by_level == {1: (2, 1), 2: (2, 2), 3: (2, 0)}  # (cases, settled) at their own levels: no report lowered or raised one
+    assert sum(row[5] for row in report.table("by_level").rows) == 3  # resolutions, one a case
+    assert {row[0]: row[2] for row in report.table("by_source").rows} == {"grid_app": 2, "police_110": 2, "door_qr": 2}  # the case's first channel

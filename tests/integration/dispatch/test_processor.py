@@ -136,3 +136,34 @@ async def test_orders_are_disclosed_by_the_policy_and_a_reassessment_from_follow
     await processor.on_triaged([Record("disputes.triaged", again.to_bytes())])
     police = [o for o in issued(published) if o.department == "community_police"]
     assert [(o.attempt, [p.id_number for p in o.parties]) for o in police] == [(2, [p["id_number"] for p in people])]
+
+
+def reported_again(event, dispute, source, same_matter=()):
+    """Return TRIAGED's dispute reported again through `source` under `dispute`, graded 1 on its own."""
+    report = TRIAGED.report.model_copy(update={"dispute_id": dispute, "event_id": f"src-{event}", "source": source})
+    return TRIAGED.model_copy(update={
+        "event_id": event, "source_event_id": f"src-{event}", "dispute_id": dispute, "level": 1, "tier": "on_site",
+        "urgency": "routine", "same_matter": list(same_matter), "report": report,
+    })
+
+
+def rereports(metrics):
+    """Read fengqiao_dispatch_rereports_total by (source, matched_by, outcome), as a scrape shows it."""
+    return {
+        (s.labels["source"], s.labels["matched_by"], s.labels["outcome"]): s.value
+        for family in metrics.rereports.collect() for s in family.samples if s.name == "fengqiao_dispatch_rereports_total"
+    }
+
+
+async def test_reports_of_a_held_case_are_counted_by_channel_match_and_outcome_once(pipeline):
+    processor, published, _ = pipeline
+    await processor.on_triaged([Record("disputes.triaged", TRIAGED.to_bytes())])
+    assert rereports(processor.metrics) == {}  # a first report is no re-report
+    by_110 = reported_again("tri-110", TRIAGED.dispute_id, "police_110")
+    by_hotline = reported_again("tri-12345", "H-12345-1", "hotline_12345", same_matter=[TRIAGED.dispute_id])
+    await processor.on_triaged([Record("disputes.triaged", by_110.to_bytes()), Record("disputes.triaged", by_hotline.to_bytes())])
+    await processor.on_triaged([Record("disputes.triaged", by_hotline.to_bytes())])  # redelivered: counted once
+    assert rereports(processor.metrics) == {
+        ("police_110", "same_dispute_id", "joined"): 1.0,
+        ("hotline_12345", "same_matter", "joined"): 1.0,
+    }

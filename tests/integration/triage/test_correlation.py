@@ -1,5 +1,7 @@
-"""Correlation windows, table-driven on report times: repeat parties (90 days) and group wage risk (7 days, 3 disputes)."""
+"""Correlation windows, table-driven on report times: repeat parties (90 days, other matters), group wage risk (7 days,
+3 disputes) and the same matter (30 days)."""
 
+import hashlib
 import json
 from datetime import timedelta
 
@@ -17,11 +19,13 @@ from services.triage.correlation import (
     same_matter,
     subject_of,
 )
-from services.triage.ruleset import DEFAULT_RULES, load_ruleset
+from services.triage.grading import Features, Grader
+from services.triage.ruleset import DEFAULT_RULES, SameMatterSpec, load_ruleset
 from services.triage.store import TriageStore
 from tests.support.samples import at, report_payload
 
-SPEC = load_ruleset(DEFAULT_RULES).spec.correlation
+RULESET = load_ruleset(DEFAULT_RULES)
+SPEC = RULESET.spec.correlation
 HASHER = Hasher(b"test-key-0123456789abcdef")
 START = at("2026-03-01T09:00:00+08:00")
 
@@ -59,21 +63,28 @@ async def flags_from_store(reports, tmp_path):
         subjects = [subject_of(r.event_id, r, HASHER, SPEC) for r in reports]
         await store.record([], [s for subject in subjects[:-1] for s in subject.sightings()])
         last = subjects[-1:]
-        return set(correlate(last, await store.other_disputes(probes(last, SPEC)), SPEC)[last[0].event_id])
+        return set(correlate(last, await asked_as_the_service_does(store, last), SPEC)[last[0].event_id])
     finally:
         await store.engine.dispose()
+
+
+async def asked_as_the_service_does(store, subjects):
+    """Ask the party and employer probes first, then the same matter only where a party was seen before."""
+    stored = await store.other_disputes(probes(subjects, SPEC))
+    return stored | await store.other_disputes(matter_probes(subjects, stored, SPEC))
 
 
 WORKER = person(phone="13800000001")
 # (case, [(dispute, day, parties, category)], flags of the last report)
 CASES = [
-    ("same phone, other dispute, 30 days", [("A", 0, [WORKER], "neighbor"), ("B", 30, [WORKER], "neighbor")], {"repeat_parties"}),
+    ("same phone, other dispute, 30 days", [("A", 0, [WORKER], "contract_debt"), ("B", 30, [WORKER], "neighbor")], {"repeat_parties"}),
+    ("same phone, the same matter within 30 days: no repeat", [("A", 0, [WORKER], "neighbor"), ("B", 30, [WORKER], "neighbor")], set()),
     ("same phone, 90 days", [("A", 0, [WORKER], "neighbor"), ("B", 90, [WORKER], "neighbor")], {"repeat_parties"}),
     ("same phone, 91 days", [("A", 0, [WORKER], "neighbor"), ("B", 91, [WORKER], "neighbor")], set()),
     ("same phone, same dispute", [("A", 0, [WORKER], "neighbor"), ("A", 3, [WORKER], "neighbor")], set()),
-    ("phone written differently", [("A", 0, [person(phone="+86 138-0000-0001")], "neighbor"), ("B", 5, [WORKER], "neighbor")], {"repeat_parties"}),
-    ("same ID number, lower-case x", [("A", 0, [person(id_number="33068119900101001x")], "neighbor"), ("B", 5, [person(id_number="33068119900101001X")], "neighbor")], {"repeat_parties"}),
-    ("a later report does not flag an earlier one", [("B", 30, [WORKER], "neighbor"), ("A", 0, [WORKER], "neighbor")], set()),
+    ("phone written differently", [("A", 0, [person(phone="+86 138-0000-0001")], "contract_debt"), ("B", 5, [WORKER], "neighbor")], {"repeat_parties"}),
+    ("same ID number, lower-case x", [("A", 0, [person(id_number="33068119900101001x")], "contract_debt"), ("B", 5, [person(id_number="33068119900101001X")], "neighbor")], {"repeat_parties"}),
+    ("a later report does not flag an earlier one", [("B", 30, [WORKER], "contract_debt"), ("A", 0, [WORKER], "neighbor")], set()),
     ("different people", [("A", 0, [person(phone="13800000002")], "neighbor"), ("B", 1, [WORKER], "neighbor")], set()),
     (
         "three wage disputes against one employer in 7 days",
@@ -121,16 +132,22 @@ async def test_correlation_windows_across_batches(case, steps, expected, tmp_pat
 
 
 # (case, [(dispute, day, parties, category, community)], the last report's same-matter disputes, its correlation flags)
+# The same matter is one quarrel reported again, not its parties quarrelling again: it is no repeat_parties (which
+# would grade it L2-repeat and make dispatch regrade a level-1 case it joins); a partial match keeps the flag.
 MATTERS = [
-    ("the same quarrel through 110 an hour later", [("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 0.04, [WORKER], "neighbor", "枫源村")], ("A",), {"repeat_parties"}),
-    ("by ID number, 30 days later", [("A", 0, [person(id_number="33068119900101001X")], "neighbor", "枫源村"), ("B", 30, [person(id_number="33068119900101001x")], "neighbor", "枫源村")], ("A",), {"repeat_parties"}),
+    ("the same quarrel through 110 an hour later", [("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 0.04, [WORKER], "neighbor", "枫源村")], ("A",), set()),
+    ("by ID number, 30 days later", [("A", 0, [person(id_number="33068119900101001X")], "neighbor", "枫源村"), ("B", 30, [person(id_number="33068119900101001x")], "neighbor", "枫源村")], ("A",), set()),
     ("31 days later: a repeat, not the same report", [("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 31, [WORKER], "neighbor", "枫源村")], (), {"repeat_parties"}),
     ("same person, another matter", [("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 1, [WORKER], "labor_wage", "枫源村")], (), {"repeat_parties"}),
     ("same person, another community", [("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 1, [WORKER], "neighbor", "栎桥村")], (), {"repeat_parties"}),
     ("same matter and place, other people", [("A", 0, [person(phone="13800000002")], "neighbor", "枫源村"), ("B", 1, [WORKER], "neighbor", "枫源村")], (), set()),
     ("a masked phone matches nobody", [("A", 0, [person(phone="138****0001")], "neighbor", "枫源村"), ("B", 1, [person(phone="138****0001")], "neighbor", "枫源村")], (), set()),
     ("the same dispute again is no other dispute", [("A", 0, [WORKER], "neighbor", "枫源村"), ("A", 1, [WORKER], "neighbor", "枫源村")], (), set()),
-    ("three channels: both earlier ids, sorted", [("C", 0, [WORKER], "neighbor", "枫源村"), ("A", 0.1, [WORKER], "neighbor", "枫源村"), ("B", 0.2, [WORKER], "neighbor", "枫源村")], ("A", "C"), {"repeat_parties"}),
+    ("the same dispute again after another matter: a repeat of that one only", [("X", 0, [WORKER], "labor_wage", "枫源村"), ("A", 1, [WORKER], "neighbor", "枫源村"), ("A", 2, [WORKER], "neighbor", "枫源村")], (), {"repeat_parties"}),
+    ("three channels: both earlier ids, sorted", [("C", 0, [WORKER], "neighbor", "枫源村"), ("A", 0.1, [WORKER], "neighbor", "枫源村"), ("B", 0.2, [WORKER], "neighbor", "枫源村")], ("A", "C"), set()),
+    ("the same matter, and another matter of the same person: a repeat", [("X", 0, [WORKER], "labor_wage", "枫源村"), ("A", 1, [WORKER], "neighbor", "枫源村"), ("B", 1.1, [WORKER], "neighbor", "枫源村")], ("A",), {"repeat_parties"}),
+    ("the same matter by one party, another matter by the other", [("X", 0, [person(phone="13900000009")], "labor_wage", "枫源村"), ("A", 1, [WORKER], "neighbor", "枫源村"), ("B", 1.1, [WORKER, person(phone="13900000009")], "neighbor", "枫源村")], ("A",), {"repeat_parties"}),
+    ("five reports of one matter: named up to max_candidates, none a repeat", [(f"M{n}", n / 10, [WORKER], "neighbor", "枫源村") for n in range(5)] + [("B", 1, [WORKER], "neighbor", "枫源村")], ("M0", "M1", "M2", "M3"), set()),
 ]
 
 
@@ -146,19 +163,58 @@ def test_the_same_matter_is_a_shared_party_category_and_community_within_the_win
 
 
 @pytest.mark.parametrize("case, steps, matter, flags", MATTERS, ids=[c[0] for c in MATTERS])
-async def test_the_same_matter_is_found_in_the_store_across_batches(case, steps, matter, flags, tmp_path):
+async def test_the_same_matter_and_its_flags_are_found_in_the_store_across_batches(case, steps, matter, flags, tmp_path):
     store = TriageStore(create_engine(f"sqlite+aiosqlite:///{tmp_path}/triage.db"))
     await store.create()
     try:
         subjects = [subject_of(r.event_id, r, HASHER, SPEC) for r in _matter_reports(steps)]
         await store.record([], [s for subject in subjects[:-1] for s in subject.sightings()])
         last = subjects[-1:]
-        # As the service asks: the party probes first, then the same matter only where a party was seen before.
-        stored = await store.other_disputes(probes(last, SPEC))
-        stored |= await store.other_disputes(matter_probes(last, stored, SPEC))
+        stored = await asked_as_the_service_does(store, last)
         assert same_matter(last, stored, SPEC)[last[0].event_id] == matter
+        assert set(correlate(last, stored, SPEC)[last[0].event_id]) == flags
     finally:
         await store.engine.dispose()
+
+
+BY_ID = person(id_number="33068119900101001X")
+# (case, the rules' same-matter criteria, [(dispute, day, parties, category, community)], the last report's same matter)
+CRITERIA = [
+    ("as shipped: a shared phone, category and community", {}, [("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 1, [WORKER], "neighbor", "枫源村")], ("A",)),
+    ("by phone only: a shared ID number is not enough", {"identifiers": ["phone"]}, [("A", 0, [BY_ID], "neighbor", "枫源村"), ("B", 1, [BY_ID], "neighbor", "枫源村")], ()),
+    ("by ID number only: a shared phone is not enough", {"identifiers": ["id_number"]}, [("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 1, [WORKER], "neighbor", "枫源村")], ()),
+    ("by ID number only: a shared ID number", {"identifiers": ["id_number"]}, [("A", 0, [BY_ID], "neighbor", "枫源村"), ("B", 1, [BY_ID], "neighbor", "枫源村")], ("A",)),
+    ("the same place, any category", {"same": ["community"]}, [("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 1, [WORKER], "contract_debt", "枫源村")], ("A",)),
+    ("the same category, any place", {"same": ["category"]}, [("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 1, [WORKER], "neighbor", "栎桥村")], ("A",)),
+    ("the same category, any place: another category", {"same": ["category"]}, [("A", 0, [WORKER], "neighbor", "枫源村"), ("B", 1, [WORKER], "contract_debt", "栎桥村")], ()),
+]
+
+
+@pytest.mark.parametrize("case, criteria, steps, matter", CRITERIA, ids=[c[0] for c in CRITERIA])
+def test_the_same_matters_criteria_come_from_the_rules(case, criteria, steps, matter):
+    spec = SPEC.model_copy(update={"same_matter": SameMatterSpec(**criteria)})
+    subjects = [subject_of(r.event_id, r, HASHER, spec) for r in _matter_reports(steps)]
+    assert same_matter(subjects, {}, spec)[subjects[-1].event_id] == matter
+    # Whatever the criteria, the same matter is no repeat and a partial match is one.
+    assert set(correlate(subjects, {}, spec)[subjects[-1].event_id]) == (set() if matter else {"repeat_parties"})
+
+
+def test_the_shipped_criteria_hash_the_matter_keys_the_store_already_holds():
+    # As made before the criteria were configurable: an upgrade keeps matching the sightings of the last 30 days.
+    [report] = _matter_reports([("A", 0, [WORKER], "neighbor", "枫源村")])
+    party = HASHER("phone", "13800000001")
+    before = hashlib.blake2b(party.encode() + "|neighbor|诸暨市/枫桥镇/枫源村".encode(), digest_size=32).hexdigest()
+    assert subject_of(report.event_id, report, HASHER, SPEC).matters == {before}
+
+
+def test_a_level_1_quarrel_reported_again_under_another_id_grades_level_1():
+    # Graded L2-repeat, the duplicate would make dispatch open a new attempt at level 2 for the case it joins.
+    steps = [("A", 0, [WORKER], "family_marriage", "枫源村"), ("H-12345-1", 0.01, [WORKER], "family_marriage", "枫源村"),
+             ("W", 0.02, [WORKER], "labor_wage", "枫源村")]
+    reports = _matter_reports(steps)
+    correlated = correlate([subject_of(r.event_id, r, HASHER, SPEC) for r in reports], {}, SPEC)
+    graded = [Grader(RULESET).grade(r, Features.of_text(r.description, RULESET, correlated[r.event_id])) for r in reports]
+    assert [(t.level, "L2-repeat" in [m.id for m in t.matched_rules]) for t in graded] == [(1, False), (1, False), (2, True)]
 
 
 async def test_a_much_named_employer_is_asked_for_a_bounded_number_of_disputes(tmp_path):

@@ -76,13 +76,13 @@ async def test_a_reassessment_is_graded_with_its_updated_history(pipeline):
     assert event.level == 2 and "L2-failed-mediation" in [r.id for r in event.matched_rules]
 
 
-def wage(n, day, employer="宏达建筑劳务公司", phone=None):
+def wage(n, day, employer="宏达建筑劳务公司", phone=None, category="labor_wage"):
     parties = [
         {"role": "complainant", "kind": "person", "name": "工人", "phone": phone or f"1390000{n:04d}"},
         {"role": "respondent", "kind": "organization", "name": employer},
     ]
     reported_at = (at("2025-12-01T09:00:00+08:00") + timedelta(days=day)).isoformat()  # day 95 is still before NOW
-    return report(n, category="labor_wage", parties=parties, reported_at=reported_at)
+    return report(n, category=category, parties=parties, reported_at=reported_at)
 
 
 async def test_group_wage_risk_across_batches_and_within_one(pipeline):
@@ -100,9 +100,13 @@ async def test_repeat_parties_from_the_store_and_no_identifier_in_clear(pipeline
     processor, published, engine = pipeline
     await processor.process([wage(1, 0, employer="甲公司", phone="13812345678")])
     await processor.process([wage(2, 89, employer="乙公司", phone="13812345678"), wage(3, 95, employer="丙公司", phone="13812345678")])
+    await processor.process([wage(4, 96, employer="丁公司", phone="13812345678", category="contract_debt")])
     flags = {e.source_event_id: e.flags for e in published.triaged()}
     assert "repeat_parties" in flags["evt-2"]
-    assert "repeat_parties" in flags["evt-3"]  # evt-2 is 6 days before it
+    # evt-2 is 6 days before evt-3, and of the same matter (category and community): one quarrel reported again.
+    assert "repeat_parties" not in flags["evt-3"]
+    assert {e.source_event_id: e.same_matter for e in published.triaged()}["evt-3"] == ["D-2"]
+    assert "repeat_parties" in flags["evt-4"]  # the same person, another matter: evt-2 and evt-3 repeat for it
     async with engine.connect() as connection:
         stored = [tuple(map(str, row)) for row in await connection.execute(select(sightings))]
     assert stored and not any("13812345678" in value or "甲公司" in value for row in stored for value in row)

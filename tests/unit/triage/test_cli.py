@@ -96,7 +96,9 @@ def test_backtest_replays_correlation_in_report_order_with_each_versions_windows
 
 def test_backtest_finds_repeat_parties_across_disputes(tmp_path):
     cases = tmp_path / "cases.jsonl"
-    lines = [json.dumps(report_payload(event_id=f"e{n}", dispute_id=f"D-{n}", reported_at=f"2026-03-0{n}T09:00:00+08:00")) for n in (1, 2)]
+    # The same people about another matter (the same matter would be one case reported twice, no repeat).
+    lines = [json.dumps(report_payload(event_id=f"e{n}", dispute_id=f"D-{n}", reported_at=f"2026-03-0{n}T09:00:00+08:00", category=c))
+             for n, c in ((1, "contract_debt"), (2, "family_marriage"))]
     cases.write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = runner.invoke(app, ["rules", "backtest", str(DEFAULT_RULES), "--against", str(DEFAULT_RULES), "--cases", str(cases)])
     assert result.exit_code == 0, result.output
@@ -118,15 +120,18 @@ def test_backtest_replays_merges_with_each_versions_same_matter_window(tmp_path)
 
 
 @pytest.mark.parametrize(
-    "earlier, matter, case",
+    "earlier, matter, case, repeat",
     [
-        ([("e1", "D-1", "family_marriage", "枫源村")], ["D-1"], "joins or reopens one of same_matter, as dispatch finds them"),
-        ([("e1", "D-1", "neighbor", "枫源村")], [], "a case of its own"),  # another matter: a repeat party only
-        ([("e1", "D-1", "family_marriage", "栎桥村")], [], "a case of its own"),  # another place
+        # The same matter is one case reported again: no repeat_parties, so no L2-repeat.
+        ([("e1", "D-1", "family_marriage", "枫源村")], ["D-1"], "joins or reopens one of same_matter, as dispatch finds them", False),
+        ([("e1", "D-1", "neighbor", "枫源村")], [], "a case of its own", True),  # another matter: a repeat party only
+        ([("e1", "D-1", "family_marriage", "栎桥村")], [], "a case of its own", True),  # another place
+        ([("e0", "X-1", "neighbor", "枫源村"), ("e1", "D-1", "family_marriage", "枫源村")], ["D-1"],
+         "joins or reopens one of same_matter, as dispatch finds them", True),  # the same matter, and another one before it
     ],
-    ids=["same_matter", "other_matter", "other_place"],
+    ids=["same_matter", "other_matter", "other_place", "same_matter_and_another"],
 )
-def test_explain_with_earlier_cases_shows_the_merge_decision(tmp_path, earlier, matter, case):
+def test_explain_with_earlier_cases_shows_the_merge_decision(tmp_path, earlier, matter, case, repeat):
     cases = tmp_path / "cases.jsonl"
     cases.write_text("\n".join(
         json.dumps(report_payload(event_id=e, dispute_id=d, category=c, region={"county": "诸暨市", "town": "枫桥镇", "community": m}))
@@ -138,7 +143,7 @@ def test_explain_with_earlier_cases_shows_the_merge_decision(tmp_path, earlier, 
     assert result.exit_code == 0, result.output
     explained = json.loads(result.output)
     assert (explained["same_matter"], explained["case"]) == (matter, case)
-    assert "repeat_parties" in explained["flags"]
+    assert ("repeat_parties" in explained["flags"], "L2-repeat" in [r["id"] for r in explained["matched_rules"]]) == (repeat, repeat)
 
 
 def keygen(tmp_path):

@@ -53,6 +53,22 @@ BROKEN = [
 ]
 
 
+def same_matter(**criteria) -> str:
+    correlation = BASE["correlation"] | {"same_matter": BASE["correlation"]["same_matter"] | criteria}
+    return with_rule(rule({"party_count": {">=": 3}}), correlation=correlation)
+
+
+# The same matter's criteria are closed sets: a name correlation cannot hash is refused, as is matching on nothing.
+BROKEN += [
+    ("same matter by an unknown identifier", same_matter(identifiers=["name"]), ["correlation.same_matter.identifiers.0", "'id_number' or 'phone'"]),
+    ("same matter by an unknown field", same_matter(same=["category", "street"]), ["correlation.same_matter.same.1", "'category' or 'community'"]),
+    ("same matter by no identifier", same_matter(identifiers=[]), ["correlation.same_matter.identifiers", "at least 1"]),
+    ("same matter with nothing else the same", same_matter(same=[]), ["correlation.same_matter.same", "at least 1"]),
+    ("a field named twice", same_matter(same=["category", "category"]), ["correlation.same_matter.same", "more than once"]),
+    ("a single identifier, not a list", same_matter(identifiers="phone"), ["correlation.same_matter.identifiers"]),
+]
+
+
 @pytest.mark.parametrize("case, text, words", BROKEN, ids=[b[0] for b in BROKEN])
 def test_broken_rules_files_are_rejected_with_the_rule_and_key(case, text, words):
     with pytest.raises(RulesetError) as caught:
