@@ -1,11 +1,14 @@
 """Markers from where a test lives and what it uses; the session's embedded broker, a topic prefix per test, stores."""
 
+import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from services.runtime.embedded import EmbeddedBroker
 from services.runtime.settings import KafkaSettings
@@ -15,6 +18,14 @@ from tests.support.postgres import empty_postgres, required_postgres
 pytest_plugins = ["tests.support.triage", "tests.support.loop"]
 
 LEVELS = ("unit", "integration", "e2e", "faults")
+
+# Hypothesis would keep its examples in .hypothesis/ under the working directory: tests leave nothing behind.
+hypothesis_settings.register_profile("fengqiao", database=None)
+hypothesis_settings.load_profile("fengqiao")
+# It caches the constants it reads from the source there too, whatever the database: a directory of the session's own instead.
+_HYPOTHESIS_HOME = tempfile.TemporaryDirectory(prefix="hypothesis-")
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", _HYPOTHESIS_HOME.name)
+
 _TESTS = Path(__file__).parent
 
 

@@ -2,7 +2,6 @@
 the deployed dashboard and SlaBreachesRising give what one replica gives."""
 
 import asyncio
-import json
 import re
 import shutil
 import subprocess
@@ -14,13 +13,13 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from schemas.disputes import DISPUTES_TRIAGED, DisputeTriaged
+from schemas.disputes import DISPUTES_TRIAGED
 from schemas.workorders import WORKORDERS_EVENTS, DisputeResolved, OrderIssued, OrderStatusChanged
 from services.dispatch.routing import DEFAULT_ROUTING, assign, load_routing
 from tests.support.conditions import wait_for
 from tests.support.fleet import ALERTS, STORE_RECOUNTED, alert_rules, dashboard_expressions, recounted_in
 from tests.support.processes import ServiceProcess, produce, start_service
-from tests.support.samples import REPORT, TRIAGED, WAGE_REPORT
+from tests.support.samples import REPORT, WAGE_REPORT, graded, overdue_order
 
 PROMTOOL = shutil.which("promtool")
 # At most the alert's threshold of 10, and more than half of it: summed over two replicas the breaches would fire it.
@@ -61,16 +60,6 @@ async def fleet(embedded_broker, kafka_settings, contract_topics_created, empty_
             assert await asyncio.to_thread(process.stop) == 0, f"{name}:\n{process.log_tail()}"
 
 
-def overdue_order(n: int, now: datetime) -> OrderIssued:
-    due = now - timedelta(minutes=1)  # its warning and its breach are both due at once
-    report = WAGE_REPORT.model_copy(update={"event_id": f"evt-late-{n}", "dispute_id": f"D-late-{n}"})
-    return OrderIssued(
-        event_id=f"iss-late-{n}", dispute_id=report.dispute_id, attempt=1, at=due - timedelta(hours=1), work_order_id=f"wo-late-{n}",
-        department="community_police", role="support", level=1, urgency="routine", issued_at=due - timedelta(hours=1), due_at=due,
-        report=report,
-    )
-
-
 def resolved_in_time(now: datetime) -> list:
     """An order resolved before its deadline and its dispute resolved: closure and mediation success are not zero."""
     report = REPORT.model_copy(update={"event_id": "evt-kept", "dispute_id": "D-kept"})
@@ -84,15 +73,6 @@ def resolved_in_time(now: datetime) -> list:
             event_id="res-kept", dispute_id=report.dispute_id, attempt=1, at=now, resolving_department="mediation_room", level=2, report=report,
         ),
     ]
-
-
-def triaged(n: int, now: datetime) -> DisputeTriaged:
-    # Dispatch dates orders from the grading: graded now, none of these orders is overdue.
-    raw = TRIAGED.model_dump(mode="json") | {
-        "event_id": f"tri-fleet-{n}", "source_event_id": f"evt-fleet-{n}", "dispute_id": f"D-fleet-{n}", "triaged_at": now.isoformat(),
-    }
-    raw["report"] |= {"event_id": f"evt-fleet-{n}", "dispute_id": f"D-fleet-{n}"}
-    return DisputeTriaged.model_validate_json(json.dumps(raw))
 
 
 def recounted(metrics_text: str) -> Scrape:
@@ -205,13 +185,16 @@ def promtool_test(path: Path, tests: list[dict]) -> subprocess.CompletedProcess:
 async def test_the_fleet_s_dashboard_and_breach_alert_give_what_one_replica_gives(fleet, embedded_broker, kafka_settings, tmp_path):
     assert PROMTOOL, "promtool is missing: `make test` installs Debian's prometheus package"
     bootstrap, now = embedded_broker.bootstrap_servers, datetime.now(timezone.utc)
-    events = [overdue_order(n, now) for n in range(BREACHES)] + resolved_in_time(now)
+    late = [WAGE_REPORT.model_copy(update={"event_id": f"evt-late-{n}", "dispute_id": f"D-late-{n}"}) for n in range(BREACHES)]
+    events = [overdue_order(report, f"late-{n}", now) for n, report in enumerate(late)] + resolved_in_time(now)
     await produce(bootstrap, kafka_settings.topic(WORKORDERS_EVENTS), [(e.dispute_id.encode(), e.to_bytes()) for e in events])
-    graded = [triaged(n, now) for n in range(DISPUTES_DISPATCHED)]
-    await produce(bootstrap, kafka_settings.topic(DISPUTES_TRIAGED), [(t.dispute_id.encode(), t.to_bytes()) for t in graded])
+    # Dispatch dates orders from the grading: graded now, none of these orders is overdue.
+    fresh = [WAGE_REPORT.model_copy(update={"event_id": f"evt-fleet-{n}", "dispute_id": f"D-fleet-{n}"}) for n in range(DISPUTES_DISPATCHED)]
+    graded_now = [graded(report, f"tri-fleet-{n}", at=now) for n, report in enumerate(fresh)]
+    await produce(bootstrap, kafka_settings.topic(DISPUTES_TRIAGED), [(t.dispute_id.encode(), t.to_bytes()) for t in graded_now])
     table = load_routing(DEFAULT_ROUTING)
 
-    scrapes = await settled_scrapes(fleet, sum(len(assign(t, table)) for t in graded))
+    scrapes = await settled_scrapes(fleet, sum(len(assign(t, table)) for t in graded_now))
 
     # Each replica's scrape under the instance label Prometheus gives it.
     def labelled(names) -> dict[str, Scrape]:

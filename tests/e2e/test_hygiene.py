@@ -13,7 +13,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas.disputes import DISPUTES_INVALID, DISPUTES_REPORTED
 from services.triage.signing import public_key_text
-from tests.support.postgres import empty_postgres
 from tests.support.processes import produce, read_all, start_service
 from tests.support.samples import report_payload
 
@@ -49,11 +48,10 @@ _REPORT_LIMIT = 4000
 
 
 async def test_a_report_the_database_refuses_leaves_no_trace_of_its_text_in_logs_or_dead_letter_reasons(
-    embedded_broker, kafka_settings, contract_topics_created, tmp_path
+    embedded_broker, kafka_settings, contract_topics_created, empty_postgres_url, tmp_path
 ):
-    bootstrap = embedded_broker.bootstrap_servers
+    bootstrap, url = embedded_broker.bootstrap_servers, empty_postgres_url
     marker = f"FQMARK{uuid.uuid4().hex}"
-    url = await empty_postgres()
     run = uuid.uuid4().hex[:8]
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,

@@ -13,7 +13,7 @@ from schemas.disputes import DISPUTES_REPORTED, DISPUTES_TRIAGED, DisputeTriaged
 from services.dispatch.routing import assign, work_order_id
 from services.triage.handlers import triaged_event_id
 from services.triage.ruleset import DEFAULT_RULES, load_ruleset
-from tests.faults.test_dispatch_followup_faults import TABLE, Fed, fed, triaged
+from tests.support.fed import TABLE, Fed, fed, triaged
 from tests.support.processes import (
     ServiceProcess,
     produce,

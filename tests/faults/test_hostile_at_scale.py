@@ -35,10 +35,9 @@ from services.followup.timers import followup_id
 from services.runtime.settings import KafkaSettings
 from services.runtime.topics import contract_topics, ensure_topics
 from tests.conftest import fresh_prefix
-from tests.faults.test_dispatch_followup_faults import TABLE, overdue_order, triaged
-from tests.integration.test_hostile_input import assert_clean_reason
 from tests.support.department import Department
-from tests.support.hostile import PLANTED_NAME, PLANTED_PHONE
+from tests.support.fed import TABLE, overdue, triaged
+from tests.support.hostile import PLANTED_NAME, PLANTED_PHONE, assert_clean_reason
 from tests.support.processes import ServiceProcess, read_all, start_service, wait_until_committed
 from tests.support.samples import REASSESS, REPORT, report_payload
 
@@ -279,7 +278,7 @@ async def test_ten_thousand_hostile_records_are_dead_lettered_cleanly_and_good_o
                                lambda n: json.loads(triaged(n).to_bytes())),
         WORKORDERS_UPDATES: Feed("dispatch", WORKORDERS_UPDATES, WORKORDERS_UPDATES_INVALID, WorkOrderUpdate.model_validate_json, update),
         WORKORDERS_EVENTS: Feed("followup", WORKORDERS_EVENTS, WORKORDERS_EVENTS_INVALID, WORK_ORDER_EVENT.validate_json,
-                                lambda n: json.loads(overdue_order(n).to_bytes())),
+                                lambda n: json.loads(overdue(n).to_bytes())),
         FOLLOWUPS_RESULTS: Feed("followup", FOLLOWUPS_RESULTS, FOLLOWUPS_RESULTS_INVALID, FollowupResult.model_validate_json, result),
     }
     groups = {DISPUTES_REPORTED: "{triage}", DISPUTES_REASSESS: "{triage}", DISPUTES_TRIAGED: "{dispatch}.triaged",

@@ -17,18 +17,15 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from schemas.disputes import DisputeTriaged
-from services.followup.store import FollowupStore
 from services.followup.store import orders as followup_orders
-from services.runtime.clock import ManualClock
-from services.runtime.store import create_engine
-from tests.support.hostile import ODD_TEXT, PLANTED_NAME, PLANTED_PHONE, bad_messages
+from tests.support.hostile import ODD_TEXT, assert_clean_reason, bad_messages
 from tests.support.pipelines import (
     Published,
     Record,
     dispatch_pipeline,
+    followup_pipeline,
     triage_pipeline,
 )
-from tests.support.pipelines import followup_processor as processor_on
 from tests.support.samples import REASSESS, TRIAGED, at, order_issued, report_payload
 
 NOW = at("2026-03-10T10:00:00+08:00")
@@ -92,10 +89,7 @@ async def dispatch_consumer(tmp_path, topic) -> tuple[Consumer, Published]:
 
 
 async def followup_consumer(tmp_path, topic) -> tuple[Consumer, Published]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/followup.db")
-    await FollowupStore(engine).create()
-    published = Published()
-    processor = processor_on(engine, ManualClock(NOW), published)
+    processor, published, engine = await followup_pipeline(f"sqlite+aiosqlite:///{tmp_path}/followup.db", NOW)
     if topic == "workorders.events":
         def valid(n):
             return json.loads(order_issued(order=f"wo-{n}", dispute=f"D-{n}").to_bytes())
@@ -123,12 +117,6 @@ TOPICS = {
     # The departments' own topics (production's only): the lead of the sample dispute is the joint consultation.
     "workorders.joint_consultation.updates": dispatch_consumer, "followups.joint_consultation.results": followup_consumer,
 }
-
-
-def assert_clean_reason(reason: str) -> None:
-    field = reason.split(":", 1)[0]
-    assert field and len(field) < 80 and ":" in reason, reason
-    assert PLANTED_PHONE not in reason and PLANTED_NAME not in reason, reason
 
 
 @pytest.mark.parametrize("topic", list(TOPICS))

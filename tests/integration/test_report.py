@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
-from schemas.disputes import ReassessmentRequested, Region, Risk
+from schemas.disputes import DisputeTriaged, ReassessmentRequested, Region, Risk
 from schemas.followups import FollowupDue, FollowupResult
 from schemas.workorders import WORK_ORDER_EVENT, WorkOrderIssued, WorkOrderUpdate
 from services.cli import app
@@ -24,7 +24,7 @@ from services.runtime.store import create_engine
 from tests.support.browser import render
 from tests.support.pipelines import DISPATCH_NOW as NOW
 from tests.support.pipelines import Published, Record, dispatch_pipeline, followup_processor
-from tests.support.samples import TRIAGED
+from tests.support.samples import TRIAGED, graded
 
 CATEGORIES = ("family_marriage", "neighbor", "labor_wage", "contract_debt")
 SOURCES = ("grid_app", "police_110", "door_qr")
@@ -35,7 +35,7 @@ FATES = ("resolved", "resolved", "resolved", "mediation_failed", "returned", "op
 DISPUTES = 24
 
 
-def triaged(n: int):
+def triaged(n: int) -> DisputeTriaged:
     """Make the n-th graded dispute: its category, source, town, grade and risk vary with n; reported n hours after 08:00."""
     level, tier, urgency = GRADES[n % 3]
     town, community = TOWNS[n % 2]
@@ -44,10 +44,7 @@ def triaged(n: int):
         "category": CATEGORIES[n % 4], "source": SOURCES[n % 3], "risk": Risk(violence_threat=n % 5 == 0, mass_gathering=n % 7 == 0),
         "region": Region(county="诸暨市", town=town, community=community), "history": TRIAGED.report.history.model_copy(update={"failed_mediations": 0}),
     })
-    return TRIAGED.model_copy(update={
-        "event_id": f"tri-{n}", "dispute_id": report.dispute_id, "source_event_id": report.event_id, "level": level, "tier": tier,
-        "urgency": urgency, "report": report,
-    })
+    return graded(report, f"tri-{n}").model_copy(update={"level": level, "tier": tier, "urgency": urgency})
 
 
 def update(order: WorkOrderIssued, status: str, n: int) -> Record:

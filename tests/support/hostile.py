@@ -153,3 +153,10 @@ def report_cases(valid: dict) -> list[tuple[str, bytes, bool]]:
     return [(case, _json(_set(valid, path, value)), ok) for case, path, value, ok in REPORT_EDGES] + [
         ("party count written 5e0", exponent, True)
     ]
+
+
+def assert_clean_reason(reason: str) -> None:
+    """Check a dead letter's reason names a field before its colon and repeats none of the planted personal data."""
+    field = reason.split(":", 1)[0]
+    assert field and len(field) < 80 and ":" in reason, reason
+    assert PLANTED_PHONE not in reason and PLANTED_NAME not in reason, reason

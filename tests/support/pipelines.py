@@ -124,6 +124,14 @@ def followup_processor(engine, clock: Clock, published: Published) -> FollowupPr
     )
 
 
+async def followup_pipeline(database_url: str, now: datetime):
+    """Build follow-up's pipelines on a created store, a recording publisher and a clock stopped at `now`."""
+    engine = create_engine(database_url)
+    await FollowupStore(engine).create()
+    published = Published()
+    return followup_processor(engine, ManualClock(now), published), published, engine
+
+
 def failing_for(decide, refused) -> Callable:
     """Wrap a decision so that it raises, as a bug meeting an odd input would, for the inputs `refused` picks."""
 

@@ -217,6 +217,23 @@ def order_issued(order="wo-1", attempt=1, role="lead", department="mediation_roo
     )
 
 
+def overdue_order(report: DisputeReported, tag: str, now: datetime) -> OrderIssued:
+    """Return the support order `wo-{tag}` of this report, issued an hour before its deadline, a minute past."""
+    due = now - timedelta(minutes=1)  # its warning and its breach are both due at once
+    return OrderIssued(
+        event_id=f"iss-{tag}", dispute_id=report.dispute_id, attempt=1, at=due - timedelta(hours=1), work_order_id=f"wo-{tag}",
+        department="community_police", role="support", level=1, urgency="routine", issued_at=due - timedelta(hours=1), due_at=due, report=report,
+    )
+
+
+def graded(report: DisputeReported, event_id: str, source_event_id: str | None = None, at: datetime = TRIAGED.triaged_at) -> DisputeTriaged:
+    """Return TRIAGED's grade given to another report, under its own event ids (the source is the report's unless named)."""
+    return TRIAGED.model_copy(update={
+        "report": report, "dispute_id": report.dispute_id, "source_event_id": source_event_id or report.event_id, "event_id": event_id,
+        "triaged_at": at,
+    })
+
+
 # Seventy flag rules a report with 1,000 parties matches: a valid ruleset whose graded event would carry more
 # flags than the contract's 64, so building the output fails for that report.
 FLAG_RULES = "".join(

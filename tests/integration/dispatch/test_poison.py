@@ -7,7 +7,7 @@ import services.dispatch.cases
 from services.dispatch.store import routing_pins
 from services.runtime.poison import isolate_poison
 from tests.support.pipelines import Record, dispatch_pipeline, failing_for
-from tests.support.samples import TRIAGED
+from tests.support.samples import TRIAGED, graded
 
 
 @pytest.fixture
@@ -17,17 +17,17 @@ async def pipeline(database_url):
     await engine.dispose()
 
 
-def graded(n: int) -> Record:
+def graded_record(n: int) -> Record:
+    """Return the n-th graded dispute's record, at offset n."""
     report = TRIAGED.report.model_copy(update={"dispute_id": f"d-{n}"})
-    body = TRIAGED.model_copy(update={"event_id": f"tri-{n}", "source_event_id": f"rep-{n}", "dispute_id": f"d-{n}", "report": report})
-    return Record("disputes.triaged", body.to_bytes(), offset=n)
+    return Record("disputes.triaged", graded(report, f"tri-{n}", f"rep-{n}").to_bytes(), offset=n)
 
 
 async def test_a_graded_dispute_failing_alone_is_dead_lettered_and_leaves_no_pin(pipeline, monkeypatch):
     processor, published, engine = pipeline
     failing = failing_for(services.dispatch.cases.dispatch, lambda triaged: triaged.dispute_id == "d-2")
     monkeypatch.setattr(services.dispatch.cases, "dispatch", failing)
-    batch = [graded(n) for n in range(4)] + [Record("disputes.triaged", b"{}", offset=9)]
+    batch = [graded_record(n) for n in range(4)] + [Record("disputes.triaged", b"{}", offset=9)]
     await isolate_poison(batch, processor.on_triaged, published, "disputes.invalid", processor.metrics.invalid_triaged.inc, processor.forget_triaged, source="/fengqiao/dispatch")
     letters = sorted((o.header("dlq_source_offset"), o.header("dlq_reason").split(":")[0]) for o in published if o.topic == "disputes.invalid")
     assert letters == [("2", "unprocessable"), ("9", "event_id")]

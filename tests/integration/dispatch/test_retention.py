@@ -12,16 +12,16 @@ from services.runtime.store import create_engine
 from tests.support.pipelines import DISPATCH_NOW as NOW
 from tests.support.pipelines import Record, dispatch_pipeline
 from tests.support.retention import found, marked_report, planted
-from tests.support.samples import TRIAGED
+from tests.support.samples import TRIAGED, graded
 
 DAYS = 180
 SETTLED = marked_report(TRIAGED.dispute_id, "41")
 OPEN = marked_report("D-2026-0099", "42")
 
 
-def triaged(report, source="evt-0002", event="tri-5f1c", at=TRIAGED.triaged_at):
-    return Record("disputes.triaged", TRIAGED.model_copy(update={"report": report, "dispute_id": report.dispute_id,
-                                                                   "source_event_id": source, "event_id": event, "triaged_at": at}).to_bytes())
+def triaged(report, source="evt-0002", event="tri-5f1c", at=TRIAGED.triaged_at) -> Record:
+    """Return the graded-dispute record of this report, as triage published it."""
+    return Record("disputes.triaged", graded(report, event, source, at).to_bytes())
 
 
 def issued(published, dispute_id: str) -> list[WorkOrderIssued]:

@@ -8,10 +8,8 @@ from sqlalchemy import select, text
 from schemas.followups import FOLLOWUP_MESSAGE, FollowupDue, FollowupResult, due_topic
 from schemas.workorders import DisputeResolved, OrderStatusChanged
 from services.followup.store import FollowupStore, disputes, orders, results, timers
-from services.runtime.clock import ManualClock
 from services.runtime.store import create_engine
-from tests.support.pipelines import Published, Record
-from tests.support.pipelines import followup_processor as processor_on
+from tests.support.pipelines import Record, followup_pipeline
 from tests.support.retention import found, marked_report, planted
 from tests.support.samples import ISSUED_AT as ISSUED
 from tests.support.samples import order_issued
@@ -25,11 +23,8 @@ COUNTED_AT = ISSUED + timedelta(days=400)
 
 @pytest.fixture
 async def followup(database_url):
-    engine = create_engine(database_url)
-    await FollowupStore(engine).create()
-    clock = ManualClock(ISSUED)
-    published = Published()
-    yield processor_on(engine, clock, published), clock, published, engine
+    processor, published, engine = await followup_pipeline(database_url, ISSUED)
+    yield processor, processor.clock, published, engine
     await engine.dispose()
 
 

@@ -16,7 +16,7 @@ from services.followup.timers import followup_id
 from services.runtime.clock import ManualClock
 from services.runtime.store import create_engine, create_reader
 from tests.support.conditions import wait_for
-from tests.support.pipelines import Published, Record
+from tests.support.pipelines import Published, Record, followup_pipeline
 from tests.support.pipelines import followup_processor as processor_on
 from tests.support.samples import DUE_AT as DUE
 from tests.support.samples import ISSUED_AT as ISSUED
@@ -26,11 +26,8 @@ from tests.support.samples import order_issued as issued
 
 @pytest.fixture
 async def followup(database_url):
-    engine = create_engine(database_url)
-    await FollowupStore(engine).create()
-    clock = ManualClock(ISSUED)
-    published = Published()
-    yield processor_on(engine, clock, published), clock, published
+    processor, published, engine = await followup_pipeline(database_url, ISSUED)
+    yield processor, processor.clock, published
     await engine.dispose()
 
 

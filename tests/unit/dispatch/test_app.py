@@ -5,22 +5,20 @@ from typer.testing import CliRunner
 
 import pytest
 
-from schemas.catalog import DEVELOPMENT_TOPICS, SERVICES, expand
+from schemas.catalog import DEVELOPMENT_TOPICS
 from services.cli import app as cli
 from services.dispatch.app import create_app
 from services.dispatch.routing import DEFAULT_ROUTING
 from services.dispatch.settings import DispatchSettings
 from services.runtime.settings import KafkaSettings
+from tests.support.apps import documented, per_department, subscribed
 
 
 def test_app_subscribes_to_the_documented_topics_without_connecting(tmp_path):
     kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1", topic_prefix="x.")
     app = create_app(DispatchSettings(data_dir=tmp_path), kafka, registry=CollectorRegistry())
     [broker] = app.brokers
-    topics = {getattr(t, "name", t) for sub in broker.subscribers for t in sub.topics}
-    documented = {kafka.topic(t) for c in SERVICES["dispatch"].consumes for t in expand(c.topic)}
-    development = {kafka.topic(DEVELOPMENT_TOPICS[c.topic]) for c in SERVICES["dispatch"].consumes if c.topic in DEVELOPMENT_TOPICS}
-    assert topics == documented | development
+    assert subscribed(broker) == documented("dispatch", kafka)
     assert not list(tmp_path.iterdir()), "no database file before start"
 
 
@@ -30,9 +28,9 @@ def test_shared_department_topics_are_read_only_in_development(tmp_path, monkeyp
     monkeypatch.setenv("FENGQIAO_ENV", environment)
     kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")
     [broker] = create_app(DispatchSettings(data_dir=tmp_path), kafka, registry=CollectorRegistry()).brokers
-    topics = {getattr(t, "name", t) for sub in broker.subscribers for t in sub.topics}
-    per_department = {t for c in SERVICES["dispatch"].consumes if c.topic in DEVELOPMENT_TOPICS for t in expand(c.topic)}
-    assert len(per_department) == 20 and per_department <= topics
+    topics = subscribed(broker)
+    departments = per_department("dispatch")
+    assert len(departments) == 20 and departments <= topics
     assert bool(set(DEVELOPMENT_TOPICS.values()) & topics) is shared_read
 
 

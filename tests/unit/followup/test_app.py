@@ -3,10 +3,11 @@
 import pytest
 from prometheus_client import CollectorRegistry
 
-from schemas.catalog import DEVELOPMENT_TOPICS, SERVICES, expand
+from schemas.catalog import DEVELOPMENT_TOPICS
 from services.followup.app import create_app
 from services.followup.settings import FollowupSettings
 from services.runtime.settings import KafkaSettings
+from tests.support.apps import documented, per_department, subscribed
 
 
 def test_app_subscribes_to_the_documented_topics_without_connecting(tmp_path, monkeypatch):
@@ -16,10 +17,7 @@ def test_app_subscribes_to_the_documented_topics_without_connecting(tmp_path, mo
     kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1", topic_prefix="x.")
     app = create_app(settings, kafka, registry=CollectorRegistry())
     [broker] = app.brokers
-    topics = {getattr(t, "name", t) for sub in broker.subscribers for t in sub.topics}
-    documented = {kafka.topic(t) for c in SERVICES["followup"].consumes for t in expand(c.topic)}
-    development = {kafka.topic(DEVELOPMENT_TOPICS[c.topic]) for c in SERVICES["followup"].consumes if c.topic in DEVELOPMENT_TOPICS}
-    assert topics == documented | development
+    assert subscribed(broker) == documented("followup", kafka)
     assert not list(tmp_path.iterdir()), "no database file before start"
 
 
@@ -29,7 +27,7 @@ def test_shared_department_topics_are_read_only_in_development(tmp_path, monkeyp
     monkeypatch.setenv("FENGQIAO_ENV", environment)
     kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")
     [broker] = create_app(FollowupSettings(data_dir=tmp_path), kafka, registry=CollectorRegistry()).brokers
-    topics = {getattr(t, "name", t) for sub in broker.subscribers for t in sub.topics}
-    per_department = {t for c in SERVICES["followup"].consumes if c.topic in DEVELOPMENT_TOPICS for t in expand(c.topic)}
-    assert len(per_department) == 20 and per_department <= topics
+    topics = subscribed(broker)
+    departments = per_department("followup")
+    assert len(departments) == 20 and departments <= topics
     assert bool(set(DEVELOPMENT_TOPICS.values()) & topics) is shared_read

@@ -1,0 +1,1 @@
+"""Helpers the tests share: fixtures, inputs, processes and checks, each written once."""
