@@ -15,7 +15,7 @@ from schemas.disputes import DisputeReported, DisputeTriaged, ReassessmentReques
 from schemas.workorders import CaseNotice, CaseReportedAgain, MatchReason, ReportOutcome
 from services.dispatch.calendar import WorkingCalendar
 from services.dispatch.disclosure import DisclosurePolicy, disclose_to
-from services.dispatch.lifecycle import OPEN, Dispute, Effects, Order, derived_id, dispatch, resolved_leads
+from services.dispatch.lifecycle import OPEN, Dispute, Effects, Order, ReportTaken, derived_id, dispatch, resolved_leads
 from services.dispatch.routing import RoutingTable
 
 MAX_PARTIES = 200  # DisputeReported's own limits: a case gathering reports stays a valid report
@@ -81,7 +81,10 @@ def take_report(
     placement = place(triaged, own, matter, now, timedelta(days=table.cases.reopen_within_days))
     case = placement.case
     if placement.action == "new_case":
-        return dispatch(triaged, None, [], now, table, calendar, disclosure, routing, holidays)
+        effects = dispatch(triaged, None, [], now, table, calendar, disclosure, routing, holidays)
+        if triaged.cause == "reported":  # a reassessment is no report: nobody reported anything again
+            effects.reports.append(taken(triaged, triaged.dispute_id, "new"))
+        return effects
     if placement.action == "attempt" and placement.matched_by is None:  # a reassessment, as ever
         return dispatch(triaged, case.dispute, list(case.open_orders), now, table, calendar, disclosure, routing, holidays)
     if placement.action == "attempt":
@@ -91,9 +94,17 @@ def take_report(
         effects = joined(triaged, placement, disclosure, now)
     else:
         effects = reopened(triaged, placement, now)
+    outcome = next(e.outcome for e in effects.events if e.kind == "reported_again")
+    effects.reports.append(taken(triaged, case.dispute.dispute_id, outcome))
     if placement.matched_by == "same_matter":
         effects.aliases[triaged.dispute_id] = case.dispute.dispute_id
     return effects
+
+
+def taken(triaged: DisputeTriaged, case_id: str, outcome: str) -> ReportTaken:
+    """Record a report taken into a case by its figures alone: no party, no description."""
+    report = triaged.report
+    return ReportTaken(triaged.source_event_id, case_id, triaged.dispute_id, report.source, report.reported_at, outcome)
 
 
 def place(triaged: DisputeTriaged, own: Case | None, matter: list[Case], now: datetime, reopen_within: timedelta) -> Placement:

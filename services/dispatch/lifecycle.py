@@ -66,6 +66,18 @@ class Dispute:
     resolved_at: datetime | None = None  # when its current attempt was resolved; None while it is open
 
 
+@dataclass(frozen=True)
+class ReportTaken:
+    """A report dispatch took, as figures only: which case it went to and what it did there (new, joined, regraded...)."""
+
+    event_id: str  # the report's own event id, as dispatch deduplicates its gradings
+    case_id: str
+    dispute_id: str  # the id it was reported under: the case's, or another platform's
+    source: str
+    reported_at: datetime
+    outcome: str  # new, or one of schemas.workorders.ReportOutcome
+
+
 @dataclass
 class Effects:
     """Everything one input changes: rows to write and records to publish."""
@@ -78,6 +90,7 @@ class Effects:
     notices: list[Notice] = field(default_factory=list)  # on the departments' own topics
     # A dispute id reported under another platform's id → the case it joined.
     aliases: dict[str, str] = field(default_factory=dict)
+    reports: list[ReportTaken] = field(default_factory=list)  # the reports taken, for "reports received" vs cases
 
     def merge(self, other: "Effects") -> None:
         """Add another input's effects; later state of the same row wins."""
@@ -88,6 +101,7 @@ class Effects:
         self.reassessments.extend(other.reassessments)
         self.notices.extend(other.notices)
         self.aliases.update(other.aliases)
+        self.reports.extend(other.reports)
 
 
 # Refusals that say the sender may not speak of the order at all: dead-lettered for the operators, never answered on

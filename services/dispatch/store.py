@@ -1,7 +1,8 @@
 """Dispatch's own store: disputes, work orders, processed event ids, pinned routings and parked updates, migrated with Alembic at start.
 
 Personal data lives only in each dispute's report (and, for at most `park_seconds`, in parked updates' notes):
-`purge` erases a report once its dispute has been settled for the retention.
+`purge` erases a report once its dispute has been settled for the retention. The reports taken hold figures only
+(ids, channel, date, outcome), so retention leaves them: the statistics report counts reports received from them.
 """
 
 from collections.abc import Callable, Mapping
@@ -52,6 +53,19 @@ case_aliases = Table(
     metadata,
     Column("dispute_id", String(64), primary_key=True),
     Column("case_id", String(64), nullable=False),
+)
+# Every report dispatch took, by the id of its report (its gradings are deduplicated by that id): the case it went to
+# and what it did there. Figures only, never personal data, so kept whatever the retention: reports received vs cases.
+reports_taken = Table(
+    "dispatch_reports",
+    metadata,
+    Column("event_id", String(120), primary_key=True),
+    Column("case_id", String(64), nullable=False),
+    Column("dispute_id", String(64), nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("reported_at", DateTime(timezone=True), nullable=False),
+    Column("outcome", String(16), nullable=False),  # new, joined, regraded, reopened or renewed
+    Index("ix_dispatch_reports_case", "case_id"),
 )
 # The hourly retention pass reads only disputes not yet erased: after years they are the few.
 kept_disputes = Index(
@@ -318,6 +332,11 @@ class DispatchStore:
         ]
         await insert_rows(connection, orders, new)
         await insert_ignoring_duplicates(connection, case_aliases, [{"dispute_id": d, "case_id": c} for d, c in effects.aliases.items()])
+        await insert_ignoring_duplicates(connection, reports_taken, [
+            {"event_id": r.event_id, "case_id": r.case_id, "dispute_id": r.dispute_id, "source": r.source, "reported_at": utc(r.reported_at),
+             "outcome": r.outcome}
+            for r in effects.reports
+        ])
         hashes = hashes or {}
         await insert_ignoring_duplicates(
             connection, processed, [{"event_id": e, "processed_at": utc(now), "content_hash": hashes.get(e)} for e in done]

@@ -10,7 +10,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from services.report import names as N
-from services.report.store import DisputeRow, OrderRow, ResolutionRow, Rows
+from services.report.store import DisputeRow, OrderRow, ReportRow, ResolutionRow, Rows
 
 OPEN = ("issued", "accepted", "in_progress")  # as services.dispatch.lifecycle.OPEN, without importing dispatch's decisions
 VIOLENCE = ("violence_threat", "weapon_involved", "self_harm_threat")
@@ -99,7 +99,10 @@ def _at(day: date, tz) -> datetime:
 
 
 def scoped(rows: Rows, scope: Scope) -> Rows:
-    """Keep the disputes reported in the period, in the area and (with a department) worked on by it, and all their rows."""
+    """Keep the disputes reported in the period, in the area and (with a department) worked on by it, and all their rows.
+
+    A case's reports go with it, whatever their own dates: reports received and cases then count the same quarrels.
+    """
     def inside(d: DisputeRow) -> bool:
         return (
             (scope.start is None or d.reported_at >= scope.start) and (scope.end is None or d.reported_at < scope.end)
@@ -114,6 +117,7 @@ def scoped(rows: Rows, scope: Scope) -> Rows:
     return replace(
         rows, disputes=disputes, orders=[o for o in rows.orders if o.dispute_id in kept], timers=[t for t in rows.timers if t.dispute_id in kept],
         resolutions=[r for r in rows.resolutions if r.dispute_id in kept], results=[r for r in rows.results if r.dispute_id in kept],
+        reports=[r for r in rows.reports if r.case_id in kept],
     )
 
 
@@ -172,6 +176,11 @@ def compute(rows: Rows, scope: Scope, generated_at: str = "") -> Report:
     figures = [
         Figure("disputes", "受理矛盾纠纷 disputes (cases)", len(disputes), "count",
                "期内上报并受理的矛盾纠纷件数（一事一案：同一纠纷多渠道上报只计一件，两网融一网）。Cases reported in the period, one per dispute."),
+        Figure("reports_received", "收到上报 reports received", len(rows.reports), "count",
+               "这些案件收到的全部上报，含多渠道重复上报和再次上报（按案件首次上报时间归期）；收到上报 − 受理 = 并入已有案件的上报。"
+               "Every report taken for these cases, duplicates and re-reports included."),
+        Figure("reports_joined", "并入已有案件 joined existing cases", sum(r.outcome != "new" for r in rows.reports), "count",
+               "并入已有案件、不另立案的上报（同号再报、他平台同一纠纷、升级重派、办结后反弹重开）。Reports that went to a case already held."),
         Figure("orders", "派发工单 work orders", len(orders), "count", "为这些纠纷派发的工单数（含重新分级、退回后重派）。Work orders issued for them."),
         Figure("settled", "办结 disputes settled", len(settled), "count", "当前一轮的牵头工单全部办结的纠纷。Disputes whose current lead orders are all resolved."),
         Figure("closure_rate", "办结率 closure rate (cases)", rate(len(settled), len(disputes)), "rate", "办结率 = 办结件数 ÷ 受理件数（按案件）。Settled ÷ received."),
@@ -205,6 +214,7 @@ def compute(rows: Rows, scope: Scope, generated_at: str = "") -> Report:
     tables = [
         dimension("by_category", "按纠纷类别 by category", lambda d: d.category, lambda k: N.named(N.CATEGORIES, k), "纠纷类别取自上报时的类别。Category as reported."),
         dimension("by_source", "按上报渠道 by source", lambda d: d.source, lambda k: N.named(N.SOURCES, k), "上报渠道（警格、网格、热线、智慧门牌……）。Intake channel."),
+        _channel_table(rows.reports),
         dimension("by_level", "按分级分流 by level and tier", lambda d: d.level, lambda k: f"{N.LEVELS[k]} · {N.TIERS[k]}",
                   "当前分级（一级就地化解、二级调解室、三级会商研判），重新分级后按最新等级计。Current level and its tier."),
         dimension("by_area", "按区域 by area", _area_key(scope), str, "事发地所在区域（县、乡镇、村社区）。Where the dispute happened."),
@@ -241,6 +251,15 @@ def _dimension_table(disputes: list[DisputeRow], settled: set[str], resolved: di
         return Table(key, title, _DIMENSION_COLUMNS, rows, "disputes",
                      definition + " 办结率 = 办结 ÷ 受理；调解成功率 = 未经调解失败的化解 ÷ 化解。")
     return table
+
+
+def _channel_table(reports: list[ReportRow]) -> Table:
+    received = Counter(r.source for r in reports)
+    opened = Counter(r.source for r in reports if r.outcome == "new")
+    rows = [[s, N.named(N.SOURCES, s), received[s], opened[s], received[s] - opened[s]] for s in received]
+    rows.sort(key=lambda r: (-r[2], r[0]))
+    return Table("reports_by_source", "收到上报（按渠道）reports received by channel", ["key", "name", "reports", "cases_opened", "joined"], rows,
+                 "reports", "每条上报按其自身渠道计：立案 = 开启新案件的上报；并案 = 并入已有案件的上报。Each report by its own channel.")
 
 
 def _department_table(orders: list[OrderRow], breached: set[str], resolutions: list[ResolutionRow]) -> Table:

@@ -29,6 +29,9 @@ COLUMN_NAMES = {
     "count": "次数 count",
     "score": "满意度 score",
     "results": "回访结果 results",
+    "reports": "收到上报 reports",
+    "cases_opened": "立案 cases opened",
+    "joined": "并案 joined cases",
 }
 RATE_COLUMNS = {"closure_rate", "mediation_success_rate", "order_closure_rate", "deadline_met_rate"}
 

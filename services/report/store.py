@@ -6,7 +6,7 @@ history) are kept from it, the description and the parties never leave this modu
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, select
@@ -56,6 +56,16 @@ class OrderRow:
 
 
 @dataclass(frozen=True)
+class ReportRow:
+    """One report dispatch took: the case it went to, its channel and date, and what it did there (new, joined...)."""
+
+    case_id: str
+    source: str
+    reported_at: datetime
+    outcome: str
+
+
+@dataclass(frozen=True)
 class ResolutionRow:
     """One resolved attempt as follow-up counts it for 调解成功率."""
 
@@ -94,6 +104,7 @@ class Rows:
     resolutions: list[ResolutionRow]
     timers: list[TimerRow]
     results: list[ResultRow]
+    reports: list[ReportRow] = field(default_factory=list)
 
 
 def dispute_row(dispute_id: str, attempt: int, level: int, urgency: str, report_json: str, history_json: str) -> DisputeRow:
@@ -131,7 +142,12 @@ async def load_rows(dispatch: AsyncEngine, followup: AsyncEngine, since: datetim
         if since is not None:
             order_query = order_query.where(d_orders.c.dispute_id.in_(select(query.subquery().c.dispute_id)))
         orders = [OrderRow(r[0], r[1], r[2], r[3], r[4], r[5], aware(r[6]), aware(r[7])) for r in await connection.execute(order_query)]
-    wanted = {d.dispute_id for d in disputes}
+        taken = dispatch_store.reports_taken
+        report_query = select(taken.c.case_id, taken.c.source, taken.c.reported_at, taken.c.outcome)
+        if since is not None:
+            report_query = report_query.where(taken.c.case_id.in_(select(query.subquery().c.dispute_id)))
+        wanted = {d.dispute_id for d in disputes}
+        reports = [ReportRow(r[0], r[1], aware(r[2]), r[3]) for r in await connection.execute(report_query) if r[0] in wanted]
     f_orders, f_resolutions, f_timers, f_results = followup_store.orders, followup_store.resolutions, followup_store.timers, followup_store.results
     resolution_query = select(f_resolutions.c.dispute_id, f_resolutions.c.attempt, f_resolutions.c.department, f_resolutions.c.failed_mediations)
     timer_query = select(f_timers.c.dispute_id, f_timers.c.kind, f_timers.c.work_order_id, f_timers.c.department, f_timers.c.state)
@@ -148,4 +164,4 @@ async def load_rows(dispatch: AsyncEngine, followup: AsyncEngine, since: datetim
         resolutions = [ResolutionRow(*row) for row in await connection.execute(resolution_query) if row[0] in wanted]
         timers = [TimerRow(*row) for row in await connection.execute(timer_query) if row[0] in wanted]
         results = [ResultRow(row[0], row[1], bool(row[2])) for row in await connection.execute(result_query) if row[0] in wanted]
-    return Rows(disputes, orders, resolutions, timers, results)
+    return Rows(disputes, orders, resolutions, timers, results, reports)

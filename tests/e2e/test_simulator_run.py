@@ -76,7 +76,12 @@ def test_a_short_run_closes_the_loop_and_its_report_agrees_with_the_metrics(tmp_
 
     # The run wrote the statistics report of its own stores, and said where.
     assert f"{tmp_path / 'run' / 'report.html'}" in finished.stdout.replace("\n", "")
-    assert "调解成功率" in (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    page = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    assert "调解成功率" in page
+    # The statistics report, from dispatch's store, received every report the simulator sent, and counts each case once.
+    shown = {key: int(value.replace(",", "")) for key, value in re.findall(r'data-figure="(\w+)"><div class="name">[^<]*</div><div class="value">([\d,]+)<', page)}
+    assert (shown["reports_received"], shown["disputes"]) == (report["reports_received"], report["cases"])
+    assert shown["reports_joined"] == report["reports_received"] - report["cases"] > 0
 
     # No personal data in anything the run wrote besides the topics: logs, exported metrics, the report, console.
     written = {path.name: path.read_text(encoding="utf-8", errors="replace") for path in (tmp_path / "run").glob("*.*") if path.suffix in (".log", ".metrics", ".html")}

@@ -114,6 +114,7 @@ async def _counts(dispatch_url: str, followup_url: str, now) -> dict:
             count = lambda *where: c.scalar(select(func.count()).select_from(o).where(*where))  # noqa: E731
             counts = {
                 "disputes": await c.scalar(select(func.count()).select_from(dispatch_tables.disputes)),
+                "reports": await c.scalar(select(func.count()).select_from(dispatch_tables.reports_taken)),
                 "orders": await count(),
                 "resolved_orders": await count(o.c.status == "resolved"),
                 "escalations": await count(o.c.status == "returned") + await count(o.c.status == "mediation_failed", o.c.role == "lead"),
@@ -152,6 +153,8 @@ async def test_the_report_counts_what_the_stores_hold(stores):
     value = lambda key: report.figure(key).value  # noqa: E731
 
     assert value("disputes") == counts["disputes"] == DISPUTES
+    # One report a case: the failed mediations graded again are reassessments, not reports.
+    assert (value("reports_received"), value("reports_joined")) == (counts["reports"], 0) == (DISPUTES, 0)
     for key in ("orders", "escalations", "overdue_open", "sla_warnings", "sla_breaches", "revisits_due", "revisits_done", "rebounds"):
         assert value(key) == counts[key], key
     assert value("order_closure_rate") == pytest.approx(counts["resolved_orders"] / counts["orders"])
@@ -201,6 +204,7 @@ async def test_the_report_of_an_area_a_department_or_a_period_counts_only_those_
         # the stores are read from a little before it, for report dates running ahead of the service's clock.
         expected = sum(r["reported_at"] >= "2026-03-03T00:00:00+08:00" for r, _ in rows)
     assert 0 < narrowed.figure("disputes").value == expected < whole.figure("disputes").value, where
+    assert narrowed.figure("reports_received").value == expected, where  # a case's reports go with it
 
 
 async def test_the_command_writes_html_csv_and_json_without_personal_data(stores, tmp_path):
@@ -213,7 +217,7 @@ async def test_the_command_writes_html_csv_and_json_without_personal_data(stores
         assert outcome.exit_code == 0, outcome.output
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert "2026年3月" in page and "调解成功率" in page
-    assert {p.name for p in (tmp_path / "csv").iterdir()} >= {"summary.csv", "by_category.csv", "by_department.csv"}
+    assert {p.name for p in (tmp_path / "csv").iterdir()} >= {"summary.csv", "by_category.csv", "by_department.csv", "reports_by_source.csv"}
     assert json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["figures"][0]["value"] == DISPUTES
     written = page + (tmp_path / "r.json").read_text(encoding="utf-8") + "".join(p.read_text(encoding="utf-8-sig") for p in (tmp_path / "csv").iterdir())
     # The parties' names, phones, ID numbers and the description of the sample report never reach the report.
@@ -271,11 +275,22 @@ async def test_a_dispute_reported_through_three_channels_counts_once(database_ur
     await followup_processor(followup_engine, ManualClock(NOW), Published()).on_events(events)
     try:
         report = await build_report(database_url, followup_url, Scope(NOW + timedelta(days=1)))
+        # The command's own JSON says the same: its figures are what the page and the CSV files show.
+        outcome = await asyncio.to_thread(CliRunner().invoke, app, [
+            "report", "--dispatch-db", database_url, "--followup-db", followup_url, "--format", "json", "-o", str(tmp_path / "r.json"),
+        ])
+        assert outcome.exit_code == 0, outcome.output
     finally:
         await dispatch_engine.dispose()
         await followup_engine.dispose()
     value = lambda key: report.figure(key).value  # noqa: E731
-    assert (received, value("disputes")) == (14, 6)  # reports received vs cases
+    written = {f["key"]: f["value"] for f in json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["figures"]}
+    assert (received, value("reports_received"), value("disputes")) == (14, 14, 6)  # reports received vs cases
+    assert (written["reports_received"], written["disputes"], written["reports_joined"]) == (14, 6, 8)
+    # Each report by its own channel: (received, cases it opened, joined to a case held).
+    assert {row[0]: tuple(row[2:]) for row in report.table("reports_by_source").rows} == {
+        "police_110": (6, 2, 4), "hotline_12345": (4, 0, 4), "grid_app": (2, 2, 0), "door_qr": (2, 2, 0),
+    }
     assert {o.dispute_id for o in published.orders()} == {c.dispute_id for c in cases}  # no order under the hotline's ids
     assert value("settled") == 3 and value("closure_rate") == pytest.approx(3 / 6)
     assert value("mediation_success_rate") == 1.0  # three resolved, each once, none after a failure

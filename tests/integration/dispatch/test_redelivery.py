@@ -10,10 +10,10 @@ from schemas.workorders import WorkOrderIssued, WorkOrderUpdate
 from services.dispatch.calendar import SHIPPED_HOLIDAYS
 from services.dispatch.disclosure import DEFAULT_DISCLOSURE
 from services.dispatch.routing import DEFAULT_ROUTING
-from services.dispatch.store import orders
+from services.dispatch.store import orders, reports_taken
 from tests.support.pipelines import DISPATCH_NOW as NOW
 from tests.support.pipelines import Published, Record, dispatch_pipeline
-from tests.support.samples import TRIAGED
+from tests.support.samples import TRIAGED, graded
 
 
 def edited(path, replacements: list[tuple[str, str]]) -> str:
@@ -145,3 +145,42 @@ async def test_a_new_attempt_is_routed_by_the_table_in_use(database_url):
         assert [(o.disclosure, o.parties[0].name, o.parties[0].phone) for o in leads] == [("2026.12.2", "张**", "139****0002")]
     finally:
         await engine.dispose()
+
+
+# The same dispute reported again through 110 under its own id, at the same grade: it joins its case.
+BY_110 = graded(TRIAGED.report.model_copy(update={"event_id": "evt-110", "source": "police_110"}), "tri-110")
+
+
+def _reports() -> list[Record]:
+    return [Record("disputes.triaged", t.to_bytes(), offset=n) for n, t in enumerate((TRIAGED, BY_110))]
+
+
+async def _twice_in_one_batch(processor, published) -> None:
+    await processor.on_triaged(_reports() + _reports())
+
+
+async def _again_after_the_commit(processor, published) -> None:
+    await processor.on_triaged(_reports())
+    await processor.on_triaged(_reports())
+
+
+async def _again_after_a_crash_before_the_commit(processor, published) -> None:
+    fail_next_write(processor, published, CRASH, [])
+    with pytest.raises(RuntimeError):
+        await processor.on_triaged(_reports())
+    await processor.on_triaged(_reports())
+
+
+@pytest.mark.parametrize("deliver", [_twice_in_one_batch, _again_after_the_commit, _again_after_a_crash_before_the_commit])
+async def test_a_redelivered_report_is_recorded_once(database_url, deliver):
+    """Record each report taken once, however often its grading is delivered: reports received count reports, not deliveries."""
+    processor, published, engine = await dispatch_pipeline(database_url)
+    try:
+        await deliver(processor, published)
+        async with engine.connect() as connection:
+            taken = reports_taken.c
+            rows = (await connection.execute(select(taken.event_id, taken.case_id, taken.source, taken.outcome).order_by(taken.event_id))).all()
+    finally:
+        await engine.dispose()
+    case = TRIAGED.dispute_id
+    assert [tuple(row) for row in rows] == [(TRIAGED.source_event_id, case, TRIAGED.report.source, "new"), ("evt-110", case, "police_110", "joined")]
