@@ -122,3 +122,21 @@ async def test_disputes_stored_before_the_retention_migration_are_kept_and_then_
             assert (await store.reports(connection, [SETTLED.dispute_id]))[SETTLED.dispute_id] == SETTLED
     finally:
         await engine.dispose()
+
+
+async def test_cases_stored_before_reports_were_recorded_count_their_first_report(database_url):
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade_to("0006"))
+            await connection.execute(
+                text("INSERT INTO dispatch_disputes (dispute_id, attempt, level, urgency, report, history) VALUES (:d, 1, 3, 'urgent', :r, '{}')"),
+                {"d": SETTLED.dispute_id, "r": SETTLED.to_bytes().decode()},
+            )
+        await DispatchStore(engine).migrate()
+        async with engine.connect() as connection:
+            rows = (await connection.execute(text("SELECT event_id, case_id, dispute_id, source, outcome FROM dispatch_reports"))).all()
+    finally:
+        await engine.dispose()
+    key = SETTLED.dispute_id
+    assert [tuple(r) for r in rows] == [(SETTLED.event_id, key, key, SETTLED.source, "new")]

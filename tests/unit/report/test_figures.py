@@ -9,7 +9,7 @@ import pytest
 
 from services.report.figures import CHINA, Scope, compute, period, rate, settled_disputes
 from services.report.render import as_json, bar_chart, formatted, html, write_csv
-from services.report.store import DisputeRow, OrderRow, ResolutionRow, ResultRow, Rows, TimerRow, dispute_row
+from services.report.store import DisputeRow, OrderRow, ReportRow, ResolutionRow, ResultRow, Rows, TimerRow, dispute_row
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=timezone.utc)
 T0 = datetime(2026, 11, 10, 2, tzinfo=timezone.utc)
@@ -102,22 +102,30 @@ WORLD = Rows(
         TimerRow("d", "revisit", None, "governance_centre", "pending"),
     ],
     results=[ResultRow("a", 5, False), ResultRow("c", 2, True)],
+    # a joined by the hotline under another id and c regraded by a 110 call, both a month later: they go with their cases.
+    reports=[
+        ReportRow("a", "police_110", T0, "new"), ReportRow("a", "hotline_12345", T0 + timedelta(days=30), "joined"),
+        ReportRow("b", "grid_app", T0 + timedelta(days=25), "new"), ReportRow("c", "grid_app", T0, "new"),
+        ReportRow("c", "police_110", T0 + timedelta(days=30), "regraded"), ReportRow("d", "grid_app", T0, "new"),
+    ],
 )
 
 
-@pytest.mark.parametrize(("scope", "disputes", "orders"), [
-    (Scope(NOW), 4, 7),
-    (Scope(NOW, *period(month="2026-11")[:2]), 3, 6),  # b was reported in December
-    (Scope(NOW, *period(month="2026-10")[:2]), 0, 0),
-    (Scope(NOW, *period(start=date(2026, 11, 2), end=date(2026, 11, 30))[:2]), 2, 4),  # d was reported on 1 November
-    (Scope(NOW, town="店口镇"), 1, 1),
-    (Scope(NOW, county="诸暨市", town="枫桥镇", community="枫源村"), 3, 6),
-    (Scope(NOW, department="women_federation"), 1, 1),
-    (Scope(NOW, department="governance_centre"), 1, 1),
+@pytest.mark.parametrize(("scope", "disputes", "orders", "reports", "joined"), [
+    (Scope(NOW), 4, 7, 6, 2),
+    (Scope(NOW, *period(month="2026-11")[:2]), 3, 6, 5, 2),  # b was reported in December
+    (Scope(NOW, *period(month="2026-10")[:2]), 0, 0, 0, 0),
+    (Scope(NOW, *period(start=date(2026, 11, 2), end=date(2026, 11, 30))[:2]), 2, 4, 4, 2),  # d was reported on 1 November
+    (Scope(NOW, town="店口镇"), 1, 1, 1, 0),
+    (Scope(NOW, county="诸暨市", town="枫桥镇", community="枫源村"), 3, 6, 5, 2),
+    (Scope(NOW, department="women_federation"), 1, 1, 2, 1),
+    (Scope(NOW, department="governance_centre"), 1, 1, 1, 0),
 ])
-def test_the_scope_keeps_the_cases_reported_in_the_period_area_and_department(scope, disputes, orders):
+def test_the_scope_keeps_the_cases_reported_in_the_period_area_and_department(scope, disputes, orders, reports, joined):
     report = compute(WORLD, scope)
     assert (report.figure("disputes").value, report.figure("orders").value) == (disputes, orders)
+    # A case's reports count with it, whenever they came: received − cases = joined.
+    assert (report.figure("reports_received").value, report.figure("reports_joined").value) == (reports, joined)
 
 
 # ---- every headline figure ------------------------------------------------------------------------------------------
