@@ -79,7 +79,8 @@ def test_a_short_run_closes_the_loop_and_its_report_agrees_with_the_metrics(tmp_
     page = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
     assert "调解成功率" in page
     # The statistics report, from dispatch's store, received every report the simulator sent, and counts each case once.
-    shown = {key: int(value.replace(",", "")) for key, value in re.findall(r'data-figure="(\w+)"><div class="name">[^<]*</div><div class="value">([\d,]+)<', page)}
+    cards = re.findall(r'data-figure="(\w+)"><div class="name">[^<]*</div><div class="value">([\d,]+)<', page)
+    shown = {key: int(value.replace(",", "")) for key, value in cards}
     assert (shown["reports_received"], shown["disputes"]) == (report["reports_received"], report["cases"])
     assert shown["reports_joined"] == report["reports_received"] - report["cases"] > 0
 
