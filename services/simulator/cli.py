@@ -23,7 +23,7 @@ def _progress(simulation: Any, stack: Any) -> Table:
     seen = simulation.observed
     table = Table(title=f"Fengqiao 排查—上报—处置—反馈 · simulated {simulation.clock.now():%Y-%m-%d %H:%M}", show_header=False)
     rows = [
-        ("reported 上报", len(seen.reported)),
+        ("disputes reported 上报 (ids)", len(seen.reported)),
         ("triaged 分级", f"{len(seen.triaged)}  (level 1/2/3: {', '.join(str(sum(t.level == n for t in seen.triaged.values())) for n in (1, 2, 3))})"),
         ("work orders 工单", len(seen.orders)),
         ("disputes resolved 化解", len(seen.resolved)),
