@@ -96,30 +96,41 @@ def employer_keys(report: DisputeReported, hasher: Hasher, spec: CorrelationSpec
     }
 
 
-def matter_keys(report: DisputeReported, identifiers: dict[str, set[str]], spec: CorrelationSpec) -> set[str]:
-    """Hash each party identifier the rules name with the fields they name: these people, about this, in this place."""
-    # The party keys are keyed HMACs already: a plain hash of one with the matter reveals nothing more, for less
-    # than a second HMAC costs (measured in process: 1,950 -> 2,070 reports/s).
-    criteria = spec.same_matter
+def place_of(report: DisputeReported) -> str:
+    """Name the report's community as same-matter compares it: county, town and community, each folded."""
     region = report.region
-    category = report.category if "category" in criteria.same else ""
-    place = f"{normalise_name(region.county)}/{normalise_name(region.town)}/{normalise_name(region.community)}" if "community" in criteria.same else ""
-    # The default criteria hash what they did before they were configurable, so the store's sightings still match;
-    # other criteria leave a field empty, so their keys never meet another configuration's.
-    matter = f"|{category}|{place}".encode()
-    keys = set().union(*(identifiers[name] for name in criteria.identifiers))
-    return {hashlib.blake2b(key.encode() + matter, digest_size=32).hexdigest() for key in keys}
+    return f"{normalise_name(region.county)}/{normalise_name(region.town)}/{normalise_name(region.community)}"
+
+
+def matter_suffix(category: str, place: str, spec: CorrelationSpec) -> str:
+    """Return what the rules' same-matter fields add to a party key to name a matter: `|category|place`, a field left empty where not compared."""
+    same = spec.same_matter.same
+    return f"|{category if 'category' in same else ''}|{place if 'community' in same else ''}"
+
+
+def matter_keys(identifiers: dict[str, set[str]], category: str, place: str, spec: CorrelationSpec) -> frozenset[str]:
+    """Name each matter of a report: each party key of the identifiers the rules name, with the fields they name."""
+    suffix = matter_suffix(category, place, spec)
+    return frozenset(key + suffix for name in spec.same_matter.identifiers for key in identifiers[name])
+
+
+def legacy_matter_key(matter: str) -> str:
+    """Return the key a matter was stored under before party sightings carried their category and place."""
+    # What `matter_keys` hashed then, so a store upgraded within the same-matter window still finds its matters.
+    return hashlib.blake2b(matter.encode(), digest_size=32).hexdigest()
 
 
 # Sightings and probes are named tuples rather than frozen dataclasses: a report makes a dozen of them, and a tuple
 # is made in a third of the time.
 class Sighting(NamedTuple):
-    """A hashed identifier seen in a dispute at a time."""
+    """A hashed identifier seen in a dispute at a time; a party's with the dispute's category and place (its matter)."""
 
     kind: str
     key: str
     dispute_id: str
     reported_at: datetime
+    category: str | None = None
+    place: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,27 +142,33 @@ class Subject:
     reported_at: datetime
     parties: frozenset[str]
     employers: frozenset[str]
+    # A matter is a party key and the `matter_suffix` of the rules' fields: the same string names the same matter.
     matters: frozenset[str] = frozenset()
+    category: str = ""
+    place: str = ""
 
     def sightings(self) -> list[Sighting]:
-        """Return what this report adds to the store."""
-        return (
-            [Sighting(PARTY, k, self.dispute_id, self.reported_at) for k in self.parties]
-            + [Sighting(EMPLOYER, k, self.dispute_id, self.reported_at) for k in self.employers]
-            + [Sighting(MATTER, k, self.dispute_id, self.reported_at) for k in self.matters]
-        )
+        """Return what this report adds to the store: its parties, each with its category and place, and its employers."""
+        # The matter rides on the party's row rather than a row of its own: half the rows to write, and writing them,
+        # each on a random page of the key's B-tree, was the largest cost of a report.
+        return [Sighting(PARTY, k, self.dispute_id, self.reported_at, self.category, self.place) for k in self.parties] + [
+            Sighting(EMPLOYER, k, self.dispute_id, self.reported_at) for k in self.employers
+        ]
 
 
 def subject_of(event_id: str, report: DisputeReported, hasher: Hasher, spec: CorrelationSpec) -> Subject:
     """Prepare a report for correlation."""
     identifiers = identifier_keys(report, hasher)
+    place = place_of(report)
     return Subject(
         event_id,
         report.dispute_id,
         report.reported_at,
         frozenset().union(*identifiers.values()),
         frozenset(employer_keys(report, hasher, spec)),
-        frozenset(matter_keys(report, identifiers, spec)),
+        matter_keys(identifiers, report.category, place, spec),
+        report.category,
+        place,
     )
 
 
@@ -170,6 +187,20 @@ class Probe(NamedTuple):
     event_id: str
     kind: str
     key: str
+    since: datetime
+    until: datetime
+    dispute_id: str
+    limit: int
+
+
+class MatterProbe(NamedTuple):
+    """Which other disputes named this party with this category and place (None: not compared) in a window, at most `limit`."""
+
+    event_id: str
+    matter: str
+    party: str
+    category: str | None
+    place: str | None
     since: datetime
     until: datetime
     dispute_id: str
@@ -240,7 +271,7 @@ def _others(subject: Subject, kind: str, key: str, window: timedelta, seen: dict
     return (batch | (in_store or frozenset())) - {subject.dispute_id}
 
 
-def matter_probes(subjects: list[Subject], stored: Answers, spec: CorrelationSpec) -> list[Probe]:
+def matter_probes(subjects: list[Subject], stored: Answers, spec: CorrelationSpec) -> list[MatterProbe]:
     """Ask for the disputes of the same matter only where a party was seen before: most reports name new people.
 
     A same matter shares a party, so when its window is within the party window the party probes' answers (and
@@ -254,11 +285,16 @@ def matter_probes(subjects: list[Subject], stored: Answers, spec: CorrelationSpe
             for key in subject.parties:
                 disputes_naming[key].add(subject.dispute_id)
         maybe = [s for s in subjects if any(stored.get((s.event_id, PARTY, k)) or len(disputes_naming[k]) > 1 for k in s.parties)]
-    window = timedelta(days=spec.same_matter.window_days)
-    return [
-        Probe(s.event_id, MATTER, k, s.reported_at - window, s.reported_at, s.dispute_id, asked_per_party(spec))
-        for s in maybe for k in sorted(s.matters)
-    ]
+    window, limit, same = timedelta(days=spec.same_matter.window_days), asked_per_party(spec), spec.same_matter.same
+    found = []
+    for s in maybe:
+        suffix = matter_suffix(s.category, s.place, spec)
+        category, place = (s.category if "category" in same else None), (s.place if "community" in same else None)
+        found += [
+            MatterProbe(s.event_id, m, m[: -len(suffix)], category, place, s.reported_at - window, s.reported_at, s.dispute_id, limit)
+            for m in sorted(s.matters)
+        ]
+    return found
 
 
 def same_matter(subjects: list[Subject], stored: Answers, spec: CorrelationSpec) -> dict[str, tuple[str, ...]]:
