@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -228,47 +229,62 @@ def probes(subjects: list[Subject], spec: CorrelationSpec) -> list[Probe]:
     return found
 
 
+# Per kind, key -> (dispute, time) of the batch's earlier subjects.
+Seen = defaultdict[str, list[tuple[str, datetime]]]
+
+
 def correlate(subjects: list[Subject], stored: Answers, spec: CorrelationSpec) -> dict[str, frozenset[str]]:
     """Flag each subject from the store's answers to its probes and from the subjects before it in the same batch.
 
     `stored` maps (event id, kind, key) to other disputes the store holds in the window, the same matter's included
     (matter_probes). Windows run on the reports' own times, so a replay of last year's reports correlates as it did then.
     """
-    seen: dict[tuple[str, str], list[Sighting]] = defaultdict(list)
+    # One entry a subject and kind, kept apart per kind: no sighting made per key, nor a (kind, key) to look it up by.
+    parties: Seen = defaultdict(list)
+    employers: Seen = defaultdict(list)
+    matters: Seen = defaultdict(list)
     party_window = timedelta(days=spec.repeat_parties.window_days)
     wage_window = timedelta(days=spec.group_wage_risk.window_days)
     matter_window = timedelta(days=spec.same_matter.window_days)
     flags: dict[str, frozenset[str]] = {}
     for subject in subjects:
         found = set()
-        earlier = set().union(*(_others(subject, PARTY, key, party_window, seen, stored) for key in subject.parties))
+        earlier = _others(subject, PARTY, subject.parties, party_window, parties, stored)
         # The same quarrel reported again through another channel is one case (dispatch joins it), not its parties
         # quarrelling again: counted as a repeat it would grade L2-repeat and regrade a level-1 case it joins.
-        if earlier and earlier - set().union(*(_others(subject, MATTER, key, matter_window, seen, stored) for key in subject.matters)):
+        if earlier and earlier - _others(subject, MATTER, subject.matters, matter_window, matters, stored):
             found.add("repeat_parties")
         for key in subject.employers:
-            if len(_others(subject, EMPLOYER, key, wage_window, seen, stored) | {subject.dispute_id}) >= spec.group_wage_risk.min_disputes:
+            if len(_others(subject, EMPLOYER, (key,), wage_window, employers, stored)) + 1 >= spec.group_wage_risk.min_disputes:
                 found.add("group_wage_risk")
         flags[subject.event_id] = frozenset(found)
-        _remember(seen, subject, PARTY, subject.parties)
-        _remember(seen, subject, EMPLOYER, subject.employers)
-        _remember(seen, subject, MATTER, subject.matters)
+        _remember(parties, subject, subject.parties)
+        _remember(employers, subject, subject.employers)
+        _remember(matters, subject, subject.matters)
     return flags
 
 
-def _remember(seen: dict[tuple[str, str], list[Sighting]], subject: Subject, kind: str, keys: frozenset[str]) -> None:
+def _remember(seen: Seen, subject: Subject, keys: frozenset[str]) -> None:
     # Later subjects of the batch look only at the kinds their flags read: the others are not kept.
+    entry = (subject.dispute_id, subject.reported_at)
     for key in keys:
-        seen[kind, key].append(Sighting(kind, key, subject.dispute_id, subject.reported_at))
+        seen[key].append(entry)
 
 
-def _others(subject: Subject, kind: str, key: str, window: timedelta, seen: dict, stored: Answers) -> set[str]:
-    in_batch, in_store = seen.get((kind, key)), stored.get((subject.event_id, kind, key))
-    if not in_batch and not in_store:
-        return set()  # most keys are new people: no window to walk (measured: a fifth of triage's correlation time)
-    earliest = subject.reported_at - window
-    batch = {s.dispute_id for s in in_batch or () if earliest <= s.reported_at <= subject.reported_at}
-    return (batch | (in_store or frozenset())) - {subject.dispute_id}
+def _others(subject: Subject, kind: str, keys: Iterable[str], window: timedelta, seen: Seen, stored: Answers) -> set[str]:
+    """Return the other disputes that named any of these keys of a kind in the window: earlier in the batch or in the store."""
+    found: set[str] = set()
+    event_id, until = subject.event_id, subject.reported_at
+    for key in keys:
+        in_batch, in_store = seen.get(key), stored.get((event_id, kind, key))
+        # Most keys are new people: no window to walk (measured: a fifth of triage's correlation time).
+        if in_store:
+            found |= in_store
+        if in_batch:
+            earliest = until - window
+            found.update(dispute for dispute, at in in_batch if earliest <= at <= until)
+    found.discard(subject.dispute_id)
+    return found
 
 
 def matter_probes(subjects: list[Subject], stored: Answers, spec: CorrelationSpec) -> list[MatterProbe]:
@@ -302,11 +318,11 @@ def same_matter(subjects: list[Subject], stored: Answers, spec: CorrelationSpec)
 
     Sorted and bounded, so a redelivered batch names the same ones; which of them is a case is dispatch's to say.
     """
-    seen: dict[tuple[str, str], list[Sighting]] = defaultdict(list)
+    seen: Seen = defaultdict(list)
     window = timedelta(days=spec.same_matter.window_days)
     found: dict[str, tuple[str, ...]] = {}
     for subject in subjects:
-        others = set().union(*(_others(subject, MATTER, key, window, seen, stored) for key in subject.matters))
+        others = _others(subject, MATTER, subject.matters, window, seen, stored)
         found[subject.event_id] = tuple(sorted(others)[: spec.same_matter.max_candidates])
-        _remember(seen, subject, MATTER, subject.matters)
+        _remember(seen, subject, subject.matters)
     return found
