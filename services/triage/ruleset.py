@@ -230,7 +230,8 @@ def compile_detector(spec: DetectionSpec) -> detection.Detector:
         exclude = detection.either(shared + [detection.compile_pattern(x) for x in body.exclude])
         any_pattern = detection.either([p.regex for p in patterns])
         assert any_pattern is not None  # at least one pattern, by validation
-        flags.append(detection.FlagDetector(flag, patterns, any_pattern, exclude, body.threshold))
+        first = detection.first_characters([p.regex for p in patterns])
+        flags.append(detection.FlagDetector(flag, patterns, any_pattern, exclude, body.threshold, first))
     return detection.Detector(
         tuple(flags),
         detection.literal_alternation(spec.negation),
