@@ -161,6 +161,17 @@ def either(patterns: list[re.Pattern[str]]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{p.pattern})" for p in patterns)) if patterns else None
 
 
+def any_of(patterns: list[re.Pattern[str]]) -> re.Pattern[str]:
+    """Join a flag's patterns into one alternation that tries its branches only where a match can start."""
+    alternation = "|".join(f"(?:{p.pattern})" for p in patterns)
+    first = first_characters(patterns)
+    if first is None:
+        return re.compile(alternation)
+    # Python's re tries every branch at every position of the text; the lookahead, one class test in C, lets it try
+    # them only at the characters a match can start with (the four shipped flags: 11.8 -> 1.7 us a description).
+    return re.compile(f"(?=[{''.join(re.escape(c) for c in sorted(first))}])(?:{alternation})")
+
+
 @dataclass(frozen=True)
 class Pattern:
     """One compiled phrase pattern of a flag."""
@@ -180,9 +191,6 @@ class FlagDetector:
     any_pattern: re.Pattern[str]  # one pass over the whole text decides whether to look closer
     exclude: re.Pattern[str] | None
     threshold: float
-    # Every character a match can start with (None: not known): a text with none of them is not searched at all.
-    # Python's re tries each alternative at each position; most descriptions hold none of these characters.
-    first: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -247,7 +255,7 @@ def detect(text: str, detector: Detector) -> tuple[Detection, ...]:
     found: list[Detection] = []
     clauses: list[tuple[str, str]] | None = None
     for flag in detector.flags:
-        if (flag.first is not None and flag.first.isdisjoint(text)) or flag.any_pattern.search(text) is None:
+        if flag.any_pattern.search(text) is None:
             continue  # the common case: no pattern of this flag anywhere
         if clauses is None:
             # Each clause twice: as written, and with words that only look like negation (无法, 别人) masked.
