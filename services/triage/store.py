@@ -43,6 +43,8 @@ sightings = Table(
     Column("reported_at", DateTime(timezone=True), nullable=False),
     # A party's sighting also says what the dispute was about and where (its matter), so the same matter is found
     # among the party's sightings; other kinds leave them empty, as do sightings stored before these columns.
+    # The first report of a dispute sets them: a later event of the same dispute id naming another category or place
+    # adds no second matter (it did when each matter key was a row of its own; reassessments keep both fields).
     Column("category", String(64), nullable=True),
     Column("place", Text, nullable=True),
 )
