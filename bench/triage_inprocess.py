@@ -43,7 +43,8 @@ async def measure(count: int, folder: str) -> None:
         ConsumerRecord(DISPUTES_REPORTED, 0, n, 0, 0, r.dispute_id.encode(), r.to_bytes(), None, 0, 0, ())
         for n, r in enumerate(reports)
     ]
-    engine = create_engine(f"sqlite+aiosqlite:///{folder}/triage.db", checkpoints_elsewhere=True)
+    settings = TriageSettings(hmac_key="k" * 32)
+    engine = create_engine(f"sqlite+aiosqlite:///{folder}/triage.db", checkpoints_elsewhere=True, cache_mib=settings.sqlite_cache_mib)
     store, metrics, published = TriageStore(engine), TriageMetrics(CollectorRegistry()), []
     await store.create()
 
@@ -51,7 +52,7 @@ async def measure(count: int, folder: str) -> None:
         published.extend(outgoing)
 
     processor = TriageProcessor(
-        TriageSettings(hmac_key="k" * 32), KafkaSettings(), rules_holder(DEFAULT_RULES.read_text(encoding="utf-8"), metrics),
+        settings, KafkaSettings(), rules_holder(DEFAULT_RULES.read_text(encoding="utf-8"), metrics),
         store, publish, ManualClock(NOW), metrics, Readiness(), asyncio.Lock(),
     )
     gc.collect()

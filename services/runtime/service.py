@@ -95,7 +95,7 @@ def build_parts(name: str, settings: ServiceSettings, kafka: KafkaSettings, regi
         log_level=logging.DEBUG,  # FastStream logs every batch at its level; keep that out of INFO
     )
     url = settings.database_url or settings.sqlite_default(name)
-    engine = create_engine(url, checkpoints_elsewhere=True)
+    engine = create_engine(url, checkpoints_elsewhere=True, cache_mib=settings.sqlite_cache_mib)
     publisher = BatchPublisher(kafka, bootstrap, settings.publish_timeout_ms)
     return ServiceParts(name, kafka, registry, broker, engine, bootstrap, embedded, publisher, create_reader(url, engine))
 

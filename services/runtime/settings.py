@@ -122,6 +122,7 @@ class ServiceSettings(BaseSettings):
         description="SQLAlchemy async URL; unset means a SQLite file in data_dir",
     )
     data_dir: Path = Path("var")
+    sqlite_cache_mib: int | None = Field(None, ge=1, le=4096, description="SQLite's page cache per connection; unset keeps its 2 MB")
     http_host: str = "127.0.0.1"
     http_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
     group_id: str | None = None

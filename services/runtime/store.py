@@ -38,6 +38,10 @@ def _defer_checkpoints(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
 
 
+def _cache_pages(mebibytes: int, dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute(f"PRAGMA cache_size=-{1024 * mebibytes}")  # negative: in KiB, whatever the page size
+
+
 def _sqlite_file(url: str) -> str | None:
     """Return the file of a SQLite URL; None for other databases and SQLite in memory."""
     path = url.split("///", 1)[-1] if is_sqlite(url) else ""
@@ -63,10 +67,11 @@ def _store_times_as_sqlalchemy_does() -> None:
 _ENGINE_OPTIONS: dict[str, Any] = {"hide_parameters": True}
 
 
-def create_engine(url: str, checkpoints_elsewhere: bool = False) -> AsyncEngine:
+def create_engine(url: str, checkpoints_elsewhere: bool = False, cache_mib: int | None = None) -> AsyncEngine:
     """Create an async engine; for SQLite make the parent folder and tune the connection.
 
     `checkpoints_elsewhere`: the caller runs `checkpoint` on a reader, so this engine never does.
+    `cache_mib`: SQLite's page cache of each connection, instead of its 2 MB default; other databases ignore it.
     """
     if is_sqlite(url):
         _store_times_as_sqlalchemy_does()
@@ -77,6 +82,8 @@ def create_engine(url: str, checkpoints_elsewhere: bool = False) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         if path and checkpoints_elsewhere:
             event.listen(engine.sync_engine, "connect", _defer_checkpoints)
+        if cache_mib:
+            event.listen(engine.sync_engine, "connect", partial(_cache_pages, cache_mib))
         return engine
     return create_async_engine(url, pool_size=5, max_overflow=5, **_ENGINE_OPTIONS)
 

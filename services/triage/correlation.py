@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,11 +25,14 @@ class Hasher:
     def __init__(self, key: bytes):
         if len(key) < 16:
             raise ValueError("the correlation HMAC key must be at least 16 bytes")
-        self._key = key
+        # The key's pads are hashed once; each identifier continues a copy (1.5 -> 1.0 us an identifier).
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     def __call__(self, kind: str, value: str) -> str:
         """Hash one normalised identifier of a kind (id, phone, org)."""
-        return hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+        mac = self._keyed.copy()
+        mac.update(f"{kind}:{value}".encode())
+        return mac.hexdigest()
 
 
 # Reports name the same few places and employers over and over: each is folded once (about 1 us a name).
@@ -64,7 +68,8 @@ def employer_name(name: str) -> str:
 
 
 def _normalise_phone(phone: str) -> str:
-    digits = re.sub(r"[^0-9]", "", phone)
+    # Most phones are written as plain ASCII digits: nothing to remove, and no pattern to run.
+    digits = phone if phone.isascii() and phone.isdigit() else re.sub(r"[^0-9]", "", phone)
     return digits[2:] if digits.startswith("86") and len(digits) == 13 else digits
 
 
@@ -96,30 +101,41 @@ def employer_keys(report: DisputeReported, hasher: Hasher, spec: CorrelationSpec
     }
 
 
-def matter_keys(report: DisputeReported, identifiers: dict[str, set[str]], spec: CorrelationSpec) -> set[str]:
-    """Hash each party identifier the rules name with the fields they name: these people, about this, in this place."""
-    # The party keys are keyed HMACs already: a plain hash of one with the matter reveals nothing more, for less
-    # than a second HMAC costs (measured in process: 1,950 -> 2,070 reports/s).
-    criteria = spec.same_matter
+def place_of(report: DisputeReported) -> str:
+    """Name the report's community as same-matter compares it: county, town and community, each folded."""
     region = report.region
-    category = report.category if "category" in criteria.same else ""
-    place = f"{normalise_name(region.county)}/{normalise_name(region.town)}/{normalise_name(region.community)}" if "community" in criteria.same else ""
-    # The default criteria hash what they did before they were configurable, so the store's sightings still match;
-    # other criteria leave a field empty, so their keys never meet another configuration's.
-    matter = f"|{category}|{place}".encode()
-    keys = set().union(*(identifiers[name] for name in criteria.identifiers))
-    return {hashlib.blake2b(key.encode() + matter, digest_size=32).hexdigest() for key in keys}
+    return f"{normalise_name(region.county)}/{normalise_name(region.town)}/{normalise_name(region.community)}"
+
+
+def matter_suffix(category: str, place: str, spec: CorrelationSpec) -> str:
+    """Return what the rules' same-matter fields add to a party key to name a matter: `|category|place`, a field left empty where not compared."""
+    same = spec.same_matter.same
+    return f"|{category if 'category' in same else ''}|{place if 'community' in same else ''}"
+
+
+def matter_keys(identifiers: dict[str, set[str]], category: str, place: str, spec: CorrelationSpec) -> frozenset[str]:
+    """Name each matter of a report: each party key of the identifiers the rules name, with the fields they name."""
+    suffix = matter_suffix(category, place, spec)
+    return frozenset(key + suffix for name in spec.same_matter.identifiers for key in identifiers[name])
+
+
+def legacy_matter_key(matter: str) -> str:
+    """Return the key a matter was stored under before party sightings carried their category and place."""
+    # What `matter_keys` hashed then, so a store upgraded within the same-matter window still finds its matters.
+    return hashlib.blake2b(matter.encode(), digest_size=32).hexdigest()
 
 
 # Sightings and probes are named tuples rather than frozen dataclasses: a report makes a dozen of them, and a tuple
 # is made in a third of the time.
 class Sighting(NamedTuple):
-    """A hashed identifier seen in a dispute at a time."""
+    """A hashed identifier seen in a dispute at a time; a party's with the dispute's category and place (its matter)."""
 
     kind: str
     key: str
     dispute_id: str
     reported_at: datetime
+    category: str | None = None
+    place: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,27 +147,33 @@ class Subject:
     reported_at: datetime
     parties: frozenset[str]
     employers: frozenset[str]
+    # A matter is a party key and the `matter_suffix` of the rules' fields: the same string names the same matter.
     matters: frozenset[str] = frozenset()
+    category: str = ""
+    place: str = ""
 
     def sightings(self) -> list[Sighting]:
-        """Return what this report adds to the store."""
-        return (
-            [Sighting(PARTY, k, self.dispute_id, self.reported_at) for k in self.parties]
-            + [Sighting(EMPLOYER, k, self.dispute_id, self.reported_at) for k in self.employers]
-            + [Sighting(MATTER, k, self.dispute_id, self.reported_at) for k in self.matters]
-        )
+        """Return what this report adds to the store: its parties, each with its category and place, and its employers."""
+        # The matter rides on the party's row rather than a row of its own: half the rows to write, and writing them,
+        # each on a random page of the key's B-tree, was the largest cost of a report.
+        return [Sighting(PARTY, k, self.dispute_id, self.reported_at, self.category, self.place) for k in self.parties] + [
+            Sighting(EMPLOYER, k, self.dispute_id, self.reported_at) for k in self.employers
+        ]
 
 
 def subject_of(event_id: str, report: DisputeReported, hasher: Hasher, spec: CorrelationSpec) -> Subject:
     """Prepare a report for correlation."""
     identifiers = identifier_keys(report, hasher)
+    place = place_of(report)
     return Subject(
         event_id,
         report.dispute_id,
         report.reported_at,
         frozenset().union(*identifiers.values()),
         frozenset(employer_keys(report, hasher, spec)),
-        frozenset(matter_keys(report, identifiers, spec)),
+        matter_keys(identifiers, report.category, place, spec),
+        report.category,
+        place,
     )
 
 
@@ -170,6 +192,20 @@ class Probe(NamedTuple):
     event_id: str
     kind: str
     key: str
+    since: datetime
+    until: datetime
+    dispute_id: str
+    limit: int
+
+
+class MatterProbe(NamedTuple):
+    """Which other disputes named this party with this category and place (None: not compared) in a window, at most `limit`."""
+
+    event_id: str
+    matter: str
+    party: str
+    category: str | None
+    place: str | None
     since: datetime
     until: datetime
     dispute_id: str
@@ -197,50 +233,65 @@ def probes(subjects: list[Subject], spec: CorrelationSpec) -> list[Probe]:
     return found
 
 
+# Per kind, key -> (dispute, time) of the batch's earlier subjects.
+Seen = defaultdict[str, list[tuple[str, datetime]]]
+
+
 def correlate(subjects: list[Subject], stored: Answers, spec: CorrelationSpec) -> dict[str, frozenset[str]]:
     """Flag each subject from the store's answers to its probes and from the subjects before it in the same batch.
 
     `stored` maps (event id, kind, key) to other disputes the store holds in the window, the same matter's included
     (matter_probes). Windows run on the reports' own times, so a replay of last year's reports correlates as it did then.
     """
-    seen: dict[tuple[str, str], list[Sighting]] = defaultdict(list)
+    # One entry a subject and kind, kept apart per kind: no sighting made per key, nor a (kind, key) to look it up by.
+    parties: Seen = defaultdict(list)
+    employers: Seen = defaultdict(list)
+    matters: Seen = defaultdict(list)
     party_window = timedelta(days=spec.repeat_parties.window_days)
     wage_window = timedelta(days=spec.group_wage_risk.window_days)
     matter_window = timedelta(days=spec.same_matter.window_days)
     flags: dict[str, frozenset[str]] = {}
     for subject in subjects:
         found = set()
-        earlier = set().union(*(_others(subject, PARTY, key, party_window, seen, stored) for key in subject.parties))
+        earlier = _others(subject, PARTY, subject.parties, party_window, parties, stored)
         # The same quarrel reported again through another channel is one case (dispatch joins it), not its parties
         # quarrelling again: counted as a repeat it would grade L2-repeat and regrade a level-1 case it joins.
-        if earlier and earlier - set().union(*(_others(subject, MATTER, key, matter_window, seen, stored) for key in subject.matters)):
+        if earlier and earlier - _others(subject, MATTER, subject.matters, matter_window, matters, stored):
             found.add("repeat_parties")
         for key in subject.employers:
-            if len(_others(subject, EMPLOYER, key, wage_window, seen, stored) | {subject.dispute_id}) >= spec.group_wage_risk.min_disputes:
+            if len(_others(subject, EMPLOYER, (key,), wage_window, employers, stored)) + 1 >= spec.group_wage_risk.min_disputes:
                 found.add("group_wage_risk")
         flags[subject.event_id] = frozenset(found)
-        _remember(seen, subject, PARTY, subject.parties)
-        _remember(seen, subject, EMPLOYER, subject.employers)
-        _remember(seen, subject, MATTER, subject.matters)
+        _remember(parties, subject, subject.parties)
+        _remember(employers, subject, subject.employers)
+        _remember(matters, subject, subject.matters)
     return flags
 
 
-def _remember(seen: dict[tuple[str, str], list[Sighting]], subject: Subject, kind: str, keys: frozenset[str]) -> None:
+def _remember(seen: Seen, subject: Subject, keys: frozenset[str]) -> None:
     # Later subjects of the batch look only at the kinds their flags read: the others are not kept.
+    entry = (subject.dispute_id, subject.reported_at)
     for key in keys:
-        seen[kind, key].append(Sighting(kind, key, subject.dispute_id, subject.reported_at))
+        seen[key].append(entry)
 
 
-def _others(subject: Subject, kind: str, key: str, window: timedelta, seen: dict, stored: Answers) -> set[str]:
-    in_batch, in_store = seen.get((kind, key)), stored.get((subject.event_id, kind, key))
-    if not in_batch and not in_store:
-        return set()  # most keys are new people: no window to walk (measured: a fifth of triage's correlation time)
-    earliest = subject.reported_at - window
-    batch = {s.dispute_id for s in in_batch or () if earliest <= s.reported_at <= subject.reported_at}
-    return (batch | (in_store or frozenset())) - {subject.dispute_id}
+def _others(subject: Subject, kind: str, keys: Iterable[str], window: timedelta, seen: Seen, stored: Answers) -> set[str]:
+    """Return the other disputes that named any of these keys of a kind in the window: earlier in the batch or in the store."""
+    found: set[str] = set()
+    event_id, until = subject.event_id, subject.reported_at
+    for key in keys:
+        in_batch, in_store = seen.get(key), stored.get((event_id, kind, key))
+        # Most keys are new people: no window to walk (measured: a fifth of triage's correlation time).
+        if in_store:
+            found |= in_store
+        if in_batch:
+            earliest = until - window
+            found.update(dispute for dispute, at in in_batch if earliest <= at <= until)
+    found.discard(subject.dispute_id)
+    return found
 
 
-def matter_probes(subjects: list[Subject], stored: Answers, spec: CorrelationSpec) -> list[Probe]:
+def matter_probes(subjects: list[Subject], stored: Answers, spec: CorrelationSpec) -> list[MatterProbe]:
     """Ask for the disputes of the same matter only where a party was seen before: most reports name new people.
 
     A same matter shares a party, so when its window is within the party window the party probes' answers (and
@@ -254,11 +305,16 @@ def matter_probes(subjects: list[Subject], stored: Answers, spec: CorrelationSpe
             for key in subject.parties:
                 disputes_naming[key].add(subject.dispute_id)
         maybe = [s for s in subjects if any(stored.get((s.event_id, PARTY, k)) or len(disputes_naming[k]) > 1 for k in s.parties)]
-    window = timedelta(days=spec.same_matter.window_days)
-    return [
-        Probe(s.event_id, MATTER, k, s.reported_at - window, s.reported_at, s.dispute_id, asked_per_party(spec))
-        for s in maybe for k in sorted(s.matters)
-    ]
+    window, limit, same = timedelta(days=spec.same_matter.window_days), asked_per_party(spec), spec.same_matter.same
+    found = []
+    for s in maybe:
+        suffix = matter_suffix(s.category, s.place, spec)
+        category, place = (s.category if "category" in same else None), (s.place if "community" in same else None)
+        found += [
+            MatterProbe(s.event_id, m, m[: -len(suffix)], category, place, s.reported_at - window, s.reported_at, s.dispute_id, limit)
+            for m in sorted(s.matters)
+        ]
+    return found
 
 
 def same_matter(subjects: list[Subject], stored: Answers, spec: CorrelationSpec) -> dict[str, tuple[str, ...]]:
@@ -266,11 +322,11 @@ def same_matter(subjects: list[Subject], stored: Answers, spec: CorrelationSpec)
 
     Sorted and bounded, so a redelivered batch names the same ones; which of them is a case is dispatch's to say.
     """
-    seen: dict[tuple[str, str], list[Sighting]] = defaultdict(list)
+    seen: Seen = defaultdict(list)
     window = timedelta(days=spec.same_matter.window_days)
     found: dict[str, tuple[str, ...]] = {}
     for subject in subjects:
-        others = set().union(*(_others(subject, MATTER, key, window, seen, stored) for key in subject.matters))
+        others = _others(subject, MATTER, subject.matters, window, seen, stored)
         found[subject.event_id] = tuple(sorted(others)[: spec.same_matter.max_candidates])
-        _remember(seen, subject, MATTER, subject.matters)
+        _remember(seen, subject, subject.matters)
     return found

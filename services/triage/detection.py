@@ -64,6 +64,75 @@ def _walk(parsed, inside_repeat: bool) -> int:  # noqa: ANN001 - sre's parse tre
     return steps
 
 
+# A class wider than this (a range such as [一-龥]) is not spelled out: its pattern gets no first-character test.
+_MAX_FIRST_CHARACTERS = 512
+
+
+def _first(parsed) -> tuple[frozenset[str] | None, bool]:  # noqa: ANN001 - sre's parse tree is untyped
+    """Return the characters a match of a parsed sequence can start with (None: any) and whether it can match nothing."""
+    found: set[str] = set()
+    for op, value in parsed:
+        name = str(op)
+        if name in ("AT", "ASSERT", "ASSERT_NOT"):
+            continue  # zero-width: the next item consumes the first character (a lookaround only narrows it)
+        if name == "LITERAL":
+            return frozenset(found | {chr(value)}), False
+        if name == "IN":
+            members = _class_members(value)
+            return (None if members is None else frozenset(found | members)), False
+        if name in ("SUBPATTERN", "ATOMIC_GROUP", "BRANCH", "MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            if name == "SUBPATTERN":
+                _, add_flags, _, body = value
+                if add_flags & re.IGNORECASE:
+                    return None, False
+                first, empty = _first(body)
+            elif name == "ATOMIC_GROUP":
+                first, empty = _first(value)
+            elif name == "BRANCH":
+                firsts = [_first(branch) for branch in value[1]]
+                if any(f is None for f, _ in firsts):
+                    return None, False
+                first, empty = frozenset().union(*(f for f, _ in firsts if f)), any(e for _, e in firsts)
+            else:
+                low, _, body = value
+                first, empty = _first(body)
+                empty = empty or low == 0
+            if first is None:
+                return None, False
+            found |= first
+            if not empty:
+                return frozenset(found), False
+            continue
+        return None, False  # any character, a negated class, a category, a reference: it can start anywhere
+    return frozenset(found), True
+
+
+def _class_members(items) -> set[str] | None:  # noqa: ANN001
+    members: set[str] = set()
+    for op, value in items:
+        name = str(op)
+        if name == "LITERAL":
+            members.add(chr(value))
+        elif name == "RANGE" and value[1] - value[0] < _MAX_FIRST_CHARACTERS:
+            members.update(chr(c) for c in range(value[0], value[1] + 1))
+        else:
+            return None  # NEGATE, a category, a wide range
+    return members
+
+
+def first_characters(patterns: list[re.Pattern[str]]) -> frozenset[str] | None:
+    """Return every character a match of any of these patterns can start with; None when one of them can start with any."""
+    found: set[str] = set()
+    for pattern in patterns:
+        if pattern.flags & re.IGNORECASE:
+            return None
+        first, empty = _first(_sre_parse.parse(pattern.pattern))
+        if first is None or empty or len(first) > _MAX_FIRST_CHARACTERS:
+            return None
+        found |= first
+    return frozenset(found)
+
+
 def compile_pattern(text: str) -> re.Pattern[str]:
     """Compile a detection regex, refusing long, empty-matching, backreferencing or nested-repeat patterns."""
     if len(text) > MAX_REGEX_CHARS:
@@ -90,6 +159,17 @@ def literal_alternation(words: list[str] | tuple[str, ...]) -> re.Pattern[str] |
 def either(patterns: list[re.Pattern[str]]) -> re.Pattern[str] | None:
     """Join compiled patterns into one alternation (None for none)."""
     return re.compile("|".join(f"(?:{p.pattern})" for p in patterns)) if patterns else None
+
+
+def any_of(patterns: list[re.Pattern[str]]) -> re.Pattern[str]:
+    """Join a flag's patterns into one alternation that tries its branches only where a match can start."""
+    alternation = "|".join(f"(?:{p.pattern})" for p in patterns)
+    first = first_characters(patterns)
+    if first is None:
+        return re.compile(alternation)
+    # Python's re tries every branch at every position of the text; the lookahead, one class test in C, lets it try
+    # them only at the characters a match can start with (the four shipped flags: 11.8 -> 1.7 us a description).
+    return re.compile(f"(?=[{''.join(re.escape(c) for c in sorted(first))}])(?:{alternation})")
 
 
 @dataclass(frozen=True)

@@ -144,24 +144,28 @@ _FLAG_KEYS = tuple((_member_key("flags", f), f) for f in KNOWN_FLAGS)
 _VULNERABLE_KEYS = tuple((_member_key("vulnerable", v), v) for v in VULNERABILITIES)
 
 
+# The fact's keys of the report's own fields, in the fact's order, written once rather than per report.
+_CATEGORY, _SOURCE, _CAUSE, _PARTY_COUNT, _AMOUNT = (_key(p) for p in ("category", "source", "cause", "party_count", "amount_cny"))
+_HISTORY_KEYS = tuple(
+    (_key(f"history.{name}"), name) for name in ("mediation_attempts", "failed_mediations", "sla_breaches", "rebounds", "previous_level")
+)
+
+
 def build_fact(report: DisputeReported, features: Features, flags: set[str]) -> dict[str, Any]:
     """Flatten a report and its features into the fact rules are matched against."""
-    values: dict[str, Any] = {
-        "category": report.category,
-        "source": report.source,
-        "cause": features.cause,
-        "party_count": report.party_count,
-        "amount_cny": report.amount_cny,
-        "history.mediation_attempts": report.history.mediation_attempts,
-        "history.failed_mediations": report.history.failed_mediations,
-        "history.sla_breaches": report.history.sla_breaches,
-        "history.rebounds": report.history.rebounds,
-        "history.previous_level": report.history.previous_level,
-    }
-    fact = {_key(path): value for path, value in values.items() if value is not None}
+    fact: dict[str, Any] = {_CATEGORY: report.category, _SOURCE: report.source, _CAUSE: features.cause, _PARTY_COUNT: report.party_count}
+    if report.amount_cny is not None:
+        fact[_AMOUNT] = report.amount_cny
+    history = report.history
+    for key, name in _HISTORY_KEYS:
+        value = getattr(history, name)
+        if value is not None:
+            fact[key] = value
     vulnerable = {v for party in report.parties for v in party.vulnerable}
-    fact.update({key: f in flags for key, f in _FLAG_KEYS})
-    fact.update({key: v in vulnerable for key, v in _VULNERABLE_KEYS})
+    for key, f in _FLAG_KEYS:
+        fact[key] = f in flags
+    for key, v in _VULNERABLE_KEYS:
+        fact[key] = v in vulnerable
     fact[_CATCH_ALL_KEY] = 1
     return fact
 
@@ -204,7 +208,12 @@ def canonical(fact: dict[str, Any], cuts: dict[str, tuple[float, ...]]) -> dict[
     ever parses a few well-formed numbers (it refuses some valid JSON ones, such as 5e-324); and equal
     canonical facts can share one grade.
     """
-    return {key: _representative(value, cuts[key]) if key in cuts else value for key, value in fact.items()}
+    # Only the numbers are replaced, in place in a copy: the keys keep their order (the memo's key is the items in order).
+    canonical = dict(fact)
+    for key, bounds in cuts.items():
+        if key in canonical:
+            canonical[key] = _representative(canonical[key], bounds)
+    return canonical
 
 
 class _Host(durable.Host):

@@ -210,7 +210,7 @@ class TriageProcessor:
         stored = await self._store("store", lambda: self.store.other_disputes(asked)) if asked else {}
         matter = matter_probes(subjects, stored, spec)
         if matter:
-            stored |= await self._store("store", lambda: self.store.other_disputes(matter))
+            stored |= await self._store("store", lambda: self.store.same_matters(matter))
         return correlate(subjects, stored, spec), same_matter(subjects, stored, spec)
 
     def _observe(self, graded: list[tuple[Accepted, Triage]], records: Sequence[Any], started: float) -> None:

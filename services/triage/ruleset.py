@@ -228,8 +228,7 @@ def compile_detector(spec: DetectionSpec) -> detection.Detector:
     for flag, body in spec.flags.items():
         patterns = tuple(detection.Pattern(p.id, detection.compile_pattern(p.regex), p.weight, p.needs_intent) for p in body.patterns)
         exclude = detection.either(shared + [detection.compile_pattern(x) for x in body.exclude])
-        any_pattern = detection.either([p.regex for p in patterns])
-        assert any_pattern is not None  # at least one pattern, by validation
+        any_pattern = detection.any_of([p.regex for p in patterns])  # at least one pattern, by validation
         flags.append(detection.FlagDetector(flag, patterns, any_pattern, exclude, body.threshold))
     return detection.Detector(
         tuple(flags),

@@ -7,7 +7,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, func, select, text
+from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, delete, func, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,7 +22,7 @@ from services.runtime.store import (
     time_binder,
     utc,
 )
-from services.triage.correlation import Answers, Probe, Sighting
+from services.triage.correlation import MATTER, PARTY, Answers, MatterProbe, Probe, Sighting, legacy_matter_key
 
 metadata = MetaData()
 
@@ -41,7 +41,15 @@ sightings = Table(
     Column("key_hash", String(64), primary_key=True),
     Column("dispute_id", String(64), primary_key=True),
     Column("reported_at", DateTime(timezone=True), nullable=False),
+    # A party's sighting also says what the dispute was about and where (its matter), so the same matter is found
+    # among the party's sightings; other kinds leave them empty, as do sightings stored before these columns.
+    # The first report of a dispute sets them: a later event of the same dispute id naming another category or place
+    # adds no second matter (it did when each matter key was a row of its own; reassessments keep both fields).
+    Column("category", String(64), nullable=True),
+    Column("place", Text, nullable=True),
 )
+# Added to stores made before a party's sighting carried its matter; nullable, added alike on SQLite and PostgreSQL.
+_MATTER_COLUMNS = ("category", "place")
 # No index on reported_at alone: PostgreSQL's generic plan for the probes, cached while the table was
 # empty, chose it and scanned every key's sightings in the window (two triage instances crawled at 129
 # reports/s). The primary key serves the probes; the hourly purge reads the table through.
@@ -59,6 +67,47 @@ _KEY_STATEMENT_SIZES = (8, 32, 128, _KEYS_PER_QUERY)
 def _create(connection: Connection) -> None:
     metadata.create_all(connection)
     connection.execute(text(f"DROP INDEX IF EXISTS {_RETIRED_INDEX}"))  # stores made before it was retired
+    present_columns = {column["name"] for column in inspect(connection).get_columns(sightings.name)}
+    for name in _MATTER_COLUMNS:
+        if name not in present_columns:
+            connection.exec_driver_sql(f"ALTER TABLE {sightings.name} ADD COLUMN {name} {sightings.c[name].type.compile(connection.dialect)}")
+
+
+def _holds_legacy_matters(connection: Connection) -> bool:
+    # One seek on the primary key's kind prefix.
+    return connection.execute(select(sightings.c.kind).where(sightings.c.kind == MATTER).limit(1)).first() is not None
+
+
+@lru_cache(maxsize=2 * len(_STATEMENT_SIZES))
+def _matter_sql(count: int, numbered: bool) -> str:
+    # As `_probes_sql`, on the party's sightings: a field the rules do not compare is bound as NULL and compares the
+    # row with itself. A sighting stored before the columns (NULL) is no matter of anything: its legacy row answers.
+    marks = parameter_marks(numbered, 7 * count)
+    arms = []
+    for n in range(count):
+        key, since, until, dispute, category, place, limit = marks[7 * n : 7 * n + 7]
+        arms.append(
+            f"SELECT {n} AS probe, dispute_id FROM (SELECT dispute_id FROM triage_sightings WHERE kind = '{PARTY}' AND key_hash = {key}"
+            f" AND reported_at BETWEEN {since} AND {until} AND dispute_id != {dispute}"
+            f" AND category = COALESCE({category}, category) AND place = COALESCE({place}, place) LIMIT {limit}) AS m{n}"
+        )
+    return " UNION ALL ".join(arms)
+
+
+async def _matters(connection: Any, asked: list[MatterProbe]) -> Answers:
+    """Answer each same-matter probe from its party's sightings of the same category and place in its window."""
+    found: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for start in range(0, len(asked), _PROBES_PER_QUERY):
+        chunk = asked[start : start + _PROBES_PER_QUERY]
+        size = next(size for size in _STATEMENT_SIZES if size >= len(chunk))
+        values: list[Any] = []
+        for p in chunk:
+            values += [p.party, utc(p.since), utc(p.until), p.dispute_id, p.category, p.place, p.limit]
+        values += (values[-7:-1] + [0]) * (size - len(chunk))  # padding matches nothing, as in `_probe_values`
+        for number, dispute_id in await connection.exec_driver_sql(_matter_sql(size, numbered_parameters(connection)), tuple(values)):
+            probe = chunk[number]
+            found[probe.event_id, MATTER, probe.matter].add(dispute_id)
+    return {key: frozenset(ids) for key, ids in found.items()}
 
 
 @lru_cache(maxsize=2 * len(_STATEMENT_SIZES))
@@ -148,10 +197,15 @@ class TriageStore:
 
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
+        # Whether the store may still hold matter rows of their own, written before a party's sighting carried its
+        # matter: until the purge has aged them out, same-matter probes ask them too. Told by `create`.
+        self.legacy_matters = True
 
     async def create(self) -> None:
-        """Create the tables if they do not exist."""
+        """Create the tables if they do not exist, or add the columns a store from before lacks."""
         await create_schema(self.engine, _create)
+        async with self.engine.connect() as connection:
+            self.legacy_matters = await connection.run_sync(_holds_legacy_matters)
 
     async def already_processed(self, event_ids: list[str]) -> set[str]:
         """Return which of these event ids were processed before."""
@@ -166,6 +220,19 @@ class TriageStore:
             named = await _named(connection, {(p.kind, p.key) for p in asked})
             return await _windowed(connection, [p for p in asked if (p.kind, p.key) in named])
 
+    async def same_matters(self, asked: list[MatterProbe]) -> Answers:
+        """Answer same-matter probes: per probe, up to its limit of other disputes that named its party with its category and place."""
+        async with self.engine.connect() as connection:
+            found = await _matters(connection, asked)
+            if not self.legacy_matters:
+                return found
+            legacy = [Probe(p.event_id, MATTER, legacy_matter_key(p.matter), p.since, p.until, p.dispute_id, p.limit) for p in asked]
+            matter_of = {(p.event_id, legacy_matter_key(p.matter)): p.matter for p in asked}
+            for (event_id, _, key), disputes in (await _windowed(connection, legacy)).items():
+                matter = matter_of[event_id, key]
+                found[event_id, MATTER, matter] = found.get((event_id, MATTER, matter), frozenset()) | disputes
+            return found
+
     async def record(self, done: list[Processed], seen: list[Sighting]) -> None:
         """Record a batch's processed ids and sightings in one transaction; repeats change nothing."""
         async with self.engine.begin() as connection:
@@ -178,8 +245,8 @@ class TriageStore:
             # A report's sightings share its time: converted once per report, not once per sighting.
             stored_at = {at: bind(at) for at in {s.reported_at for s in seen}}
             await insert_tuples(
-                connection, sightings, ["kind", "key_hash", "dispute_id", "reported_at"],
-                _in_key_order([(s.kind, s.key, s.dispute_id, stored_at[s.reported_at]) for s in seen], 1),
+                connection, sightings, ["kind", "key_hash", "dispute_id", "reported_at", "category", "place"],
+                _in_key_order([(s.kind, s.key, s.dispute_id, stored_at[s.reported_at], s.category, s.place) for s in seen], 1),
                 IGNORE_DUPLICATES,
             )
 
@@ -195,5 +262,7 @@ class TriageStore:
             if newest is not None:
                 cutoff = aware(newest) - timedelta(days=sighting_days)
                 gone_sightings = (await connection.execute(delete(sightings).where(sightings.c.reported_at < cutoff))).rowcount
+            if self.legacy_matters:
+                self.legacy_matters = await connection.run_sync(_holds_legacy_matters)
         return gone_ids.rowcount, gone_sightings
 

@@ -13,6 +13,7 @@ from services.triage.correlation import (
     Hasher,
     correlate,
     employer_name,
+    legacy_matter_key,
     normalise_name,
     matter_probes,
     probes,
@@ -71,7 +72,7 @@ async def flags_from_store(reports, tmp_path):
 async def asked_as_the_service_does(store, subjects):
     """Ask the party and employer probes first, then the same matter only where a party was seen before."""
     stored = await store.other_disputes(probes(subjects, SPEC))
-    return stored | await store.other_disputes(matter_probes(subjects, stored, SPEC))
+    return stored | await store.same_matters(matter_probes(subjects, stored, SPEC))
 
 
 WORKER = person(phone="13800000001")
@@ -200,11 +201,11 @@ def test_the_same_matters_criteria_come_from_the_rules(case, criteria, steps, ma
 
 
 def test_the_shipped_criteria_hash_the_matter_keys_the_store_already_holds():
-    # As made before the criteria were configurable: an upgrade keeps matching the sightings of the last 30 days.
+    # As stored before a party's sighting carried its matter: an upgrade keeps matching the sightings of the last 30 days.
     [report] = _matter_reports([("A", 0, [WORKER], "neighbor", "枫源村")])
     party = HASHER("phone", "13800000001")
     before = hashlib.blake2b(party.encode() + "|neighbor|诸暨市/枫桥镇/枫源村".encode(), digest_size=32).hexdigest()
-    assert subject_of(report.event_id, report, HASHER, SPEC).matters == {before}
+    assert {legacy_matter_key(m) for m in subject_of(report.event_id, report, HASHER, SPEC).matters} == {before}
 
 
 def test_a_level_1_quarrel_reported_again_under_another_id_grades_level_1():
@@ -281,5 +282,5 @@ def test_the_same_matter_is_asked_only_where_a_party_was_seen_before():
     assert matter_probes([again], {}, SPEC) == []  # nobody seen: no second question
     [party] = [k for k in again.parties]
     seen = {(again.event_id, "party", party): frozenset({"A"})}
-    assert {p.kind for p in matter_probes([again], seen, SPEC)} == {"matter"}
+    assert [(p.party, p.category, p.place) for p in matter_probes([again], seen, SPEC)] == [(party, "neighbor", "诸暨市/枫桥镇/枫源村")]
     assert {p.event_id for p in matter_probes([first, again], {}, SPEC)} == {first.event_id, again.event_id}  # both in one batch

@@ -1,14 +1,30 @@
 """Triage's store keeps its correlation probes on the key's index, whatever plan the database caches."""
 
+import json
 import random
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import inspect, text
 
+from schemas.disputes import DisputeReported
 from services.runtime.store import create_engine
-from services.triage.correlation import EMPLOYER, MATTER, PARTY, Probe, Sighting
-from services.triage.store import TriageStore, _named_sql, _probes_sql, _windowed
+from services.triage.correlation import (
+    EMPLOYER,
+    MATTER,
+    PARTY,
+    Hasher,
+    Probe,
+    Sighting,
+    legacy_matter_key,
+    matter_probes,
+    probes,
+    same_matter,
+    subject_of,
+)
+from services.triage.ruleset import DEFAULT_RULES, SameMatterSpec, load_ruleset
+from services.triage.store import TriageStore, _matter_sql, _named_sql, _probes_sql, _windowed
 from tests.support.postgres import generic_plan
+from tests.support.samples import report_payload
 
 
 async def test_probes_and_the_named_keys_lookup_use_the_key_index_even_in_a_generic_plan_made_on_an_empty_store(empty_postgres_url):
@@ -27,6 +43,9 @@ async def test_probes_and_the_named_keys_lookup_use_the_key_index_even_in_a_gene
     plan = await generic_plan(url, probes, arguments)
     assert "ix_triage_sightings_reported_at" not in plan, plan
     assert plan.count("Index Scan using triage_sightings_pkey") == 8, plan  # each probe starts from its key
+    matters = ", ".join(f"'h{n}', now() - interval '30 days', now(), 'D-{n}', 'neighbor', NULL, 5" for n in range(8))
+    plan = await generic_plan(url, _matter_sql(8, numbered=True), matters)
+    assert plan.count("Index Scan using triage_sightings_pkey") == 8, plan  # the same matter too starts from the party's key
     named = await generic_plan(url, _named_sql(8, numbered=True), "'party', ARRAY['h1', 'h2']")
     assert "Index Only Scan using triage_sightings_pkey" in named and "Seq Scan on triage_sightings" not in named, named
 
@@ -70,5 +89,46 @@ async def test_probes_answer_as_the_windowed_probes_alone_do(database_url):
             every_window = await _windowed(connection, asked)
         assert await store.other_disputes(asked) == every_window
         assert every_window and len(every_window) < len(asked)  # some probes find disputes, some do not
+    finally:
+        await engine.dispose()
+
+
+async def test_a_store_from_before_party_matters_gains_the_columns_and_keeps_finding_its_matters(database_url):
+    # Stored then: the party's sighting without its matter, and the matter as a row of its own under its hashed key.
+    # After the upgrade the same matter is still found, from that row, until the purge has aged it out.
+    hasher, spec = Hasher(b"test-key-0123456789abcdef"), SameMatterSpec()
+    earlier, again = (
+        DisputeReported.model_validate_json(json.dumps(report_payload(
+            event_id=f"e{n}", dispute_id=dispute, reported_at=f"2026-03-0{1 + n}T09:00:00+08:00", category="neighbor",
+            parties=[{"role": "complainant", "kind": "person", "name": "王某", "phone": "13800000001"}],
+        )))
+        for n, dispute in enumerate(("A", "B"))
+    )
+    correlation = load_ruleset(DEFAULT_RULES).spec.correlation.model_copy(update={"same_matter": spec})
+    before = subject_of(earlier.event_id, earlier, hasher, correlation)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql(
+                "CREATE TABLE triage_sightings (kind VARCHAR(16) NOT NULL, key_hash VARCHAR(64) NOT NULL, dispute_id VARCHAR(64) NOT NULL,"
+                " reported_at TIMESTAMP WITH TIME ZONE NOT NULL, PRIMARY KEY (kind, key_hash, dispute_id))"
+            )
+            rows = [(PARTY, k) for k in before.parties] + [(MATTER, legacy_matter_key(m)) for m in before.matters]
+            await connection.execute(
+                text("INSERT INTO triage_sightings VALUES (:kind, :key, 'A', :at)"),
+                [{"kind": kind, "key": key, "at": earlier.reported_at} for kind, key in rows],
+            )
+        store = TriageStore(engine)
+        await store.create()
+        async with engine.connect() as connection:
+            columns = await connection.run_sync(lambda sync: {c["name"] for c in inspect(sync).get_columns("triage_sightings")})
+        assert {"category", "place"} <= columns and store.legacy_matters
+        last = [subject_of(again.event_id, again, hasher, correlation)]
+        stored = await store.other_disputes(probes(last, correlation))
+        stored |= await store.same_matters(matter_probes(last, stored, correlation))
+        assert same_matter(last, stored, correlation)[again.event_id] == ("A",)
+        await store.record([], last[0].sightings())
+        await store.purge(again.reported_at, 1, 0)  # the legacy rows age out, the newest report's stay
+        assert not store.legacy_matters
     finally:
         await engine.dispose()

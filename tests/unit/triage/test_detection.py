@@ -1,6 +1,7 @@
 """Risk-language detection: the detector's semantics on a small config, the default rules on the kinds of error
 issue #24 names, validation of the `detection:` section, the corpus figures, and detections in the output event."""
 
+import dataclasses
 import json
 import time
 from datetime import datetime, timezone
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 
 from schemas.disputes import DisputeReported, DisputeTriaged
 from services.cli import app
-from services.triage.detection import Detection, PatternError, compile_pattern, detect
+from services.triage.detection import Detection, PatternError, compile_pattern, detect, either, first_characters
 from services.triage.evaluation import evaluate, load_corpus
 from services.triage.grading import Features, Grader, detect_text
 from services.triage.handlers import Accepted, triaged_event
@@ -232,3 +233,33 @@ def test_an_event_of_contract_1_2_without_detections_still_reads():
     older = json.loads(event.to_bytes())
     del older["detections"]
     assert DisputeTriaged.model_validate_json(json.dumps(older)).detections == []
+
+
+# (patterns, the characters a match can start with; None: any)
+FIRST_CHARACTERS = [
+    (["动刀|拔刀"], set("动拔")),
+    (["(拿|持)[着了]?[^，。]{0,4}刀"], set("拿持")),
+    (["[用被]刀", "砸"], set("用被砸")),
+    (["(往|在)?自己身上"], set("往在自")),  # an optional start: what follows may start the match too
+    (["(?=打)打人|\\b喊"], set("打喊")),  # zero-width items consume nothing
+    (["[^，。]{1,3}打"], None),  # a negated class starts anywhere
+    (["[a-z]x"], set("abcdefghijklmnopqrstuvwxyz")),
+    (["(?i)abc"], None),  # case folded: not spelled out
+]
+
+
+@pytest.mark.parametrize("patterns, first", FIRST_CHARACTERS, ids=[p[0][0] for p in FIRST_CHARACTERS])
+def test_first_characters_of_patterns(patterns, first):
+    assert first_characters([compile_pattern(p) for p in patterns]) == (None if first is None else frozenset(first))
+
+
+def test_the_first_character_lookahead_changes_no_detection():
+    # It only skips positions where no match can start: every corpus sentence detects as with the plain alternation.
+    plain = dataclasses.replace(
+        RULESET.detector, flags=tuple(dataclasses.replace(f, any_pattern=either([p.regex for p in f.patterns])) for f in RULESET.detector.flags)
+    )
+    assert all(f.any_pattern.pattern.startswith("(?=[") for f in RULESET.detector.flags)  # the shipped flags all get it
+    for path in (CORPUS, HOLDOUT):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            text = json.loads(line)["text"]
+            assert detect(text, RULESET.detector) == detect(text, plain), text
