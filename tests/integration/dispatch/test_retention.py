@@ -105,15 +105,21 @@ def _upgrade_to(revision: str):
     return upgrade
 
 
-async def test_disputes_stored_before_the_retention_migration_are_kept_and_then_settled(database_url):
+async def _settled_before(database_url, revision):
+    """Return an engine on a store migrated up to `revision` that holds the settled dispute."""
     engine = create_engine(database_url)
+    async with engine.begin() as connection:
+        await connection.run_sync(_upgrade_to(revision))
+        await connection.execute(
+            text("INSERT INTO dispatch_disputes (dispute_id, attempt, level, urgency, report, history) VALUES (:d, 1, 3, 'urgent', :r, '{}')"),
+            {"d": SETTLED.dispute_id, "r": SETTLED.to_bytes().decode()},
+        )
+    return engine
+
+
+async def test_disputes_stored_before_the_retention_migration_are_kept_and_then_settled(database_url):
+    engine = await _settled_before(database_url, "0004")
     try:
-        async with engine.begin() as connection:
-            await connection.run_sync(_upgrade_to("0004"))
-            await connection.execute(
-                text("INSERT INTO dispatch_disputes (dispute_id, attempt, level, urgency, report, history) VALUES (:d, 1, 3, 'urgent', :r, '{}')"),
-                {"d": SETTLED.dispute_id, "r": SETTLED.to_bytes().decode()},
-            )
         store = DispatchStore(engine)
         await store.migrate()
         async with engine.connect() as connection:
@@ -125,14 +131,8 @@ async def test_disputes_stored_before_the_retention_migration_are_kept_and_then_
 
 
 async def test_cases_stored_before_reports_were_recorded_count_their_first_report(database_url):
-    engine = create_engine(database_url)
+    engine = await _settled_before(database_url, "0006")
     try:
-        async with engine.begin() as connection:
-            await connection.run_sync(_upgrade_to("0006"))
-            await connection.execute(
-                text("INSERT INTO dispatch_disputes (dispute_id, attempt, level, urgency, report, history) VALUES (:d, 1, 3, 'urgent', :r, '{}')"),
-                {"d": SETTLED.dispute_id, "r": SETTLED.to_bytes().decode()},
-            )
         await DispatchStore(engine).migrate()
         async with engine.connect() as connection:
             rows = (await connection.execute(text("SELECT event_id, case_id, dispute_id, source, outcome FROM dispatch_reports"))).all()
