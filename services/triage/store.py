@@ -1,6 +1,7 @@
 """Triage's own store: processed event ids (dedupe) and hashed sightings (correlation), batched per call."""
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -96,17 +97,33 @@ def _matter_sql(count: int, numbered: bool) -> str:
 
 async def _matters(connection: Any, asked: list[MatterProbe]) -> Answers:
     """Answer each same-matter probe from its party's sightings of the same category and place in its window."""
+    return await _ask(
+        connection, asked, _matter_sql,
+        lambda p: [p.party, utc(p.since), utc(p.until), p.dispute_id, p.category, p.place, p.limit],
+        lambda p: (p.event_id, MATTER, p.matter),
+    )
+
+
+async def _ask(
+    connection: Any, asked: list[Any], sql: Callable[[int, bool], str], values: Callable[[Any], list[Any]], answer: Callable[[Any], tuple[str, str, str]]
+) -> Answers:
+    """Run probes in statements of a few padded sizes; collect the disputes each finds under its `answer` key.
+
+    `values` gives a probe's parameters, its limit last: padding repeats the chunk's last probe with a limit of 0,
+    which matches nothing, so each driver keeps a few prepared statements instead of one per batch size.
+    """
     found: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    numbered = numbered_parameters(connection)
     for start in range(0, len(asked), _PROBES_PER_QUERY):
         chunk = asked[start : start + _PROBES_PER_QUERY]
         size = next(size for size in _STATEMENT_SIZES if size >= len(chunk))
-        values: list[Any] = []
-        for p in chunk:
-            values += [p.party, utc(p.since), utc(p.until), p.dispute_id, p.category, p.place, p.limit]
-        values += (values[-7:-1] + [0]) * (size - len(chunk))  # padding matches nothing, as in `_probe_values`
-        for number, dispute_id in await connection.exec_driver_sql(_matter_sql(size, numbered_parameters(connection)), tuple(values)):
-            probe = chunk[number]
-            found[probe.event_id, MATTER, probe.matter].add(dispute_id)
+        parameters: list[Any] = []
+        for probe in chunk:
+            parameters += values(probe)
+        last = values(chunk[-1])
+        parameters += (last[:-1] + [0]) * (size - len(chunk))
+        for number, dispute_id in await connection.exec_driver_sql(sql(size, numbered), tuple(parameters)):
+            found[answer(chunk[number])].add(dispute_id)
     return {key: frozenset(ids) for key, ids in found.items()}
 
 
@@ -155,15 +172,11 @@ async def _named(connection: Any, keys: set[tuple[str, str]]) -> set[tuple[str, 
 
 async def _windowed(connection: Any, asked: list[Probe]) -> Answers:
     """Answer each probe from the sightings of its key in its window: `other_disputes` without first asking which keys are named."""
-    found: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-    for start in range(0, len(asked), _PROBES_PER_QUERY):
-        chunk = asked[start : start + _PROBES_PER_QUERY]
-        size = next(size for size in _STATEMENT_SIZES if size >= len(chunk))
-        sql = _probes_sql(size, numbered_parameters(connection))
-        for number, dispute_id in await connection.exec_driver_sql(sql, tuple(_probe_values(chunk, size))):
-            probe = chunk[number]
-            found[probe.event_id, probe.kind, probe.key].add(dispute_id)
-    return {key: frozenset(ids) for key, ids in found.items()}
+    return await _ask(
+        connection, asked, _probes_sql,
+        lambda p: [p.kind, p.key, utc(p.since), utc(p.until), p.dispute_id, p.limit],
+        lambda p: (p.event_id, p.kind, p.key),
+    )
 
 
 def _in_key_order(rows: list[tuple], column: int) -> list[tuple]:
@@ -172,15 +185,6 @@ def _in_key_order(rows: list[tuple], column: int) -> list[tuple]:
     # tells keys apart (the hash, not the whole key: a third of the sort's time), and stably, so of two rows with one
     # key the first still wins, as it did in arrival order.
     return sorted(rows, key=itemgetter(column))
-
-
-def _probe_values(chunk: list[Probe], size: int) -> list[Any]:
-    values: list[Any] = []
-    for p in chunk:
-        values += [p.kind, p.key, utc(p.since), utc(p.until), p.dispute_id, p.limit]
-    # Padding repeats the last probe with a limit of 0: it matches nothing, and the statement stays one of a few sizes.
-    values += (values[-6:-1] + [0]) * (size - len(chunk))
-    return values
 
 
 @dataclass(frozen=True)
