@@ -85,11 +85,6 @@ def identifier_keys(report: DisputeReported, hasher: Hasher) -> dict[str, set[st
     return keys
 
 
-def party_keys(report: DisputeReported, hasher: Hasher) -> set[str]:
-    """Hash every ID number and phone of the report's parties (identifier_keys, together)."""
-    return set().union(*identifier_keys(report, hasher).values())
-
-
 def employer_keys(report: DisputeReported, hasher: Hasher, spec: CorrelationSpec) -> set[str]:
     """Hash the respondent organisations of a wage dispute (none for other categories)."""
     if report.category != spec.group_wage_risk.category:

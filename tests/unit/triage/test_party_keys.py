@@ -5,7 +5,7 @@ import json
 import pytest
 
 from schemas.disputes import DisputeReported
-from services.triage.correlation import Hasher, party_keys
+from services.triage.correlation import Hasher, identifier_keys
 from tests.support.samples import report_payload
 
 HASHER = Hasher(b"k" * 32)
@@ -28,4 +28,6 @@ KEYS = [
 
 @pytest.mark.parametrize(("parties", "counted"), [(p, c) for _, p, c in KEYS], ids=[k for k, _, _ in KEYS])
 def test_only_full_identifiers_become_correlation_keys(parties, counted):
-    assert party_keys(_report(*parties), HASHER) == {HASHER(kind, value) for kind, value in counted}
+    by_identifier = {"id_number": "id", "phone": "phone"}
+    expected = {name: {HASHER(kind, value) for kind, value in counted if kind == hashed} for name, hashed in by_identifier.items()}
+    assert identifier_keys(_report(*parties), HASHER) == expected
