@@ -5,10 +5,32 @@ records per batch those hand-overs cost a service more than its SQL did (14 % of
 thread was spent queueing work for the thread). A local SQLite file answers in microseconds, so the
 calls run in place. SQLAlchemy's aiosqlite dialect drives these objects through `async_creator`;
 they implement the part of aiosqlite's interface it uses.
+
+One kind of call goes to a thread instead: a write that runs beside the loop's own work (`execute_beside`), one
+statement whose whole work SQLite does with the GIL released, so the loop keeps deciding on the other core.
 """
 
+import asyncio
 import sqlite3
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# One thread for the process: writes are serialised by each service's writing lock anyway.
+_BESIDE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-beside")
+
+
+async def _beside(call: Callable[[], T]) -> T:
+    # A cancelled caller still waits for the thread: the connection must not be used by two threads at once
+    # (a rollback on the loop while the thread inserts would block the loop on SQLite's mutex instead).
+    running = asyncio.get_running_loop().run_in_executor(_BESIDE, call)
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        await asyncio.wait([running])
+        raise
 
 
 class InlineCursor:
@@ -91,6 +113,12 @@ class InlineConnection:
         self._conn = connection
         self._connection: sqlite3.Connection | None = connection  # SQLAlchemy reads it as "still open"
         self._tx = _RunNow()
+        self._written_beside = False  # the open transaction wrote on the thread: its commit goes there too
+
+    async def execute_beside(self, statements: list[tuple[str, Any]]) -> None:
+        """Run write statements, each with its parameters, in one call on the writer thread while the loop goes on; they join the open transaction."""
+        self._written_beside = True
+        await _beside(lambda: [self._conn.execute(sql, parameters).close() for sql, parameters in statements])
 
     @property
     def isolation_level(self) -> str | None:
@@ -102,11 +130,16 @@ class InlineConnection:
         return InlineCursor(self._conn.cursor())
 
     async def commit(self) -> None:
-        """Commit the open transaction."""
-        self._conn.commit()
+        """Commit the open transaction; one that wrote beside the loop writes its log there too."""
+        if self._written_beside:
+            self._written_beside = False
+            await _beside(self._conn.commit)
+        else:
+            self._conn.commit()
 
     async def rollback(self) -> None:
         """Roll back the open transaction."""
+        self._written_beside = False
         self._conn.rollback()
 
     async def create_function(self, *args: Any, **kwargs: Any) -> None:

@@ -1,16 +1,20 @@
 """Database engines for the services' own stores: SQLite file by default, PostgreSQL by URL."""
 
 import asyncio
+import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from functools import partial
+from dataclasses import dataclass
+from functools import lru_cache, partial
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, Table, event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from services.runtime import inline_sqlite
@@ -78,7 +82,11 @@ def create_engine(url: str, checkpoints_elsewhere: bool = False, cache_mib: int 
         path = _sqlite_file(url)
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, async_creator=partial(inline_sqlite.connect, path or ":memory:"), **_ENGINE_OPTIONS)
+        # Last in, first out: the connection just returned, whose page cache is warm, serves the next call. In turn
+        # (the pool's default), a second connection opened once by an overlapping call (a health probe) would take
+        # every other call, each finding the other's commits and dropping its whole cache.
+        pooling = {"pool_use_lifo": True} if path else {}  # in memory: one static connection
+        engine = create_async_engine(url, async_creator=partial(inline_sqlite.connect, path or ":memory:"), **pooling, **_ENGINE_OPTIONS)
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         if path and checkpoints_elsewhere:
             event.listen(engine.sync_engine, "connect", _defer_checkpoints)
@@ -108,22 +116,25 @@ _LOG_FRAMES_BEFORE_TRUNCATE = 16_384
 
 
 async def checkpoint(
-    reader: AsyncEngine, writing: asyncio.Lock, frames_before_truncate: int = _LOG_FRAMES_BEFORE_TRUNCATE
+    reader: AsyncEngine, writer: AsyncEngine, writing: asyncio.Lock, frames_before_truncate: int = _LOG_FRAMES_BEFORE_TRUNCATE
 ) -> None:
     """Copy a SQLite file's write-ahead log into the database, off the event loop; other databases need nothing.
 
-    A passive checkpoint never waits for the writer. Once the log is long, a truncating one follows: it
-    holds new write transactions back while it copies what the passive pass left, then empties the log.
-    It takes the service's `writing` lock for that, so writers wait their turn instead of finding the file
-    locked: on a 3.6 GB follow-up store each truncation outlasted the writer's busy timeout, 818 store
-    retries in 24 minutes of steady load, each marking the store not ready.
+    A passive checkpoint on the reader never waits for the writer. Once the log is long, a truncating one follows: it
+    holds new write transactions back while it copies what the passive pass left, then empties the log. It takes the
+    service's `writing` lock for that, so writers wait their turn instead of finding the file locked: on a 3.6 GB
+    follow-up store each truncation outlasted the writer's busy timeout, 818 store retries in 24 minutes of steady
+    load, each marking the store not ready. It runs through the writer's own connection, on its thread: a log started
+    over by another connection makes the writer drop its whole page cache at its next transaction (triage's dedupe
+    lookups cost 4 us a report without truncations, 19-23 us with them, run on the reader).
     """
-    if reader.dialect.name == "sqlite":
-        async with reader.connect() as connection:
-            _, log_frames, _ = (await connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")).one()
-            if log_frames > frames_before_truncate:
-                async with writing:
-                    await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    if reader.dialect.name != "sqlite":
+        return
+    async with reader.connect() as connection:
+        _, log_frames, _ = (await connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")).one()
+    if log_frames > frames_before_truncate:
+        async with writing, writer.connect() as connection:
+            await _execute_beside(connection, [("PRAGMA wal_checkpoint(TRUNCATE)", ())])
 
 
 async def ping(engine: AsyncEngine) -> bool:
@@ -186,13 +197,94 @@ async def insert_tuples(connection: AsyncConnection, table: Table, names: list[s
     await connection.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks}){on_conflict}", rows)
 
 
+@dataclass(frozen=True)
+class Insert:
+    """Rows given as tuples of the named columns' values, for `insert_beside`; `on_conflict` as for insert_rows."""
+
+    table: Table
+    names: list[str]
+    rows: list[tuple]
+    on_conflict: str = ""
+
+
+async def insert_beside(connection: AsyncConnection, inserts: list[Insert]) -> None:
+    """Insert as `insert_tuples` does, without holding the event loop: on a SQLite file each insert is one statement
+    over its rows as a JSON array, all run in one call on the writer thread with the GIL released; other drivers wait
+    on the network anyway.
+
+    Values are text, numbers or None (times bound by `time_binder`). Rows go in in order, so of two with one key the first wins.
+    """
+    inserts = [insert for insert in inserts if insert.rows]
+    if not await _runs_beside(connection):
+        for insert in inserts:
+            await insert_tuples(connection, insert.table, insert.names, insert.rows, insert.on_conflict)
+        return
+    # `executemany` on a thread would take the GIL back for every row, each time waiting out the loop's switch
+    # interval, and a call per statement would wait for the loop, busy deciding, to hand over the next one.
+    await _execute_beside(connection, [(_json_insert_sql(i.table.name, tuple(i.names), i.on_conflict), (json.dumps(i.rows, ensure_ascii=False),)) for i in inserts])
+
+
+async def _runs_beside(connection: AsyncConnection) -> bool:
+    return isinstance((await connection.get_raw_connection()).driver_connection, inline_sqlite.InlineConnection)
+
+
+async def _execute_beside(connection: AsyncConnection, statements: list[tuple[str, Any]]) -> None:
+    """Run statements on the writer thread through the connection's SQLite driver, its errors raised as SQLAlchemy's.
+
+    The driver is called directly, so its errors are wrapped here as SQLAlchemy wraps them everywhere else: a locked
+    file is then an outage to retry (`retry.is_outage`), not a fault of the batch's records.
+    """
+    driver = (await connection.get_raw_connection()).driver_connection
+    try:
+        await driver.execute_beside(statements)
+    except sqlite3.Error as error:
+        raise DBAPIError.instance(None, None, error, sqlite3.Error, hide_parameters=True) from None
+
+
+@lru_cache(maxsize=32)
+def _json_insert_sql(table: str, names: tuple[str, ...], on_conflict: str) -> str:
+    # "WHERE true" tells SQLite's parser that ON CONFLICT belongs to the insert, not to the select.
+    values = ", ".join(f"value ->> {n}" for n in range(len(names)))
+    return f"INSERT INTO {table} ({', '.join(names)}) SELECT {values} FROM json_each(?) WHERE true{on_conflict}"
+
+
+@asynccontextmanager
+async def written_beside(write: Callable[[Awaitable[None]], Awaitable[None]]) -> AsyncIterator[None]:
+    """Run `write` beside the block: it is handed an awaitable that completes once the block ends without error, and
+    must await it before it commits. An error in the block cancels the write, whose transaction rolls back.
+
+    A batch's record is written while its decisions are made and published, and committed only once they are acknowledged.
+    """
+    released: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    writing = asyncio.ensure_future(write(released))
+    # One turn of the loop lets the write run to its first real wait (its statement on the writer thread) before the
+    # block's own work, which need not wait for anything, keeps the loop busy.
+    await asyncio.sleep(0)
+    try:
+        yield
+    except BaseException:
+        writing.cancel()
+        await asyncio.gather(writing, return_exceptions=True)
+        raise
+    released.set_result(None)
+    await writing
+
+
 def time_binder(connection: AsyncConnection) -> Callable[[datetime], Any]:
     """Return how this connection's text statements take an aware time: in UTC, and for SQLite already as the text it stores.
 
-    Many rows share a time (a report's sightings): converted once, the driver's adapter is not called for each row."""
-    if connection.dialect.name == "sqlite":
-        return lambda moment: _sqlite_time(utc(moment))
-    return utc
+    Each distinct time is converted once per binder: a batch's rows and probes share a few times, and the driver's
+    adapter is not called for each of them."""
+    convert: Callable[[datetime], Any] = (lambda moment: _sqlite_time(utc(moment))) if connection.dialect.name == "sqlite" else utc
+    bound: dict[datetime, Any] = {}
+
+    def bind(moment: datetime) -> Any:
+        value = bound.get(moment)
+        if value is None:
+            value = bound[moment] = convert(moment)
+        return value
+
+    return bind
 
 
 def numbered_parameters(connection: AsyncConnection) -> bool:

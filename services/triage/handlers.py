@@ -29,6 +29,7 @@ from services.runtime.kafka import Outgoing, encode_event
 from services.runtime.reload import Reloadable
 from services.runtime.retry import Readiness, retry_holding
 from services.runtime.settings import KafkaSettings
+from services.runtime.store import written_beside
 from services.triage.correlation import Hasher, Subject, correlate, matter_probes, probes, same_matter, subject_of
 from services.triage.detection import Detection
 from services.triage.grading import Features, Grader, Triage
@@ -171,15 +172,16 @@ class TriageProcessor:
         subjects = [subject_of(a.event_id, a.report, self.hasher, grader.ruleset.spec.correlation) for a in todo]
         correlated, matters = await self._correlate(subjects, grader)
         now = self.clock.now()
-        features = [Features.of_text(a.report.description, grader.ruleset, correlated[a.event_id], a.cause) for a in todo]
-        graded = [(a, grader.grade(a.report, f)) for a, f in zip(todo, features)]
-        events = [triaged_event(a, t, grader.version, now, matters[a.event_id], f.detections) for (a, t), f in zip(graded, features)]
-        outgoing = [encode_event(self.triaged_topic, e, e.event_id, CE_SOURCE, now) for e in events] + dead
-        await self.publish(outgoing)
-        fault_point("after_publish", "reports")
-        done = [Processed(a.event_id, e.event_id, now) for a, e in zip(todo, events)]
+        done = [Processed(a.event_id, triaged_event_id(a.event_id, grader.version), now) for a in todo]
         sightings = [s for subject in subjects for s in subject.sightings()]
-        await self._store("store", lambda: self.store.record(done, sightings))
+        # Written while the batch is graded and published, committed only once its outputs are acknowledged.
+        async with written_beside(lambda released: self._store("store", lambda: self.store.record(done, sightings, released))):
+            features = [Features.of_text(a.report.description, grader.ruleset, correlated[a.event_id], a.cause) for a in todo]
+            graded = [(a, grader.grade(a.report, f)) for a, f in zip(todo, features)]
+            events = [triaged_event(a, t, grader.version, now, matters[a.event_id], f.detections) for (a, t), f in zip(graded, features)]
+            outgoing = [encode_event(self.triaged_topic, e, e.event_id, CE_SOURCE, now) for e in events] + dead
+            await self.publish(outgoing)
+            fault_point("after_publish", "reports")
         self._observe(graded, records, started)
         fault_point("after_record", "reports")
 

@@ -1,7 +1,7 @@
 """Triage's own store: processed event ids (dedupe) and hashed sightings (correlation), batched per call."""
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -14,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.runtime.store import (
     IGNORE_DUPLICATES,
+    Insert,
     aware,
     create_schema,
-    insert_tuples,
+    insert_beside,
     numbered_parameters,
     parameter_marks,
     present,
@@ -99,28 +100,33 @@ async def _matters(connection: Any, asked: list[MatterProbe]) -> Answers:
     """Answer each same-matter probe from its party's sightings of the same category and place in its window."""
     return await _ask(
         connection, asked, _matter_sql,
-        lambda p: [p.party, utc(p.since), utc(p.until), p.dispute_id, p.category, p.place, p.limit],
+        lambda p, bind: [p.party, bind(p.since), bind(p.until), p.dispute_id, p.category, p.place, p.limit],
         lambda p: (p.event_id, MATTER, p.matter),
     )
 
 
 async def _ask(
-    connection: Any, asked: list[Any], sql: Callable[[int, bool], str], values: Callable[[Any], list[Any]], answer: Callable[[Any], tuple[str, str, str]]
+    connection: Any,
+    asked: list[Any],
+    sql: Callable[[int, bool], str],
+    values: Callable[[Any, Callable[[datetime], Any]], list[Any]],
+    answer: Callable[[Any], tuple[str, str, str]],
 ) -> Answers:
     """Run probes in statements of a few padded sizes; collect the disputes each finds under its `answer` key.
 
-    `values` gives a probe's parameters, its limit last: padding repeats the chunk's last probe with a limit of 0,
-    which matches nothing, so each driver keeps a few prepared statements instead of one per batch size.
+    `values` gives a probe's parameters, its times bound by the binder it is handed, its limit last: padding repeats
+    the chunk's last probe with a limit of 0, which matches nothing, so each driver keeps a few prepared statements
+    instead of one per batch size.
     """
     found: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-    numbered = numbered_parameters(connection)
+    numbered, bind = numbered_parameters(connection), time_binder(connection)
     for start in range(0, len(asked), _PROBES_PER_QUERY):
         chunk = asked[start : start + _PROBES_PER_QUERY]
         size = next(size for size in _STATEMENT_SIZES if size >= len(chunk))
         parameters: list[Any] = []
         for probe in chunk:
-            parameters += values(probe)
-        last = values(chunk[-1])
+            parameters += values(probe, bind)
+        last = values(chunk[-1], bind)
         parameters += (last[:-1] + [0]) * (size - len(chunk))
         for number, dispute_id in await connection.exec_driver_sql(sql(size, numbered), tuple(parameters)):
             found[answer(chunk[number])].add(dispute_id)
@@ -174,7 +180,7 @@ async def _windowed(connection: Any, asked: list[Probe]) -> Answers:
     """Answer each probe from the sightings of its key in its window: `other_disputes` without first asking which keys are named."""
     return await _ask(
         connection, asked, _probes_sql,
-        lambda p: [p.kind, p.key, utc(p.since), utc(p.until), p.dispute_id, p.limit],
+        lambda p, bind: [p.kind, p.key, bind(p.since), bind(p.until), p.dispute_id, p.limit],
         lambda p: (p.event_id, p.kind, p.key),
     )
 
@@ -237,22 +243,23 @@ class TriageStore:
                 found[event_id, MATTER, matter] = found.get((event_id, MATTER, matter), frozenset()) | disputes
             return found
 
-    async def record(self, done: list[Processed], seen: list[Sighting]) -> None:
-        """Record a batch's processed ids and sightings in one transaction; repeats change nothing."""
+    async def record(self, done: list[Processed], seen: list[Sighting], released: Awaitable[None] | None = None) -> None:
+        """Record a batch's processed ids and sightings in one transaction, committed once `released` (if given) completes; repeats change nothing."""
         async with self.engine.begin() as connection:
             bind = time_binder(connection)
-            await insert_tuples(
-                connection, processed, ["event_id", "output_event_id", "processed_at"],
-                _in_key_order([(p.event_id, p.output_event_id, bind(p.processed_at)) for p in done], 0),
-                IGNORE_DUPLICATES,
-            )
-            # A report's sightings share its time: converted once per report, not once per sighting.
-            stored_at = {at: bind(at) for at in {s.reported_at for s in seen}}
-            await insert_tuples(
-                connection, sightings, ["kind", "key_hash", "dispute_id", "reported_at", "category", "place"],
-                _in_key_order([(s.kind, s.key, s.dispute_id, stored_at[s.reported_at], s.category, s.place) for s in seen], 1),
-                IGNORE_DUPLICATES,
-            )
+            await insert_beside(connection, [
+                Insert(
+                    processed, ["event_id", "output_event_id", "processed_at"],
+                    _in_key_order([(p.event_id, p.output_event_id, bind(p.processed_at)) for p in done], 0), IGNORE_DUPLICATES,
+                ),
+                Insert(
+                    sightings, ["kind", "key_hash", "dispute_id", "reported_at", "category", "place"],
+                    _in_key_order([(s.kind, s.key, s.dispute_id, bind(s.reported_at), s.category, s.place) for s in seen], 1),
+                    IGNORE_DUPLICATES,
+                ),
+            ])
+            if released is not None:
+                await released
 
     async def purge(self, now: datetime, dedupe_days: int, sighting_days: int) -> tuple[int, int]:
         """Forget processed ids older than the dedupe window and sightings older than the widest window.

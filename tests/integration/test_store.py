@@ -1,6 +1,7 @@
 """Storage engines: SQLite by default, PostgreSQL where it runs (CI has it)."""
 
 import asyncio
+import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
@@ -18,19 +19,24 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from services.runtime.retry import Readiness, retry_transient
+from services.runtime.retry import Readiness, is_outage, retry_transient
 from services.runtime.settings import RetrySettings
 from services.runtime.store import (
+    IGNORE_DUPLICATES,
+    Insert,
     aware,
     checkpoint,
     create_engine,
     create_reader,
+    insert_beside,
     insert_ignoring_duplicates,
     insert_rows,
     is_sqlite,
     ping,
     present,
     present_sql,
+    time_binder,
+    written_beside,
 )
 from tests.support.postgres import generic_plan
 
@@ -66,12 +72,12 @@ async def written_store(tmp_path):
 
 
 async def test_a_service_store_leaves_its_checkpoints_to_the_reader_thread(tmp_path, written_store):
-    _, reader = written_store
+    engine, reader = written_store
     database, log = tmp_path / "service.db", tmp_path / "service.db-wal"
     # Past the 1,000 pages at which SQLite would checkpoint in the committing (event loop's) connection.
     assert log.stat().st_size > 1000 * 4096
     assert database.stat().st_size < 1000 * 4096
-    await checkpoint(reader, asyncio.Lock())
+    await checkpoint(reader, engine, asyncio.Lock())
     assert database.stat().st_size > 1500 * 4000
 
 
@@ -79,9 +85,9 @@ async def test_a_long_write_ahead_log_is_emptied_by_the_reader(tmp_path, written
     # A passive checkpoint leaves the log at its length; under steady writes SQLite never starts it over.
     engine, reader = written_store
     log = tmp_path / "service.db-wal"
-    await checkpoint(reader, asyncio.Lock())
+    await checkpoint(reader, engine, asyncio.Lock())
     assert log.stat().st_size > 1500 * 4000  # below the default bound: left for the writer to reuse
-    await checkpoint(reader, asyncio.Lock(), frames_before_truncate=1000)
+    await checkpoint(reader, engine, asyncio.Lock(), frames_before_truncate=1000)
     assert log.stat().st_size == 0
     async with engine.connect() as connection:
         assert (await connection.exec_driver_sql("SELECT count(*) FROM pages")).scalar() == 1500
@@ -100,11 +106,11 @@ class WatchedLock(asyncio.Lock):
 
 
 async def test_emptying_the_log_waits_for_the_writer_lock_instead_of_locking_writers_out(tmp_path, written_store):
-    _, reader = written_store
+    engine, reader = written_store
     log, writing = tmp_path / "service.db-wal", WatchedLock()
     async with writing:  # a store transaction in progress
         writing.asked.clear()
-        emptying = asyncio.create_task(checkpoint(reader, writing, frames_before_truncate=1000))
+        emptying = asyncio.create_task(checkpoint(reader, engine, writing, frames_before_truncate=1000))
         await asyncio.wait_for(writing.asked.wait(), timeout=20)
         assert log.stat().st_size > 1500 * 4000 and not emptying.done()
     await emptying
@@ -178,6 +184,97 @@ async def test_rows_inserted_as_driver_text_read_back_as_written_and_repeats_are
         assert sorted(later) == ["a", "b"]
         if is_sqlite(database_url):  # SQLAlchemy's own text for times, offset dropped: text comparisons order them
             assert stored == "2026-03-02 02:00:00.123456"
+    finally:
+        await engine.dispose()
+
+
+def _beside_tables() -> tuple[MetaData, Table, Table]:
+    metadata = MetaData()
+    first = Table(
+        "beside_first", metadata,
+        Column("key", String(16), primary_key=True), Column("at", DateTime(timezone=True)), Column("note", String(64)), Column("n", Integer),
+    )
+    return metadata, first, Table("beside_second", metadata, Column("key", String(16), primary_key=True))
+
+
+async def _beside_rows(engine, first: Table, second: Table) -> tuple[list, list]:
+    async with engine.connect() as connection:
+        rows = (await connection.execute(select(first).order_by(first.c.key))).all()
+        keys = (await connection.execute(select(second.c.key).order_by(second.c.key))).scalars().all()
+    return [(r.key, aware(r.at) if r.at else None, r.note, r.n) for r in rows], keys
+
+
+async def test_inserts_written_beside_the_loop_store_what_plain_inserts_store(database_url):
+    # On SQLite the rows go over as one JSON array per table on the writer thread; the stored values must not tell.
+    metadata, first, second = _beside_tables()
+    engine = create_engine(database_url)
+    moment = datetime(2026, 3, 2, 2, 0, 0, 123456, tzinfo=timezone.utc)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda sync: metadata.drop_all(sync, checkfirst=True))
+            await connection.run_sync(metadata.create_all)
+            bind = time_binder(connection)
+            rows = [("a", bind(moment), "甲 \"quoted\" \\ 𠀀", 7), ("b", None, None, None), ("a", bind(moment + timedelta(days=1)), "second a", 8)]
+            await insert_beside(connection, [
+                Insert(first, ["key", "at", "note", "n"], rows, IGNORE_DUPLICATES), Insert(second, ["key"], [("x",), ("y",)]), Insert(second, ["key"], []),
+            ])
+        stored = await _beside_rows(engine, first, second)
+        async with engine.begin() as connection:
+            await connection.run_sync(metadata.drop_all)
+        # In order: of the two rows keyed a, the first stays.
+        assert stored == ([("a", moment, '甲 "quoted" \\ 𠀀', 7), ("b", None, None, None)], ["x", "y"])
+    finally:
+        await engine.dispose()
+
+
+async def test_a_write_beside_commits_after_its_block_and_rolls_back_when_the_block_fails(database_url):
+    metadata, first, second = _beside_tables()
+    engine = create_engine(database_url)
+    async with engine.begin() as connection:
+        await connection.run_sync(lambda sync: metadata.drop_all(sync, checkfirst=True))
+        await connection.run_sync(metadata.create_all)
+
+    waiting = asyncio.Event()
+
+    async def write(key: str, released) -> None:
+        async with engine.begin() as connection:
+            await insert_beside(connection, [Insert(second, ["key"], [(key,)])])
+            waiting.set()
+            await released
+
+    try:
+        async with written_beside(lambda released: write("kept", released)):
+            await asyncio.wait_for(waiting.wait(), timeout=10)
+            assert (await _beside_rows(engine, first, second))[1] == [], "nothing is committed before the block ends"
+        with pytest.raises(RuntimeError):
+            async with written_beside(lambda released: write("dropped", released)):
+                raise RuntimeError("publishing failed")
+        assert (await _beside_rows(engine, first, second))[1] == ["kept"]
+    finally:
+        async with engine.begin() as connection:
+            await connection.run_sync(metadata.drop_all)
+        await engine.dispose()
+
+
+async def test_a_locked_sqlite_file_fails_a_write_beside_as_an_outage(tmp_path):
+    # The driver is called directly on the writer thread: its error must still read as an outage, to be retried,
+    # and not as the batch's fault, which would dead-letter its records.
+    path = tmp_path / "locked.db"
+    metadata, _, second = _beside_tables()
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(metadata.create_all)
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(Exception) as refused:
+                async with engine.begin() as connection:
+                    await insert_beside(connection, [Insert(second, ["key"], [("x",)])])
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert is_outage(refused.value), repr(refused.value)
     finally:
         await engine.dispose()
 

@@ -10,14 +10,16 @@ from hypothesis import strategies as st
 from schemas.common import Category
 from schemas.disputes import DisputeReported, ReassessmentReason
 from services.triage.grading import (
+    _CATCH_ALL_KEY,
     Features,
     Grader,
-    build_fact,
+    _key,
+    _member_key,
     detect_keywords,
     detect_text,
     effective_flags,
 )
-from services.triage.ruleset import DEFAULT_RULES, KeywordSpec, load_ruleset
+from services.triage.ruleset import DEFAULT_RULES, KNOWN_FLAGS, VULNERABILITIES, KeywordSpec, load_ruleset
 from tests.support.samples import report_payload
 
 RULESET = load_ruleset(DEFAULT_RULES)
@@ -163,6 +165,22 @@ HISTORY = st.fixed_dictionaries(
 AMOUNTS = st.none() | st.integers(0, 10**8).map(lambda fen: fen / 100) | st.sampled_from([99_999.99, 100_000, 100_000.01])
 
 
+HISTORY_FIELDS = ("mediation_attempts", "failed_mediations", "sla_breaches", "rebounds", "previous_level")
+
+
+def build_fact(subject: DisputeReported, features: Features, flags: set[str]) -> dict:
+    """Flatten a report into the whole fact, every key and every number as it is: what the engine alone would grade."""
+    fact = {_key("category"): subject.category, _key("source"): subject.source, _key("cause"): features.cause, _key("party_count"): subject.party_count}
+    if subject.amount_cny is not None:
+        fact[_key("amount_cny")] = subject.amount_cny
+    for name in HISTORY_FIELDS:
+        if (value := getattr(subject.history, name)) is not None:
+            fact[_key(f"history.{name}")] = value
+    vulnerable = {v for party in subject.parties for v in party.vulnerable}
+    fact |= {_member_key("flags", f): f in flags for f in KNOWN_FLAGS} | {_member_key("vulnerable", v): v in vulnerable for v in VULNERABILITIES}
+    return fact | {_CATCH_ALL_KEY: 1}
+
+
 def engine_grade(subject, features):
     """Grade on the raw fact, as the engine alone would."""
     flags = effective_flags(subject, features)
@@ -175,11 +193,16 @@ def engine_grade(subject, features):
     category=st.sampled_from(get_args(Category)),
     risk=st.dictionaries(st.sampled_from(["violence_threat", "weapon_involved", "self_harm_threat", "mass_gathering"]), st.booleans()),
     correlated=st.frozensets(st.sampled_from(["repeat_parties", "group_wage_risk"])),
+    detected=st.frozensets(st.sampled_from(["violence_threat", "self_harm_threat", "petition_history", "mass_gathering"])),
     cause=st.sampled_from(["reported", *get_args(ReassessmentReason)]),
+    parties=st.sampled_from([[], [CHILD], [GRANNY, DISABLED], [CHILD, GRANNY]]),
 )
-def test_canonical_memoised_grades_equal_the_engine_s_on_the_raw_fact(party_count, amount, history, category, risk, correlated, cause):
-    subject = report(party_count=party_count, amount_cny=amount, history=history, category=category, risk=risk)
-    features = Features(frozenset(), correlated, cause)
+def test_memoised_grades_of_the_rules_keys_equal_the_engine_s_on_the_whole_raw_fact(
+    party_count, amount, history, category, risk, correlated, detected, cause, parties
+):
+    extra = {"parties": parties} if parties else {}
+    subject = report(party_count=party_count, amount_cny=amount, history=history, category=category, risk=risk, **extra)
+    features = Features(detected, correlated, cause)
     assert GRADER_SMALL_MEMO.grade(subject, features) == engine_grade(subject, features)
 
 
