@@ -264,6 +264,8 @@ def detect(text: str, detector: Detector) -> tuple[Detection, ...]:
         hits: list[Detection] = []
         for clause, for_negation in clauses:
             masked = _mask(flag.exclude, clause)
+            if flag.any_pattern.search(masked) is None:
+                continue  # no pattern of the flag in this clause: the rest of the text held the match
             for pattern in flag.patterns:
                 for match in pattern.regex.finditer(masked):
                     if _negated(for_negation, match.start(), detector):

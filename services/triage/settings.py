@@ -27,8 +27,10 @@ class TriageSettings(ServiceSettings):
     hmac_key: SecretStr | None = Field(None, description="Key of the HMAC that hashes ID numbers and phones")
     dedupe_days: int = Field(7, ge=7, le=3650, description="How long processed event ids are remembered")
     # Every report writes sightings to, and probes, random pages of the sightings' key index: with SQLite's 2 MB
-    # cache most were read back from the file (in process, 50,000 reports: store 76 -> 66 us a report at 64 MB).
-    sqlite_cache_mib: int | None = Field(64, ge=1, le=4096, description="SQLite's page cache per connection; unset keeps its 2 MB")
+    # cache most were read back from the file (in process, 50,000 reports: store 76 -> 66 us a report at 64 MB). On the
+    # broker, once truncating the log no longer emptied the cache, 2, 16, 32 and 64 MB ran within the noise of each
+    # other, and 64 MB took triage's peak RSS from 168 to 212 MB.
+    sqlite_cache_mib: int | None = Field(16, ge=1, le=4096, description="SQLite's page cache per connection; unset keeps its 2 MB")
     group_id: str = "fengqiao-triage"
     # NoDecode: the variable is a comma-separated list (or a JSON list), not pydantic-settings' JSON only.
     rules_public_keys: Annotated[tuple[str, ...], NoDecode] = Field(
