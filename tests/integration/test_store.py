@@ -159,6 +159,11 @@ async def test_unreachable_database_is_not_ready():
         await engine.dispose()
 
 
+async def _recreate(connection, metadata: MetaData) -> None:
+    await connection.run_sync(lambda sync: metadata.drop_all(sync, checkfirst=True))
+    await connection.run_sync(metadata.create_all)
+
+
 async def test_rows_inserted_as_driver_text_read_back_as_written_and_repeats_are_ignored(database_url):
     metadata = MetaData()
     table = Table(
@@ -169,8 +174,7 @@ async def test_rows_inserted_as_driver_text_read_back_as_written_and_repeats_are
     moment = datetime(2026, 3, 2, 2, 0, 0, 123456, tzinfo=timezone.utc)
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(lambda sync: metadata.drop_all(sync, checkfirst=True))
-            await connection.run_sync(metadata.create_all)
+            await _recreate(connection, metadata)
             await insert_ignoring_duplicates(connection, table, [{"key": "a", "at": moment, "flag": True, "n": 7}])
             await insert_ignoring_duplicates(connection, table, [
                 {"key": "a", "at": moment + timedelta(days=1), "flag": False, "n": 8}, {"key": "b", "at": moment, "flag": False, "n": 9},
@@ -211,8 +215,7 @@ async def test_inserts_written_beside_the_loop_store_what_plain_inserts_store(da
     moment = datetime(2026, 3, 2, 2, 0, 0, 123456, tzinfo=timezone.utc)
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(lambda sync: metadata.drop_all(sync, checkfirst=True))
-            await connection.run_sync(metadata.create_all)
+            await _recreate(connection, metadata)
             bind = time_binder(connection)
             rows = [("a", bind(moment), "甲 \"quoted\" \\ 𠀀", 7), ("b", None, None, None), ("a", bind(moment + timedelta(days=1)), "second a", 8)]
             await insert_beside(connection, [
@@ -231,8 +234,7 @@ async def test_a_write_beside_commits_after_its_block_and_rolls_back_when_the_bl
     metadata, first, second = _beside_tables()
     engine = create_engine(database_url)
     async with engine.begin() as connection:
-        await connection.run_sync(lambda sync: metadata.drop_all(sync, checkfirst=True))
-        await connection.run_sync(metadata.create_all)
+        await _recreate(connection, metadata)
 
     waiting = asyncio.Event()
 
@@ -287,8 +289,7 @@ async def test_plain_inserts_refuse_a_key_that_exists(database_url):
     moment = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(lambda sync: metadata.drop_all(sync, checkfirst=True))
-            await connection.run_sync(metadata.create_all)
+            await _recreate(connection, metadata)
             await insert_rows(connection, table, [{"key": "a", "at": moment}, {"key": "b", "at": moment}])
         with pytest.raises(IntegrityError):
             async with engine.begin() as connection:
