@@ -134,7 +134,9 @@ async def checkpoint(
         _, log_frames, _ = (await connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")).one()
     if log_frames > frames_before_truncate:
         async with writing, writer.connect() as connection:
-            await _execute_beside(connection, [("PRAGMA wal_checkpoint(TRUNCATE)", ())])
+            driver = await _inline_driver(connection)
+            if driver is not None:  # a service's SQLite engine is always inline
+                await _execute_beside(driver, [("PRAGMA wal_checkpoint(TRUNCATE)", ())])
 
 
 async def ping(engine: AsyncEngine) -> bool:
@@ -215,27 +217,29 @@ async def insert_beside(connection: AsyncConnection, inserts: list[Insert]) -> N
     Values are text, numbers or None (times bound by `time_binder`). Rows go in in order, so of two with one key the first wins.
     """
     inserts = [insert for insert in inserts if insert.rows]
-    if not await _runs_beside(connection):
+    driver = await _inline_driver(connection)
+    if driver is None:
         for insert in inserts:
             await insert_tuples(connection, insert.table, insert.names, insert.rows, insert.on_conflict)
         return
     # `executemany` on a thread would take the GIL back for every row, each time waiting out the loop's switch
     # interval, and a call per statement would wait for the loop, busy deciding, to hand over the next one.
     # pydantic's serializer writes the array in a third of json.dumps' time; SQLite reads its bytes as text.
-    await _execute_beside(connection, [(_json_insert_sql(i.table.name, tuple(i.names), i.on_conflict), (to_json(i.rows),)) for i in inserts])
+    await _execute_beside(driver, [(_json_insert_sql(i.table.name, tuple(i.names), i.on_conflict), (to_json(i.rows),)) for i in inserts])
 
 
-async def _runs_beside(connection: AsyncConnection) -> bool:
-    return isinstance((await connection.get_raw_connection()).driver_connection, inline_sqlite.InlineConnection)
+async def _inline_driver(connection: AsyncConnection) -> inline_sqlite.InlineConnection | None:
+    """Return the connection's driver when it is SQLite run by `inline_sqlite`, which has a writer thread; None otherwise."""
+    driver = (await connection.get_raw_connection()).driver_connection
+    return driver if isinstance(driver, inline_sqlite.InlineConnection) else None
 
 
-async def _execute_beside(connection: AsyncConnection, statements: list[tuple[str, Any]]) -> None:
-    """Run statements on the writer thread through the connection's SQLite driver, its errors raised as SQLAlchemy's.
+async def _execute_beside(driver: inline_sqlite.InlineConnection, statements: list[tuple[str, Any]]) -> None:
+    """Run statements on the driver's writer thread, its errors raised as SQLAlchemy's.
 
     The driver is called directly, so its errors are wrapped here as SQLAlchemy wraps them everywhere else: a locked
     file is then an outage to retry (`retry.is_outage`), not a fault of the batch's records.
     """
-    driver = (await connection.get_raw_connection()).driver_connection
     try:
         await driver.execute_beside(statements)
     except sqlite3.Error as error:

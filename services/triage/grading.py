@@ -7,6 +7,7 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from durable import engine as durable
@@ -163,18 +164,14 @@ def thresholds(ruleset: Ruleset) -> dict[str, tuple[float, ...]]:
 _ABSENT = None
 
 
-def _field_reader(path: str, cuts: tuple[float, ...] | None) -> Callable[[DisputeReported, Features], Any]:
-    # One field of the report (or the cause), a number by its band.
+def _field_reader(path: str, cuts: tuple[float, ...] | None) -> Callable[..., Any]:
+    # One field of the report (or the cause), a number by its band; a reader's arguments as `fact_readers` says.
     if path == "cause":
-        return lambda report, features: features.cause
-    if path.startswith("history."):
-        name = path.removeprefix("history.")
-        value = lambda report, features: getattr(report.history, name)  # noqa: E731 - one line per kind of field
-    else:
-        value = lambda report, features: getattr(report, path)  # noqa: E731
+        return lambda report, features, flags, vulnerable: features.cause
+    field_of = attrgetter(path)  # a dotted path (history.rebounds) walks the nested model
     if cuts is None:
-        return value
-    return lambda report, features: None if (number := value(report, features)) is None else _representative(number, cuts)
+        return lambda report, features, flags, vulnerable: field_of(report)
+    return lambda report, features, flags, vulnerable: None if (number := field_of(report)) is None else _representative(number, cuts)
 
 
 def fact_readers(ruleset: Ruleset, cuts: dict[str, tuple[float, ...]]) -> tuple[tuple[str, Callable[..., Any]], ...]:
@@ -193,8 +190,7 @@ def fact_readers(ruleset: Ruleset, cuts: dict[str, tuple[float, ...]]) -> tuple[
                     else:
                         readers[_member_key(leaf.field, member)] = lambda report, features, flags, vulnerable, m=member: m in vulnerable
             else:
-                field_value = _field_reader(leaf.field, cuts.get(_key(leaf.field)))
-                readers[_key(leaf.field)] = lambda report, features, flags, vulnerable, read=field_value: read(report, features)
+                readers[_key(leaf.field)] = _field_reader(leaf.field, cuts.get(_key(leaf.field)))
     return tuple(sorted(readers.items()))
 
 
