@@ -125,7 +125,7 @@ def service_app(
         # a database connection after the engine is disposed, and its thread would keep the process alive.
         if stopping.is_set():
             return
-        checkpoints = partial(every, _CHECKPOINT_SECONDS, partial(checkpoint, parts.reader, parts.engine, parts.writing), "checkpoint")
+        checkpoints = partial(every, _CHECKPOINT_SECONDS, partial(checkpoint, parts.reader, parts.writing), "checkpoint")
         heap_trims = partial(every, _HEAP_TRIM_SECONDS, return_freed_heap, "heap trim")
         loops = background | {"checkpoints": checkpoints, "heap-trims": heap_trims}
         tasks.extend(asyncio.create_task(supervise(name, loop, parts.readiness)) for name, loop in loops.items())

@@ -116,27 +116,22 @@ _LOG_FRAMES_BEFORE_TRUNCATE = 16_384
 
 
 async def checkpoint(
-    reader: AsyncEngine, writer: AsyncEngine, writing: asyncio.Lock, frames_before_truncate: int = _LOG_FRAMES_BEFORE_TRUNCATE
+    reader: AsyncEngine, writing: asyncio.Lock, frames_before_truncate: int = _LOG_FRAMES_BEFORE_TRUNCATE
 ) -> None:
     """Copy a SQLite file's write-ahead log into the database, off the event loop; other databases need nothing.
 
-    A passive checkpoint on the reader never waits for the writer. Once the log is long, a truncating one follows: it
-    holds new write transactions back while it copies what the passive pass left, then empties the log. It takes the
-    service's `writing` lock for that, so writers wait their turn instead of finding the file locked: on a 3.6 GB
-    follow-up store each truncation outlasted the writer's busy timeout, 818 store retries in 24 minutes of steady
-    load, each marking the store not ready. It runs through the writer's own connection, on its thread: a log started
-    over by another connection makes the writer drop its whole page cache at its next transaction (triage's dedupe
-    lookups cost 4 us a report without truncations, 19-23 us with them, run on the reader).
+    A passive checkpoint never waits for the writer. Once the log is long, a truncating one follows: it
+    holds new write transactions back while it copies what the passive pass left, then empties the log.
+    It takes the service's `writing` lock for that, so writers wait their turn instead of finding the file
+    locked: on a 3.6 GB follow-up store each truncation outlasted the writer's busy timeout, 818 store
+    retries in 24 minutes of steady load, each marking the store not ready.
     """
-    if reader.dialect.name != "sqlite":
-        return
-    async with reader.connect() as connection:
-        _, log_frames, _ = (await connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")).one()
-    if log_frames > frames_before_truncate:
-        async with writing, writer.connect() as connection:
-            driver = await _inline_driver(connection)
-            if driver is not None:  # a service's SQLite engine is always inline
-                await _execute_beside(driver, [("PRAGMA wal_checkpoint(TRUNCATE)", ())])
+    if reader.dialect.name == "sqlite":
+        async with reader.connect() as connection:
+            _, log_frames, _ = (await connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")).one()
+            if log_frames > frames_before_truncate:
+                async with writing:
+                    await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 async def ping(engine: AsyncEngine) -> bool:

@@ -77,7 +77,7 @@ async def test_a_service_store_leaves_its_checkpoints_to_the_reader_thread(tmp_p
     # Past the 1,000 pages at which SQLite would checkpoint in the committing (event loop's) connection.
     assert log.stat().st_size > 1000 * 4096
     assert database.stat().st_size < 1000 * 4096
-    await checkpoint(reader, engine, asyncio.Lock())
+    await checkpoint(reader, asyncio.Lock())
     assert database.stat().st_size > 1500 * 4000
 
 
@@ -85,9 +85,9 @@ async def test_a_long_write_ahead_log_is_emptied_by_the_reader(tmp_path, written
     # A passive checkpoint leaves the log at its length; under steady writes SQLite never starts it over.
     engine, reader = written_store
     log = tmp_path / "service.db-wal"
-    await checkpoint(reader, engine, asyncio.Lock())
+    await checkpoint(reader, asyncio.Lock())
     assert log.stat().st_size > 1500 * 4000  # below the default bound: left for the writer to reuse
-    await checkpoint(reader, engine, asyncio.Lock(), frames_before_truncate=1000)
+    await checkpoint(reader, asyncio.Lock(), frames_before_truncate=1000)
     assert log.stat().st_size == 0
     async with engine.connect() as connection:
         assert (await connection.exec_driver_sql("SELECT count(*) FROM pages")).scalar() == 1500
@@ -110,7 +110,7 @@ async def test_emptying_the_log_waits_for_the_writer_lock_instead_of_locking_wri
     log, writing = tmp_path / "service.db-wal", WatchedLock()
     async with writing:  # a store transaction in progress
         writing.asked.clear()
-        emptying = asyncio.create_task(checkpoint(reader, engine, writing, frames_before_truncate=1000))
+        emptying = asyncio.create_task(checkpoint(reader, writing, frames_before_truncate=1000))
         await asyncio.wait_for(writing.asked.wait(), timeout=20)
         assert log.stat().st_size > 1500 * 4000 and not emptying.done()
     await emptying
