@@ -4,10 +4,16 @@ Each department may write only its own `workorders.<department>.updates` and `fo
 (deploy/acls): a payload naming another department there is an impostor, dead-lettered without effect.
 """
 
+import pytest
+
 from schemas.followups import FOLLOWUPS_RESULTS_INVALID, FollowupDue, ResultAnswered, due_topic, results_topic
 from schemas.workorders import WORKORDERS_UPDATES_INVALID, updates_topic
 from tests.support.department import Department, followup_messages, report
+from tests.support.loop import ANSWERING_SPEED
 from tests.support.processes import read_all, wait_until_committed
+
+# Every test here answers an order or a revisit: the clock leaves a department time to answer before the deadline.
+pytestmark = pytest.mark.parametrize("loop", [ANSWERING_SPEED], indirect=True)
 
 
 async def dead_letters_from(bootstrap, settings, invalid_topic, source_topic):

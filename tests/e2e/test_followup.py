@@ -3,6 +3,8 @@
 import json
 from collections import Counter
 
+import pytest
+
 from schemas.disputes import DISPUTES_REPORTED
 from schemas.followups import (
     FOLLOWUPS_DUE,
@@ -15,6 +17,7 @@ from schemas.workorders import DEPARTMENTS
 from services.dispatch.disclosure import DEFAULT_DISCLOSURE, disclose, load_disclosure
 from tests.support.conditions import wait_for
 from tests.support.department import Department, followup_messages, report
+from tests.support.loop import ANSWERING_SPEED
 from tests.support.processes import produce, start_service
 from tests.support.samples import report_payload
 
@@ -42,6 +45,7 @@ async def test_an_overdue_order_warns_once_breaches_once_and_is_regraded_higher(
     assert warning.fired_at < first.due_at
 
 
+@pytest.mark.parametrize("loop", [ANSWERING_SPEED], indirect=True)
 async def test_a_resolved_dispute_is_revisited_and_a_rebound_is_regraded(embedded_broker, kafka_settings, loop):
     bootstrap = embedded_broker.bootstrap_servers
     department = Department(bootstrap, kafka_settings)

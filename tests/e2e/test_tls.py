@@ -19,7 +19,7 @@ from services.runtime.topics import contract_topics, ensure_topics
 from tests.conftest import fresh_prefix
 from tests.support.conditions import wait_for
 from tests.support.department import Department, followup_messages, report
-from tests.support.loop import SERVICES, SPEED, START
+from tests.support.loop import ANSWERING_SPEED, SERVICES, START
 from tests.support.processes import TEST_ENVIRONMENT, produce, read_all, services_env, start_service
 from tests.support.samples import report_payload
 from tests.support.tls import HOST, TlsBroker, make_authority
@@ -98,9 +98,9 @@ async def test_a_report_goes_through_triage_dispatch_and_follow_up_all_over_tls(
     kafka = KafkaSettings(bootstrap_servers=bootstrap, security_protocol="SSL", ssl_cafile=tls_broker.authority.cert_path, topic_prefix=fresh_prefix())
     tls = ssl_context(kafka)
     await ensure_topics(kafka, bootstrap, contract_topics(partitions=2))
-    # The loop's fast simulated clock: the revisit a resolved order schedules comes due a simulated day later, in seconds.
+    # A fast simulated clock: the revisit a resolved order schedules comes due a simulated day later, in seconds.
     env = _services_env(tls_broker, kafka, tmp_path) | {
-        "FENGQIAO_CLOCK_SPEED": SPEED,
+        "FENGQIAO_CLOCK_SPEED": str(ANSWERING_SPEED),
         "FENGQIAO_CLOCK_EPOCH": datetime.now(timezone.utc).isoformat(),
         "FENGQIAO_CLOCK_START": START,
         "FOLLOWUP_REVISIT_DAYS": "[1]",
