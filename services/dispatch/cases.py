@@ -46,7 +46,7 @@ def case_of(dispute: Dispute, orders: list[Order]) -> Case:
 class Placement:
     """Where a graded report goes: a new case, the next attempt of one, or another report of one."""
 
-    action: Literal["new_case", "attempt", "joined", "reopened"]
+    action: Literal["new_case", "attempt", "joined", "reopened", "overtaken"]
     case: Case | None = None
     matched_by: MatchReason | None = None
 
@@ -80,6 +80,8 @@ def take_report(
     now = triaged.triaged_at
     placement = place(triaged, own, matter, now, timedelta(days=table.cases.reopen_within_days))
     case = placement.case
+    if placement.action == "overtaken":
+        return Effects()
     if placement.action == "new_case":
         effects = dispatch(triaged, None, [], now, table, calendar, disclosure, routing, holidays)
         if triaged.cause == "reported":  # a reassessment is no report: nobody reported anything again
@@ -109,6 +111,11 @@ def taken(triaged: DisputeTriaged, case_id: str, outcome: str) -> ReportTaken:
 
 def place(triaged: DisputeTriaged, own: Case | None, matter: list[Case], now: datetime, reopen_within: timedelta) -> Placement:
     """Decide where a graded report belongs; `own` is its id's case, `matter` the open or recent cases triage matched."""
+    if triaged.cause == "sla_breached" and own is not None and own.resolved:
+        # Follow-up fires a breach by its clock and learns of resolutions from dispatch's events: when it lags, a
+        # resolution just before the deadline is still open there. The case was resolved (its revisits will tell how
+        # well); a new attempt would supersede the resolution and cancel those revisits.
+        return Placement("overtaken", own)
     if triaged.cause != "reported":
         return Placement("attempt", own) if own else Placement("new_case")
     if own is not None:

@@ -109,6 +109,15 @@ CASES = [
     ("a reassessment is the next attempt, as ever",
      held(2), graded(3, "tri-rea", cause="mediation_failed"),
      NOTHING | {"issued": [(CASE, 2, 3)], "superseded": 2, "cancelled": CANCELLED}),
+    ("a breach's re-grading of an open case is the next attempt",
+     held(2), graded(3, "tri-breach", cause="sla_breached", after=timedelta(days=10)),
+     NOTHING | {"issued": [(CASE, 2, 3)], "superseded": 2, "cancelled": CANCELLED}),
+    ("a breach's re-grading of a case resolved before it arrived does nothing: the resolution stands, revisits follow",
+     held(2, resolved=timedelta(days=9)), graded(3, "tri-breach", cause="sla_breached", after=timedelta(days=10)),
+     NOTHING),
+    ("a rebound's re-grading of a resolved case is the next attempt",
+     held(2, resolved=timedelta(days=1)), graded(2, "tri-rebound", cause="rebound", after=timedelta(days=8)),
+     NOTHING | {"issued": [(CASE, 2, 2)]}),
 ]
 
 
