@@ -196,7 +196,7 @@ async def insert_tuples(connection: AsyncConnection, table: Table, names: list[s
 
 @dataclass(frozen=True)
 class Insert:
-    """Rows given as tuples of the named columns' values, for `insert_beside`; `on_conflict` as for insert_rows."""
+    """Rows given as tuples of the named columns' values, for `insert_beside`; `on_conflict` as for insert_tuples."""
 
     table: Table
     names: list[str]

@@ -28,8 +28,9 @@ class TriageSettings(ServiceSettings):
     dedupe_days: int = Field(7, ge=7, le=3650, description="How long processed event ids are remembered")
     # Every report writes sightings to, and probes, random pages of the sightings' key index: with SQLite's 2 MB
     # cache most were read back from the file (in process, 50,000 reports: store 76 -> 66 us a report at 64 MB). On the
-    # broker, once truncating the log no longer emptied the cache, 2, 16, 32 and 64 MB ran within the noise of each
-    # other, and 64 MB took triage's peak RSS from 168 to 212 MB.
+    # broker, with the log truncated through the writer (4deeb85, so the cache was never emptied), 2, 16, 32 and 64 MB
+    # ran within the noise of each other and 64 MB took triage's peak RSS from 168 to 212 MB. The reader truncates the
+    # log again (f85faeb), which empties the cache every few seconds under load: a larger one gains still less.
     sqlite_cache_mib: int | None = Field(16, ge=1, le=4096, description="SQLite's page cache per connection; unset keeps its 2 MB")
     group_id: str = "fengqiao-triage"
     # NoDecode: the variable is a comma-separated list (or a JSON list), not pydantic-settings' JSON only.
