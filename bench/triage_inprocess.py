@@ -21,6 +21,7 @@ from schemas.disputes import DISPUTES_REPORTED
 from services.runtime.clock import ManualClock
 from services.runtime.kafka import Outgoing
 from services.runtime.retry import Readiness
+from services.runtime.service import tune_interpreter
 from services.runtime.settings import KafkaSettings
 from services.runtime.store import create_engine
 from services.simulator.population import ReportFactory
@@ -56,8 +57,7 @@ async def measure(count: int, folder: str) -> None:
         store, publish, ManualClock(NOW), metrics, Readiness(), asyncio.Lock(),
     )
     gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)  # as services.runtime.service sets it
+    tune_interpreter()
     started, cpu = time.perf_counter(), time.process_time()
     for start in range(0, count, BATCH):
         await processor.process(records[start : start + BATCH])

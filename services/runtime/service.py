@@ -4,6 +4,7 @@ import asyncio
 import dataclasses
 import gc
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -32,6 +33,11 @@ _RELAXED_FETCH_MIN_BYTES = 1024 * 1024
 # SQLite's own checkpoint would run once the log reached 1,000 pages: about every second at 500 reports/s.
 _CHECKPOINT_SECONDS = 1.0
 _HEAP_TRIM_SECONDS = 10.0
+# How long the event loop's thread keeps the GIL from a thread that asks for it. The store's thread asks for it each
+# time a statement of its own starts and ends (a batch's inserts and commit), and Python's default of 5 ms held it
+# back that long each time while the loop decided: triage's inserts took 107 us a report of wall time on their thread
+# at 5 ms and 68-85 at 1 ms, and the loop waited for them after its publish (see docs/performance.md).
+SWITCH_INTERVAL_SECONDS = 0.001
 
 
 async def decodable_headers(records: Any, parse: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -117,10 +123,7 @@ def service_app(
         await prepare()
 
     async def started() -> None:
-        # A batch allocates thousands of short-lived objects; with the default thresholds the collector
-        # keeps re-scanning everything loaded at start (rules, schemas, modules), which never becomes garbage.
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
+        tune_interpreter()
         # A SIGTERM during start-up runs the shutdown before this hook: a loop started now would open
         # a database connection after the engine is disposed, and its thread would keep the process alive.
         if stopping.is_set():
@@ -165,6 +168,15 @@ async def every(seconds: float, work: Callable[[], Awaitable[None]], what: str) 
                 raise
             log.warning("%s failed (%s); trying again in %.0f s", what, type(error).__name__, seconds)
         await asyncio.sleep(seconds)
+
+
+def tune_interpreter() -> None:
+    """Set the collector and the GIL's switch interval for a service's batches, once what is loaded at start is loaded."""
+    # A batch allocates thousands of short-lived objects; with the default thresholds the collector
+    # keeps re-scanning everything loaded at start (rules, schemas, modules), which never becomes garbage.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
 
 
 def batch_options(settings: ServiceSettings, latency_critical: bool = True) -> dict[str, Any]:
