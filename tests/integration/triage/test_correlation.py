@@ -2,6 +2,7 @@
 3 disputes) and the same matter (30 days)."""
 
 import hashlib
+import hmac
 import json
 from datetime import timedelta
 
@@ -270,6 +271,20 @@ def test_hashes_are_keyed():
     other = Hasher(b"another-key-0123456789")
     assert HASHER("phone", "13800000001") != other("phone", "13800000001")
     assert "13800000001" not in HASHER("phone", "13800000001")
+
+
+@pytest.mark.parametrize(
+    ("key", "kind", "value"),
+    [
+        (b"test-key-0123456789abcdef", "phone", "13800000001"),
+        (b"k" * 16, "id", "33068119800101001X"),
+        (b"k" * 64, "org", "宏达建筑"),  # a key of exactly one block
+        (bytes(range(65)), "phone", ""),  # longer than a block: hashed first
+        (b"\x00" * 100, "org", "枫桥镇 · 某某公司"),
+    ],
+)
+def test_hashes_are_hmac_sha256_of_kind_and_value(key, kind, value):
+    assert Hasher(key)(kind, value) == hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
 def test_short_keys_are_refused():
