@@ -18,9 +18,6 @@ EMPLOYER = "employer"
 MATTER = "matter"
 
 
-_SHA256_BLOCK = 64
-
-
 class Hasher:
     """Keyed HMAC-SHA256 of identifiers: the store never holds an ID number or phone in clear."""
 
@@ -30,7 +27,8 @@ class Hasher:
         # HMAC (RFC 2104) from the key's two padded SHA-256 states, each hashed once: an identifier continues copies of
         # them (3.0 -> 1.9 us an identifier against copying an `hmac` object, which copies both states through Python
         # code). A test holds it equal to `hmac`.
-        block = (key if len(key) <= _SHA256_BLOCK else hashlib.sha256(key).digest()).ljust(_SHA256_BLOCK, b"\0")
+        size = hashlib.sha256().block_size
+        block = (key if len(key) <= size else hashlib.sha256(key).digest()).ljust(size, b"\0")
         self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block))
         self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
 
