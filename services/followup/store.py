@@ -11,6 +11,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import Select
 
 from schemas.disputes import DisputeReported
 from schemas.followups import FollowupResult
@@ -288,8 +289,7 @@ class FollowupStore:
         fired or cancelled. A revisit fired but unanswered is still awaited only until the dispute is erased,
         `retention_days` later: a result after that is refused as expired. A new attempt brings its report with it.
         """
-        query = _retained().where(disputes.c.dispute_id > after).order_by(disputes.c.dispute_id).limit(limit)
-        return _kept(await connection.execute(query))
+        return _kept(await connection.execute(retained_page_query(after, limit)))
 
     @staticmethod
     async def retained_locked(connection: AsyncConnection, dispute_ids: list[str]) -> list[Kept]:
@@ -319,7 +319,12 @@ class FollowupStore:
             )
 
 
-def _retained():
+def retained_page_query(after: str, limit: int) -> Select:
+    """Return the query `retained_page` runs (the upgrade test reads its plan)."""
+    return _retained().where(disputes.c.dispute_id > after).order_by(disputes.c.dispute_id).limit(limit)
+
+
+def _retained() -> Select:
     open_order = exists().where(orders.c.dispute_id == disputes.c.dispute_id, orders.c.status == "open")
     pending = exists().where(timers.c.dispute_id == disputes.c.dispute_id, timers.c.state == "pending")
     return select(disputes.c.dispute_id, disputes.c.settled_at, (open_order | pending).label("needed")).where(disputes.c.erased_at.is_(None))

@@ -11,7 +11,7 @@ from sqlalchemy import event, inspect
 from schemas.disputes import ReassessmentRequested
 from schemas.followups import FOLLOWUP_MESSAGE, FOLLOWUPS_DUE, FOLLOWUPS_RESULTS, FollowupDue, FollowupResult, ResultAnswered, due_topic, results_topic
 from schemas.workorders import DisputeResolved, OrderStatusChanged
-from services.followup.store import FollowupStore, _retained, disputes
+from services.followup.store import FollowupStore, retained_page_query
 from services.followup.timers import followup_id
 from services.runtime.clock import ManualClock
 from services.runtime.store import create_engine, create_reader
@@ -359,8 +359,7 @@ async def test_a_store_from_before_the_timers_dispute_and_state_index_gets_it_on
         "DROP INDEX ix_followup_timers_dispute_id_state",
         "CREATE INDEX ix_followup_timers_dispute_id ON followup_timers (dispute_id)",
     ])
-    page = _retained().where(disputes.c.dispute_id > "").order_by(disputes.c.dispute_id).limit(500)
-    plan = await sqlite_plan(processor.store.engine, page)
+    plan = await sqlite_plan(processor.store.engine, retained_page_query("", 500))
     assert plan is None or "SEARCH followup_timers USING INDEX ix_followup_timers_dispute_id_state (dispute_id=? AND state=?)" in plan
     assert "ix_followup_timers_dispute_id_state" in names and "ix_followup_timers_dispute_id" not in names
     async with processor.store.engine.connect() as connection:
