@@ -64,10 +64,15 @@ def _check(audit: Audit, reader: str, where: str, view: View, parties: list[Part
 
 
 def audit_topics(records: Iterable[tuple[str, str]], policy: DisclosurePolicy) -> Audit:
-    """Check every record, (topic without prefix, JSON text), against the policy and the parties as first reported."""
+    """Check every record, (topic without prefix, JSON text), against the policy and the parties as reported."""
     records = list(records)
     audit, cases = Audit(), _cases(records)
-    reported = {d: case.parties for d, case in cases.items()}
+    # A notice carries the parties of the report it tells of, not the case's: another dispute joined as the same matter
+    # may have added people to the case that this report never named.
+    reported = {
+        (r.dispute_id, r.reported_at, r.source): r.parties
+        for r in (DisputeReported.model_validate_json(raw) for topic, raw in records if topic == "disputes.reported")
+    }
     for topic, raw in records:
         if topic == "workorders.events":
             event = WORK_ORDER_EVENT.validate_json(raw)
@@ -102,7 +107,7 @@ def audit_topics(records: Iterable[tuple[str, str]], policy: DisclosurePolicy) -
             order = DEPARTMENT_MESSAGE.validate_json(raw)
             audit.records[topic] += 1
             if isinstance(order, CaseNotice):
-                _notice(audit, topic, order, policy, reported.get(order.reported_dispute_id), raw)
+                _notice(audit, topic, order, policy, reported.get((order.reported_dispute_id, order.reported_at, order.source)), raw)
                 continue
             if not isinstance(order, WorkOrderIssued):  # an answer or a cancellation: it names orders, never people
                 if topic != f"workorders.{order.department}":

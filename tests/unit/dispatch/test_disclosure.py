@@ -1,6 +1,7 @@
 """The disclosure policy: masking, what each recipient receives, refused files, and the auditor that checks the topics."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -26,7 +27,8 @@ from services.dispatch.disclosure import (
     mask_phone,
     parse_disclosure,
 )
-from services.dispatch.lifecycle import Dispute, dispatch, with_known_parties
+from services.dispatch.cases import cases_for, take_report
+from services.dispatch.lifecycle import Dispute, Effects, dispatch, with_known_parties
 from services.dispatch.metrics import DispatchMetrics
 from services.dispatch.routing import DEFAULT_ROUTING, load_routing, parse_pinned, pinned_text, routing_text
 from services.runtime.kafka import encode_event
@@ -239,9 +241,13 @@ def _graded(**report) -> DisputeTriaged:
 
 def _records(triaged: DisputeTriaged) -> list[tuple[str, str]]:
     """Return a first dispatch's records as the topics would hold them, after the report that caused them."""
-    effects = dispatch(triaged, None, [], NOW, TABLE, WorkingCalendar(), POLICY)
+    return _topics(triaged, dispatch(triaged, None, [], NOW, TABLE, WorkingCalendar(), POLICY))
+
+
+def _topics(triaged: DisputeTriaged, effects: Effects) -> list[tuple[str, str]]:
+    """Return a report and what dispatch published of it, as the topics would hold them."""
     records = [("disputes.reported", triaged.report.to_bytes().decode())]
-    records += [(f"workorders.{o.department}", o.to_bytes().decode()) for o in effects.issued]
+    records += [(f"workorders.{o.department}", o.to_bytes().decode()) for o in [*effects.issued, *effects.notices]]
     return records + [("workorders.events", e.to_bytes().decode()) for e in effects.events]
 
 
@@ -274,6 +280,33 @@ def test_a_reassessment_from_follow_up_gets_the_parties_dispatch_holds():
     assert with_known_parties(from_followup, held) is from_followup
     effects = dispatch(reassessed, held, [], NOW, TABLE, WorkingCalendar(), POLICY)
     assert [p.id_number for p in effects.issued[0].parties] == [p.id_number for p in WITH_IDS]
+
+
+def _reported(dispute_id: str, event_id: str, parties: list[Party], hours: int, source: str, same_matter: tuple[str, ...] = ()) -> DisputeTriaged:
+    raw = _graded().model_dump(mode="json") | {
+        "event_id": f"tri-{event_id}", "source_event_id": event_id, "dispute_id": dispute_id, "same_matter": list(same_matter),
+        "triaged_at": (NOW + timedelta(hours=hours)).isoformat(),
+    }
+    raw["report"] |= {"event_id": event_id, "dispute_id": dispute_id, "source": source, "reported_at": (NOW + timedelta(hours=hours)).isoformat(),
+                      "parties": [p.model_dump(mode="json") for p in parties]}
+    return DisputeTriaged.model_validate_json(json.dumps(raw))
+
+
+def test_a_notice_is_audited_against_the_report_it_tells_of_not_the_case_it_joined():
+    first = _graded()
+    effects = dispatch(first, None, [], NOW, TABLE, WorkingCalendar(), POLICY)
+    records, disputes = _topics(first, effects), dict(effects.disputes)
+    orders = {first.dispute_id: {o.work_order_id: o for o in effects.orders.values()}}
+    # Another dispute of the same matter joins, naming somebody new; then the first is reported again under its own id.
+    newcomer = PERSON.model_copy(update={"name": "赵六", "id_number": "330681199202021234", "phone": "13600000003"})
+    for report in (_reported("E-1", "src-e", [newcomer], 1, "police_110", (first.dispute_id,)), _reported(first.dispute_id, "src-again", WITH_IDS, 2, "hotline_12345")):
+        own, matter = cases_for(report, {}, disputes, orders)
+        taken = take_report(report, own, matter, TABLE, WorkingCalendar(), POLICY)
+        records += _topics(report, taken)
+        disputes |= taken.disputes
+    told = [(n.reported_dispute_id, len(n.parties)) for n in taken.notices]
+    assert len(disputes[first.dispute_id].report.parties) == 3 and told and set(told) == {(first.dispute_id, 2)}
+    assert audit_topics(records, POLICY).breaches == []
 
 
 def _tamper(records: list[tuple[str, str]], topic: str, change) -> list[tuple[str, str]]:
