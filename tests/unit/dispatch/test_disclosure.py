@@ -283,6 +283,7 @@ def test_a_reassessment_from_follow_up_gets_the_parties_dispatch_holds():
 
 
 def _reported(dispute_id: str, event_id: str, parties: list[Party], hours: int, source: str, same_matter: tuple[str, ...] = ()) -> DisputeTriaged:
+    """Return a graded report of a dispute naming these parties, `hours` after the first, of the matters named."""
     raw = _graded().model_dump(mode="json") | {
         "event_id": f"tri-{event_id}", "source_event_id": event_id, "dispute_id": dispute_id, "same_matter": list(same_matter),
         "triaged_at": (NOW + timedelta(hours=hours)).isoformat(),
