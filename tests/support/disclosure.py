@@ -66,13 +66,11 @@ def _check(audit: Audit, reader: str, where: str, view: View, parties: list[Part
 def audit_topics(records: Iterable[tuple[str, str]], policy: DisclosurePolicy) -> Audit:
     """Check every record, (topic without prefix, JSON text), against the policy and the parties as reported."""
     records = list(records)
-    audit, cases = Audit(), _cases(records)
+    reports = [DisputeReported.model_validate_json(raw) for topic, raw in records if topic == "disputes.reported"]
+    audit, cases = Audit(), _cases(records, reports)
     # A notice carries the parties of the report it tells of, not the case's: another dispute joined as the same matter
     # may have added people to the case that this report never named.
-    reported = {
-        (r.dispute_id, r.reported_at, r.source): r.parties
-        for r in (DisputeReported.model_validate_json(raw) for topic, raw in records if topic == "disputes.reported")
-    }
+    reported = {(r.dispute_id, r.reported_at, r.source): r.parties for r in reports}
     for topic, raw in records:
         if topic == "workorders.events":
             event = WORK_ORDER_EVENT.validate_json(raw)
@@ -133,14 +131,12 @@ class _Case:
         return self.parties[: len(shown)] if len(shown) in self.sizes else self.parties
 
 
-def _cases(records: list[tuple[str, str]]) -> dict[str, _Case]:
+def _cases(records: list[tuple[str, str]], reported: list[DisputeReported]) -> dict[str, _Case]:
     reports, cases = {}, {}
-    for topic, raw in records:
-        if topic == "disputes.reported":
-            report = DisputeReported.model_validate_json(raw)
-            reports[report.event_id] = report
-            if report.dispute_id not in cases:
-                cases[report.dispute_id] = _Case(list(report.parties), {len(report.parties)})
+    for report in reported:
+        reports[report.event_id] = report
+        if report.dispute_id not in cases:
+            cases[report.dispute_id] = _Case(list(report.parties), {len(report.parties)})
     for topic, raw in records:
         if topic == "workorders.events":
             event = WORK_ORDER_EVENT.validate_json(raw)

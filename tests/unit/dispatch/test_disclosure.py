@@ -284,11 +284,11 @@ def test_a_reassessment_from_follow_up_gets_the_parties_dispatch_holds():
 
 def _reported(dispute_id: str, event_id: str, parties: list[Party], hours: int, source: str, same_matter: tuple[str, ...] = ()) -> DisputeTriaged:
     """Return a graded report of a dispute naming these parties, `hours` after the first, of the matters named."""
+    moment = (NOW + timedelta(hours=hours)).isoformat()
     raw = _graded().model_dump(mode="json") | {
-        "event_id": f"tri-{event_id}", "source_event_id": event_id, "dispute_id": dispute_id, "same_matter": list(same_matter),
-        "triaged_at": (NOW + timedelta(hours=hours)).isoformat(),
+        "event_id": f"tri-{event_id}", "source_event_id": event_id, "dispute_id": dispute_id, "same_matter": list(same_matter), "triaged_at": moment,
     }
-    raw["report"] |= {"event_id": event_id, "dispute_id": dispute_id, "source": source, "reported_at": (NOW + timedelta(hours=hours)).isoformat(),
+    raw["report"] |= {"event_id": event_id, "dispute_id": dispute_id, "source": source, "reported_at": moment,
                       "parties": [p.model_dump(mode="json") for p in parties]}
     return DisputeTriaged.model_validate_json(json.dumps(raw))
 
