@@ -131,19 +131,19 @@ class _Case:
         return self.parties[: len(shown)] if len(shown) in self.sizes else self.parties
 
 
-def _cases(records: list[tuple[str, str]], reported: list[DisputeReported]) -> dict[str, _Case]:
-    reports, cases = {}, {}
-    for report in reported:
-        reports[report.event_id] = report
+def _cases(records: list[tuple[str, str]], reports: list[DisputeReported]) -> dict[str, _Case]:
+    by_event, cases = {}, {}
+    for report in reports:
+        by_event[report.event_id] = report
         if report.dispute_id not in cases:
             cases[report.dispute_id] = _Case(list(report.parties), {len(report.parties)})
     for topic, raw in records:
         if topic == "workorders.events":
             event = WORK_ORDER_EVENT.validate_json(raw)
-            if event.kind == "reported_again" and event.source_event_id in reports and event.dispute_id in cases:
+            if event.kind == "reported_again" and event.source_event_id in by_event and event.dispute_id in cases:
                 case = cases[event.dispute_id]
                 known = {(p.name, p.id_number, p.phone) for p in case.parties}
-                case.parties += [p for p in reports[event.source_event_id].parties if (p.name, p.id_number, p.phone) not in known]
+                case.parties += [p for p in by_event[event.source_event_id].parties if (p.name, p.id_number, p.phone) not in known]
                 case.sizes.add(len(case.parties))
     return defaultdict(lambda: _Case([]), cases)
 
