@@ -8,7 +8,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text, delete, func, inspect, select, text
+from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, delete, func, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -40,9 +40,9 @@ sightings = Table(
     "triage_sightings",
     metadata,
     Column("kind", String(16), primary_key=True),
-    # The first 64 bits of the key's hash (`stored_key`): a key of 64 hex characters made the primary key's index three
-    # times the size, and a batch's random inserts into it, each a page of the log at the commit, its largest write.
-    Column("key_hash", BigInteger, primary_key=True),
+    # The first 64 bits of the key's hash (`stored_key`): all 64 hex characters made the primary key's index twice
+    # the size, and a batch's random inserts into it, each a page of the log at the commit, its largest write.
+    Column("key_hash", String(64), primary_key=True),
     Column("dispute_id", String(64), primary_key=True),
     Column("reported_at", DateTime(timezone=True), nullable=False),
     # A party's sighting also says what the dispute was about and where (its matter), so the same matter is found
@@ -68,61 +68,43 @@ _KEYS_PER_QUERY = 500
 _KEY_STATEMENT_SIZES = (8, 32, 128, _KEYS_PER_QUERY)
 
 
-def stored_key(key: str) -> int:
-    """Return the column value of a hashed key (hex): its first 64 bits as a signed integer, as both databases store them.
+# What the store keeps of a key: the first 64 bits of its hash, in hex.
+STORED_KEY_LENGTH = 16
+
+
+def stored_key(key: str) -> str:
+    """Return what the store keeps of a hashed key (hex): its first 16 characters, the hash's first 64 bits.
 
     Keys are HMAC-SHA256 digests, uniformly spread: two of a county's ten million identifiers share their first 64 bits
     with a chance of about 3 in a million, and only a repeat-party or same-employer flag could follow from it.
     """
-    return int.from_bytes(bytes.fromhex(key[:16]), "big", signed=True)
+    return key[:STORED_KEY_LENGTH]
 
 
 def _create(connection: Connection) -> None:
-    _retire_hex_keys(connection)
     metadata.create_all(connection)
-    _copy_hex_keys(connection)
     connection.execute(text(f"DROP INDEX IF EXISTS {_RETIRED_INDEX}"))  # stores made before it was retired
     present_columns = {column["name"] for column in inspect(connection).get_columns(sightings.name)}
     for name in _MATTER_COLUMNS:
         if name not in present_columns:
             connection.exec_driver_sql(f"ALTER TABLE {sightings.name} ADD COLUMN {name} {sightings.c[name].type.compile(connection.dialect)}")
+    _shorten_keys(connection)
 
 
-# A store from before `stored_key` keeps its sightings here while they are copied into the table made anew.
-_HEX_TABLE = "triage_sightings_hex"
-
-
-def _retire_hex_keys(connection: Connection) -> None:
-    """Rename a sightings table that keys by 64 hex characters out of the way, so that `create_all` makes it anew."""
-    schema = inspect(connection)
-    if not schema.has_table(sightings.name) or schema.has_table(_HEX_TABLE):
-        return
-    if isinstance(next(c["type"] for c in schema.get_columns(sightings.name) if c["name"] == "key_hash"), Integer):
-        return
-    connection.exec_driver_sql(f"ALTER TABLE {sightings.name} RENAME TO {_HEX_TABLE}")
-    if connection.dialect.name == "postgresql":  # its key's index keeps its name, which the new table's would take
-        connection.exec_driver_sql(f"ALTER TABLE {_HEX_TABLE} RENAME CONSTRAINT {sightings.name}_pkey TO {_HEX_TABLE}_pkey")
-
-
-def _hex_key_sql(dialect: str) -> str:
-    """Return the SQL that computes `stored_key` of the text column key_hash."""
-    if dialect == "postgresql":
-        return "('x' || substr(key_hash, 1, 16))::bit(64)::bigint"
-    # SQLite has no hex parsing: sixteen digits, each shifted into place; the first one's top bit lands on the sign.
-    return " | ".join(f"((instr('0123456789abcdef', lower(substr(key_hash, {n + 1}, 1))) - 1) << {60 - 4 * n})" for n in range(16))
-
-
-def _copy_hex_keys(connection: Connection) -> None:
-    """Copy the sightings of a retired hex-keyed table under their stored keys, then drop it; a copy cut short is begun again."""
-    if not inspect(connection).has_table(_HEX_TABLE):
-        return
-    present_columns = {column["name"] for column in inspect(connection).get_columns(_HEX_TABLE)}
-    names = ["kind", "dispute_id", "reported_at", *(name for name in _MATTER_COLUMNS if name in present_columns)]
+def _shorten_keys(connection: Connection) -> None:
+    """Keep only the stored part of keys written whole: by a version before `stored_key`, or by one still running beside
+    this one during an upgrade (same table and column, so both keep working). Done at every start (a scan of the table):
+    each long row is copied short, then dropped only where its short copy is there, so a row an older instance writes
+    meanwhile waits for the next start, and a start cut short changes nothing."""
+    table, short = sightings.name, STORED_KEY_LENGTH
     connection.exec_driver_sql(
-        f"INSERT INTO {sightings.name} (key_hash, {', '.join(names)}) SELECT {_hex_key_sql(connection.dialect.name)}, {', '.join(names)}"
-        f" FROM {_HEX_TABLE} WHERE true{IGNORE_DUPLICATES}"
+        f"INSERT INTO {table} (kind, key_hash, dispute_id, reported_at, category, place) SELECT kind, substr(key_hash, 1, {short}),"
+        f" dispute_id, reported_at, category, place FROM {table} WHERE length(key_hash) > {short}{IGNORE_DUPLICATES}"
     )
-    connection.exec_driver_sql(f"DROP TABLE {_HEX_TABLE}")
+    connection.exec_driver_sql(
+        f"DELETE FROM {table} WHERE length(key_hash) > {short} AND EXISTS (SELECT 1 FROM {table} AS copied WHERE copied.kind = {table}.kind"
+        f" AND copied.key_hash = substr({table}.key_hash, 1, {short}) AND copied.dispute_id = {table}.dispute_id)"
+    )
 
 
 def _holds_legacy_matters(connection: Connection) -> bool:
@@ -205,7 +187,7 @@ def _named_sql(count: int, numbered: bool) -> str:
     # key up on its own, as `present` does: a generic plan cached on an empty store must not scan the table.
     if numbered:
         return (
-            "SELECT wanted.key FROM unnest($2::bigint[]) AS wanted(key) CROSS JOIN LATERAL"
+            "SELECT wanted.key FROM unnest($2::text[]) AS wanted(key) CROSS JOIN LATERAL"
             " (SELECT 1 FROM triage_sightings WHERE kind = $1 AND key_hash = wanted.key LIMIT 1) AS found"
         )
     return f"SELECT DISTINCT key_hash FROM triage_sightings WHERE kind = ? AND key_hash IN ({', '.join(parameter_marks(False, count))})"
@@ -214,7 +196,7 @@ def _named_sql(count: int, numbered: bool) -> str:
 async def _named(connection: Any, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
     """Return which of these (kind, key) pairs the store holds any sighting of, whenever seen."""
     # Keys sharing a stored key (64 bits) are one to the store: each is named if their rows are.
-    by_kind: dict[str, dict[int, list[str]]] = defaultdict(dict)
+    by_kind: dict[str, dict[str, list[str]]] = defaultdict(dict)
     for kind, key in sorted(keys):
         by_kind[kind].setdefault(stored_key(key), []).append(key)
     numbered, found = numbered_parameters(connection), set()

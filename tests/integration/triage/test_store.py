@@ -5,7 +5,7 @@ import json
 import random
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Integer, inspect, text
+from sqlalchemy import inspect, text
 
 from schemas.disputes import DisputeReported
 from services.runtime.store import create_engine
@@ -23,7 +23,7 @@ from services.triage.correlation import (
     subject_of,
 )
 from services.triage.ruleset import DEFAULT_RULES, SameMatterSpec, load_ruleset
-from services.triage.store import TriageStore, _hex_key_sql, _matter_sql, _named_sql, _probes_sql, _windowed, stored_key
+from services.triage.store import STORED_KEY_LENGTH, TriageStore, _matter_sql, _named_sql, _probes_sql, _windowed
 from tests.support.postgres import generic_plan
 from tests.support.samples import report_payload
 
@@ -39,15 +39,15 @@ async def test_probes_and_the_named_keys_lookup_use_the_key_index_even_in_a_gene
         await engine.dispose()
     probes = _probes_sql(8, numbered=True)
     arguments = ", ".join(
-        f"'employer', {n}, now() - interval '30 days', now(), 'D-{n}', 5" for n in range(8)
+        f"'employer', 'h{n}', now() - interval '30 days', now(), 'D-{n}', 5" for n in range(8)
     )
     plan = await generic_plan(url, probes, arguments)
     assert "ix_triage_sightings_reported_at" not in plan, plan
     assert plan.count("Index Scan using triage_sightings_pkey") == 8, plan  # each probe starts from its key
-    matters = ", ".join(f"{n}, now() - interval '30 days', now(), 'D-{n}', 'neighbor', NULL, 5" for n in range(8))
+    matters = ", ".join(f"'h{n}', now() - interval '30 days', now(), 'D-{n}', 'neighbor', NULL, 5" for n in range(8))
     plan = await generic_plan(url, _matter_sql(8, numbered=True), matters)
     assert plan.count("Index Scan using triage_sightings_pkey") == 8, plan  # the same matter too starts from the party's key
-    named = await generic_plan(url, _named_sql(8, numbered=True), "'party', ARRAY[1, 2]")
+    named = await generic_plan(url, _named_sql(8, numbered=True), "'party', ARRAY['h1', 'h2']")
     assert "Index Only Scan using triage_sightings_pkey" in named and "Seq Scan on triage_sightings" not in named, named
 
 
@@ -71,8 +71,7 @@ async def test_probes_answer_as_the_windowed_probes_alone_do(database_url):
     # the answers must be what every probe's window gives when each is asked.
     rng = random.Random(7)
     start = datetime(2026, 3, 1, tzinfo=timezone.utc)
-    kinds, keys = (PARTY, EMPLOYER, MATTER), [hashlib.sha256(f"k{n}".encode()).hexdigest() for n in range(61)]
-    never_seen = keys.pop()
+    kinds, keys = (PARTY, EMPLOYER, MATTER), [f"k{n:03d}" for n in range(60)]
     seen = [
         Sighting(rng.choice(kinds), rng.choice(keys), f"D-{rng.randrange(40)}", start + timedelta(days=rng.randrange(60), hours=rng.randrange(24)))
         for _ in range(400)
@@ -80,7 +79,7 @@ async def test_probes_answer_as_the_windowed_probes_alone_do(database_url):
     asked = [
         Probe(f"e{n}", kind, key, since, since + timedelta(days=rng.choice((1, 7, 30, 90))), f"D-{rng.randrange(45)}", rng.choice((1, 3, 5)))
         for n in range(700)
-        for kind, key, since in [(rng.choice(kinds), rng.choice(keys + [never_seen] * 20), start + timedelta(days=rng.randrange(-10, 70)))]
+        for kind, key, since in [(rng.choice(kinds), rng.choice(keys + ["never-seen"] * 20), start + timedelta(days=rng.randrange(-10, 70)))]
     ]
     engine = create_engine(database_url)
     try:
@@ -123,10 +122,9 @@ async def test_a_store_from_before_party_matters_gains_the_columns_and_keeps_fin
         store = TriageStore(engine)
         await store.create()
         async with engine.connect() as connection:
-            columns = await connection.run_sync(lambda sync: {c["name"]: c["type"] for c in inspect(sync).get_columns("triage_sightings")})
-            tables = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
-        assert {"category", "place"} <= set(columns) and store.legacy_matters
-        assert isinstance(columns["key_hash"], Integer) and "triage_sightings_hex" not in tables  # keys copied as stored keys
+            columns = await connection.run_sync(lambda sync: {c["name"] for c in inspect(sync).get_columns("triage_sightings")})
+            longest = (await connection.exec_driver_sql("SELECT max(length(key_hash)) FROM triage_sightings")).scalar()
+        assert {"category", "place"} <= columns and store.legacy_matters and longest == STORED_KEY_LENGTH
         last = [subject_of(again.event_id, again, hasher, correlation)]
         stored = await store.other_disputes(probes(last, correlation))
         stored |= await store.same_matters(matter_probes(last, stored, correlation))
@@ -138,35 +136,9 @@ async def test_a_store_from_before_party_matters_gains_the_columns_and_keeps_fin
         await engine.dispose()
 
 
-# (hex key, stored key): the first 64 bits, signed; the sign bit set or not, upper- or lower-case digits.
-STORED_KEYS = [
-    ("0" * 64, 0),
-    ("0000000000000001" + "f" * 48, 1),
-    ("7fffffffffffffff" + "0" * 48, 2**63 - 1),
-    ("8000000000000000" + "0" * 48, -(2**63)),
-    ("ffffffffffffffff" + "0" * 48, -1),
-    ("FFFFFFFFFFFFFFFE" + "A" * 48, -2),
-    ("002af777d3c78e02dc1592f184025cb315eddb27881a54aeee89eac5fcd20364", 0x002AF777D3C78E02),
-    ("c9a1b2e3f4d5a6b7" + "1" * 48, 0xC9A1B2E3F4D5A6B7 - 2**64),
-]
-
-
-async def test_stored_keys_are_the_hashes_first_64_bits_signed_and_the_upgrade_sql_computes_the_same(database_url):
-    engine = create_engine(database_url)
-    try:
-        async with engine.begin() as connection:
-            await connection.exec_driver_sql("CREATE TABLE hex_keys (n INTEGER, key_hash VARCHAR(64))")
-            await connection.execute(text("INSERT INTO hex_keys VALUES (:n, :key)"), [{"n": n, "key": k} for n, (k, _) in enumerate(STORED_KEYS)])
-            computed = (await connection.exec_driver_sql(f"SELECT {_hex_key_sql(connection.dialect.name)} FROM hex_keys ORDER BY n")).scalars().all()
-        for (key, expected), in_sql in zip(STORED_KEYS, computed, strict=True):
-            assert (stored_key(key), in_sql) == (expected, expected), key
-    finally:
-        await engine.dispose()
-
-
-async def test_an_upgrade_cut_short_is_finished_on_the_next_start(database_url):
-    # Stopped after the hex-keyed table was renamed and the new one made with part of its rows: the next start
-    # copies the rest, the part already there once, and drops the renamed table.
+async def test_keys_written_whole_by_an_older_version_are_stored_short_once_at_the_next_start_and_found(database_url):
+    # An instance of the version before, still running during an upgrade, writes whole keys into the same column; a
+    # start cut short left one row both whole and short. The next start keeps each sighting once, short.
     at = datetime(2026, 3, 1, tzinfo=timezone.utc)
     keys = [hashlib.sha256(f"p{n}".encode()).hexdigest() for n in range(5)]
     engine = create_engine(database_url)
@@ -175,19 +147,15 @@ async def test_an_upgrade_cut_short_is_finished_on_the_next_start(database_url):
         await store.create()
         await store.record([], [Sighting(PARTY, keys[0], "D-0", at, "neighbor", "x")])
         async with engine.begin() as connection:
-            await connection.exec_driver_sql(
-                "CREATE TABLE triage_sightings_hex (kind VARCHAR(16) NOT NULL, key_hash VARCHAR(64) NOT NULL, dispute_id VARCHAR(64) NOT NULL,"
-                " reported_at TIMESTAMP WITH TIME ZONE NOT NULL, category VARCHAR(64), place TEXT, PRIMARY KEY (kind, key_hash, dispute_id))"
-            )
             await connection.execute(
-                text("INSERT INTO triage_sightings_hex VALUES ('party', :key, :dispute, :at, 'neighbor', 'x')"),
+                text("INSERT INTO triage_sightings VALUES ('party', :key, :dispute, :at, 'neighbor', 'x')"),
                 [{"key": k, "dispute": f"D-{n}", "at": at} for n, k in enumerate(keys)],
             )
         await TriageStore(engine).create()
+        async with engine.connect() as connection:
+            rows = (await connection.exec_driver_sql("SELECT key_hash, dispute_id FROM triage_sightings ORDER BY dispute_id")).all()
+        assert rows == [(k[:STORED_KEY_LENGTH], f"D-{n}") for n, k in enumerate(keys)]
         asked = [Probe(f"e{n}", PARTY, k, at - timedelta(days=1), at, "D-new", 5) for n, k in enumerate(keys)]
         assert await store.other_disputes(asked) == {(f"e{n}", PARTY, k): frozenset({f"D-{n}"}) for n, k in enumerate(keys)}
-        async with engine.connect() as connection:
-            assert (await connection.exec_driver_sql("SELECT count(*) FROM triage_sightings")).scalar() == len(keys)
-            assert "triage_sightings_hex" not in await connection.run_sync(lambda sync: inspect(sync).get_table_names())
     finally:
         await engine.dispose()
