@@ -21,6 +21,12 @@ T = TypeVar("T")
 # One thread for the process: writes are serialised by each service's writing lock anyway.
 _BESIDE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-beside")
 
+# Prepared statements a connection keeps, instead of sqlite3's 128. A statement with an expanding IN list is compiled
+# anew for each length a batch brings, 230-460 kB apiece at a few hundred values: over 300,000 records dispatch's
+# connection came to hold 128 of them (23 MB, still growing) and its soak peaked at 219-221 MB against the 200 MB
+# bound. With 16 it peaked at 193 MB, and dispatch and triage ran at the same rates (docs/performance.md, "Memory").
+STATEMENTS_CACHED = 16
+
 
 async def _beside(call: Callable[[], T]) -> T:
     # A cancelled caller still waits for the thread: the connection must not be used by two threads at once
@@ -160,4 +166,4 @@ class InlineConnection:
 async def connect(path: str) -> InlineConnection:
     """Open a SQLite file (or `:memory:`) for the async engine."""
     # The pool may close a connection from a finaliser on another thread; SQLite itself is threadsafe.
-    return InlineConnection(sqlite3.connect(path, check_same_thread=False))
+    return InlineConnection(sqlite3.connect(path, check_same_thread=False, cached_statements=STATEMENTS_CACHED))

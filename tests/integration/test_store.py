@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from services.runtime.inline_sqlite import STATEMENTS_CACHED
 from services.runtime.retry import Readiness, is_outage, retry_transient
 from services.runtime.settings import RetrySettings
 from services.runtime.store import (
@@ -51,6 +52,33 @@ async def test_sqlite_file_is_created_in_wal_mode(tmp_path):
             mode = (await connection.execute(text("PRAGMA journal_mode"))).scalar()
         assert mode == "wal"
         assert (tmp_path / "nested" / "triage.db").exists()
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "others, compiled_again",
+    [
+        (STATEMENTS_CACHED - 1, False),  # still among the statements kept: reused as it was compiled
+        (STATEMENTS_CACHED, True),  # pushed out by as many others as are kept
+        (100, True),  # sqlite3's own default (128) would have kept it
+    ],
+)
+async def test_a_sqlite_connection_keeps_only_its_last_statements_compiled(tmp_path, others, compiled_again):
+    # Each IN list of another length is another statement of hundreds of kB: a connection keeps only the latest few.
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'statements.db'}")
+    try:
+        async with engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            compiling: list[int] = []
+            # SQLite asks the authorizer while it compiles a statement, never when it runs one already compiled.
+            driver._conn.set_authorizer(lambda action, *_: compiling.append(action) or sqlite3.SQLITE_OK)
+            await connection.exec_driver_sql("SELECT ? AS watched", (1,))
+            for n in range(others):
+                await connection.exec_driver_sql(f"SELECT ? AS other_{n}", (n,))
+            compiling.clear()
+            await connection.exec_driver_sql("SELECT ? AS watched", (2,))
+            assert bool(compiling) == compiled_again
     finally:
         await engine.dispose()
 
