@@ -53,6 +53,7 @@ from services.runtime.reload import Reloadable
 from services.runtime.purge import purge_pages
 from services.runtime.retry import Readiness, in_transaction
 from services.runtime.settings import KafkaSettings
+from services.runtime.store import written_beside
 
 log = logging.getLogger(__name__)
 
@@ -252,11 +253,13 @@ class DispatchProcessor:
                 _take(effects, disputes, orders, by_dispute, batch)
                 aliases.update(effects.aliases)
             reports = EncodedReports()
-            await self.publish(self._outgoing(batch, reports) + dead)
-            fault_point("after_publish", "triaged")
+            outgoing = self._outgoing(batch, reports) + dead
             processed = [f"triaged:{t.source_event_id}" for _, t in fresh]
-            # processed_at is bookkeeping, never published: the clock is fine there.
-            await self.store.write(connection, batch, known_disputes, known_orders, processed, self.clock.now(), reports)
+            # Written while the outputs are published (processed_at is bookkeeping, never published: the clock is fine there).
+            now = self.clock.now()
+            async with written_beside(lambda _: self.store.write(connection, batch, known_disputes, known_orders, processed, now, reports)):
+                await self.publish(outgoing)
+                fault_point("after_publish", "triaged")
             await self.store.unpin(connection, keys)
             self._observe_issued(batch, [r for r, _ in fresh])
             for (source, how, outcome), count in Counter((e.source, e.matched_by, e.outcome) for e in batch.events if e.kind == "reported_again").items():
@@ -367,9 +370,10 @@ class DispatchProcessor:
                 batch.notices.append(self._answer(update, content, None, orders, disputes, by_dispute))
                 self.metrics.updates.labels(update.status).inc()
             reports = EncodedReports()
-            await self.publish(self._outgoing(batch, reports) + letters)
-            fault_point("after_publish", "updates")
-            await self.store.write(connection, batch, known_disputes, known_orders, list(done), now, reports, done)
+            outgoing = self._outgoing(batch, reports) + letters
+            async with written_beside(lambda _: self.store.write(connection, batch, known_disputes, known_orders, list(done), now, reports, done)):
+                await self.publish(outgoing)
+                fault_point("after_publish", "updates")
             still = {_where(r) for r in waiting}
             await self.store.park(connection, [r for r in waiting if _where(r) not in first_seen], now)
             await self.store.unpark(connection, [p for p in retried if _where(p) not in still])

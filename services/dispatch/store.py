@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -22,12 +23,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from schemas.disputes import DisputeReported, History
 from services.dispatch.lifecycle import OPEN, Dispute, Effects, Order
 from services.runtime.retention import Kept, RetentionPlan
-from services.runtime.store import aware, create_schema, insert_ignoring_duplicates, insert_rows, present, utc
+from services.runtime.store import (
+    IGNORE_DUPLICATES, Insert, aware, create_schema, insert_beside, insert_ignoring_duplicates, present, time_binder, utc,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 Pinned = tuple[str, str]  # a routing table's or holidays file's id and text
 Pin = tuple[str, str | None]  # an input's routing id and holidays id
+_DISPUTE_COLUMNS = ["dispute_id", "attempt", "level", "urgency", "report", "history", "routing_id", "holidays_id", "resolved_at"]
+_ORDER_COLUMNS = ["work_order_id", "dispute_id", "department", "role", "attempt", "level", "status", "issued_at", "due_at"]
 
 metadata = MetaData()
 disputes = Table(
@@ -165,6 +170,14 @@ def _order(row) -> Order:
     )
 
 
+def _dispute_row(d: Dispute, encode_report: Callable[[DisputeReported], bytes], moment: Callable[[datetime], Any]) -> tuple:
+    """Return a dispute's values in the order of `_DISPUTE_COLUMNS`, its time as `moment` binds it."""
+    return (
+        d.dispute_id, d.attempt, d.level, d.urgency, encode_report(d.report).decode(), d.history.model_dump_json(), d.routing_id,
+        d.holidays_id, moment(d.resolved_at) if d.resolved_at is not None else None,
+    )
+
+
 def _retained():
     needed = exists().where(orders.c.dispute_id == disputes.c.dispute_id, orders.c.status.in_(OPEN))
     return select(disputes.c.dispute_id, disputes.c.settled_at, needed.label("needed")).where(disputes.c.erased_at.is_(None))
@@ -290,57 +303,45 @@ class DispatchStore:
         connection: AsyncConnection, effects: Effects, known_disputes: set[str], known_orders: set[str], done: list[str], now,
         encode_report: Callable[[DisputeReported], bytes], hashes: Mapping[str, str] | None = None,
     ) -> None:
-        """Write a batch's effects and processed ids: bulk inserts for new rows, one bulk update each for known ones.
+        """Write a batch's effects and processed ids: one bulk update each for known rows, then the new rows' inserts beside the loop.
 
         The known ids are the rows the batch loaded, so no row is probed before it is written. `encode_report`
         gives the JSON of reports the batch has already published; `hashes` the content hash of processed ids that have one.
         """
-        dispute_rows = [
-            {
-                "key": d.dispute_id, "attempt": d.attempt, "level": d.level, "urgency": d.urgency,
-                "report": encode_report(d.report).decode(), "history": d.history.model_dump_json(), "routing_id": d.routing_id,
-                "holidays_id": d.holidays_id, "resolved_at": utc(d.resolved_at) if d.resolved_at is not None else None,
-            }
-            for d in effects.disputes.values()
+        bind, hashes = time_binder(connection), hashes or {}
+        known = [
+            dict(zip(["key", *_DISPUTE_COLUMNS[1:]], _dispute_row(d, encode_report, utc)))
+            for d in effects.disputes.values() if d.dispute_id in known_disputes
         ]
-        known = [r for r in dispute_rows if r["key"] in known_disputes]
         if known:
             # A dispute written again is in use again: a new attempt brings its report back, so retention starts over.
             await connection.execute(
                 update(disputes).where(disputes.c.dispute_id == bindparam("key"))
-                .values({
-                    **{c: bindparam(c) for c in ("attempt", "level", "urgency", "report", "history", "routing_id", "holidays_id", "resolved_at")},
-                    "settled_at": None, "erased_at": None,
-                }),
+                .values({**{c: bindparam(c) for c in _DISPUTE_COLUMNS[1:]}, "settled_at": None, "erased_at": None}),
                 known,
             )
-        fresh = [{**{k: v for k, v in r.items() if k != "key"}, "dispute_id": r["key"]} for r in dispute_rows if r["key"] not in known_disputes]
-        await insert_rows(connection, disputes, fresh)
         changed = [{"key": o.work_order_id, "status": o.status, "role": o.role} for o in effects.orders.values() if o.work_order_id in known_orders]
         if changed:
             await connection.execute(
                 update(orders).where(orders.c.work_order_id == bindparam("key")).values(status=bindparam("status"), role=bindparam("role")),
                 changed,
             )
-        new = [
-            {
-                "work_order_id": o.work_order_id, "dispute_id": o.dispute_id, "department": o.department, "role": o.role,
-                "attempt": o.attempt, "level": o.level, "status": o.status, "issued_at": utc(o.issued_at), "due_at": utc(o.due_at),
-            }
-            for o in effects.orders.values()
-            if o.work_order_id not in known_orders
-        ]
-        await insert_rows(connection, orders, new)
-        await insert_ignoring_duplicates(connection, case_aliases, [{"dispute_id": d, "case_id": c} for d, c in effects.aliases.items()])
-        await insert_ignoring_duplicates(connection, reports_taken, [
-            {"event_id": r.event_id, "case_id": r.case_id, "dispute_id": r.dispute_id, "source": r.source, "reported_at": utc(r.reported_at),
-             "outcome": r.outcome}
-            for r in effects.reports
+        # The updates ran on the loop first: the inserts then have the connection to themselves on the writer thread.
+        await insert_beside(connection, [
+            Insert(disputes, _DISPUTE_COLUMNS, [
+                _dispute_row(d, encode_report, bind) for d in effects.disputes.values() if d.dispute_id not in known_disputes
+            ]),
+            Insert(orders, _ORDER_COLUMNS, [
+                (o.work_order_id, o.dispute_id, o.department, o.role, o.attempt, o.level, o.status, bind(o.issued_at), bind(o.due_at))
+                for o in effects.orders.values()
+                if o.work_order_id not in known_orders
+            ]),
+            Insert(case_aliases, ["dispute_id", "case_id"], list(effects.aliases.items()), IGNORE_DUPLICATES),
+            Insert(reports_taken, ["event_id", "case_id", "dispute_id", "source", "reported_at", "outcome"], [
+                (r.event_id, r.case_id, r.dispute_id, r.source, bind(r.reported_at), r.outcome) for r in effects.reports
+            ], IGNORE_DUPLICATES),
+            Insert(processed, ["event_id", "processed_at", "content_hash"], [(e, bind(now), hashes.get(e)) for e in done], IGNORE_DUPLICATES),
         ])
-        hashes = hashes or {}
-        await insert_ignoring_duplicates(
-            connection, processed, [{"event_id": e, "processed_at": utc(now), "content_hash": hashes.get(e)} for e in done]
-        )
 
     async def open_orders_by_department(self) -> dict[str, int]:
         """Count open orders per department, for the gauge."""

@@ -59,12 +59,14 @@ def update(order: WorkOrderIssued, status: str) -> Record:
     return Record("workorders.updates", body.to_bytes())
 
 
-def fail_next_write(processor, published, error: Exception, first: list) -> None:
-    """Make the next store write keep what was published, move the clock three days, swap routing, disclosure and holidays and raise."""
-    write = processor.store.write
+def fail_after_next_publish(processor, published, error: Exception, first: list) -> None:
+    """Make the next publish go out, keep what it published, move the clock three days, swap routing, disclosure and holidays
+    and raise, before the batch's write commits."""
+    publish = processor.publish
 
-    async def failing(*args, **kwargs):
-        processor.store.write = write
+    async def failing(outgoing):
+        processor.publish = publish
+        await publish(outgoing)
         first.extend(published)
         processor.clock.advance(timedelta(days=3))
         assert processor.routing.offer(SWAPPED, "file")
@@ -72,7 +74,7 @@ def fail_next_write(processor, published, error: Exception, first: list) -> None
         assert processor.calendar._source.offer(MORE_HOLIDAYS, "file")
         raise error
 
-    processor.store.write = failing
+    processor.publish = failing
 
 
 async def _triaged(processor, published) -> None:
@@ -109,7 +111,7 @@ async def test_a_batch_redelivered_after_publishing_republishes_the_same_records
         before = Published(published)
         published.clear()
         first: list = []
-        fail_next_write(processor, published, failure, first)
+        fail_after_next_publish(processor, published, failure, first)
         if failure is CRASH:
             with pytest.raises(RuntimeError):
                 await batch(processor, before)
@@ -165,7 +167,7 @@ async def _again_after_the_commit(processor, published) -> None:
 
 
 async def _again_after_a_crash_before_the_commit(processor, published) -> None:
-    fail_next_write(processor, published, CRASH, [])
+    fail_after_next_publish(processor, published, CRASH, [])
     with pytest.raises(RuntimeError):
         await processor.on_triaged(_reports())
     await processor.on_triaged(_reports())
