@@ -30,7 +30,9 @@ from services.runtime.topics import TopicSpec, contract_topics, ensure_topics
 from services.simulator.population import ReportFactory
 from services.simulator.run import Stack
 from services.triage.grading import Features, Grader
+from services.dispatch import store as dispatch_store
 from services.dispatch.routing import DEFAULT_ROUTING, assign, load_routing
+from services.triage import store as triage_store
 from services.triage.handlers import Accepted, triaged_event
 from services.triage.ruleset import DEFAULT_RULES, load_ruleset
 
@@ -55,8 +57,10 @@ async def preload(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
         await producer.stop()
 
 
-async def read_timestamps(bootstrap: str, topic: str, expected: int, timeout: float) -> list[int]:
-    """Read a topic from the start until `expected` records are there; return their broker timestamps."""
+async def read_timestamps(bootstrap: str, topic: str, expected: int, timeout: float, stacks: list[Stack]) -> list[int]:
+    """Read a topic from the start until `expected` records are there; return their broker timestamps.
+
+    Raises if they are not all there in time, or once a service of `stacks` has exited: a stage then has no rate."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
@@ -65,7 +69,11 @@ async def read_timestamps(bootstrap: str, topic: str, expected: int, timeout: fl
         consumer.assign(partitions)
         stamps: list[int] = []
         deadline = time.monotonic() + timeout
-        while len(stamps) < expected and time.monotonic() < deadline:
+        while len(stamps) < expected:
+            gone = [name for stack in stacks for name, process in stack.processes.items() if process.poll() is not None]
+            if gone or time.monotonic() > deadline:
+                why = f"{', '.join(gone)} exited (see its log in the bench's workdir)" if gone else f"not within {timeout:.0f} s"
+                raise RuntimeError(f"{len(stamps)} of {expected} records on {topic}: {why}")
             for batch in (await consumer.getmany(timeout_ms=500, max_records=10000)).values():
                 stamps.extend(r.timestamp for r in batch)
         return stamps
@@ -112,17 +120,15 @@ async def drop_tables(url: str, *tables: str) -> None:
 
     connection = await asyncpg.connect(url.replace("+asyncpg", ""))
     try:
-        for table_name in tables:
-            await connection.execute(f"DROP TABLE IF EXISTS {table_name}")
+        # One statement, so tables that refer to each other go together.
+        await connection.execute(f"DROP TABLE IF EXISTS {', '.join(tables)}")
     finally:
         await connection.close()
 
 
-DISPATCH_TABLES = (
-    "dispatch_processed", "dispatch_orders", "dispatch_disputes", "dispatch_routing_pins", "dispatch_routing_tables", "dispatch_alembic_version",
-    "dispatch_parked_updates",
-)
-TRIAGE_TABLES = ("triage_processed", "triage_sightings")
+# Every table a service's store has, so a run on a database used before starts from an empty schema.
+TRIAGE_TABLES = tuple(triage_store.metadata.tables)
+DISPATCH_TABLES = (*dispatch_store.metadata.tables, "dispatch_alembic_version")
 
 
 def service_env(bootstrap: str, prefix: str, workdir: Path, database_url: str | None = None) -> dict[str, str]:
@@ -145,7 +151,7 @@ async def one_service(name: str, bootstrap: str, workdir: Path, load, output_top
     stack = Stack(service_env(bootstrap, prefix, workdir, database_url), workdir, (name,))
     stack.start()
     try:
-        stamps = await read_timestamps(bootstrap, kafka.topic(output_topic), expected(count), timeout=600)
+        stamps = await read_timestamps(bootstrap, kafka.topic(output_topic), expected(count), 600, [stack])
         return rate(stamps, count), len(stamps), stack.peak_rss_mb().get(name, 0.0)
     finally:
         stack.stop()
@@ -167,7 +173,7 @@ async def triage_instances(instances: int, bootstrap: str, workdir: Path, wire: 
             await stack.wait_ready()
         await stacks[0].wait_consuming(kafka, bootstrap, members=instances)
         await preload(bootstrap, kafka.topic(DISPUTES_REPORTED), wire)
-        stamps = await read_timestamps(bootstrap, kafka.topic(DISPUTES_TRIAGED), len(wire), timeout=600)
+        stamps = await read_timestamps(bootstrap, kafka.topic(DISPUTES_TRIAGED), len(wire), 600, stacks)
         return rate(stamps, len(wire)), len(stamps), max(s.peak_rss_mb().get("triage", 0.0) for s in stacks)
     finally:
         for stack in stacks:
