@@ -159,6 +159,13 @@ class DispatchProcessor:
     async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         return await in_transaction(self.store.engine, work, self.readiness, self.metrics.store_retries.inc, self.writing)
 
+    async def _publish_writing(self, outgoing: list[Outgoing], write: Callable[[], Awaitable[None]], inputs: str) -> None:
+        """Publish a batch's outputs while `write` writes its effects into the open transaction, which commits after both."""
+        # The write does not commit, so it need not wait for the acknowledgements `written_beside` hands it.
+        async with written_beside(lambda _: write()):
+            await self.publish(outgoing)
+            fault_point("after_publish", inputs)
+
     def _outgoing(self, effects: Effects, reports: EncodedReports) -> list[Outgoing]:
         # Each record's ce_time is its event's own time: a header must repeat on redelivery like the value.
         # Notices first: a department reading its topic in order drops a cancelled order before it takes its successor.
@@ -255,11 +262,11 @@ class DispatchProcessor:
             reports = EncodedReports()
             outgoing = self._outgoing(batch, reports) + dead
             processed = [f"triaged:{t.source_event_id}" for _, t in fresh]
-            # Written while the outputs are published (processed_at is bookkeeping, never published: the clock is fine there).
+            # processed_at is bookkeeping, never published: the clock is fine there.
             now = self.clock.now()
-            async with written_beside(lambda _: self.store.write(connection, batch, known_disputes, known_orders, processed, now, reports)):
-                await self.publish(outgoing)
-                fault_point("after_publish", "triaged")
+            await self._publish_writing(
+                outgoing, lambda: self.store.write(connection, batch, known_disputes, known_orders, processed, now, reports), "triaged"
+            )
             await self.store.unpin(connection, keys)
             self._observe_issued(batch, [r for r, _ in fresh])
             for (source, how, outcome), count in Counter((e.source, e.matched_by, e.outcome) for e in batch.events if e.kind == "reported_again").items():
@@ -371,9 +378,9 @@ class DispatchProcessor:
                 self.metrics.updates.labels(update.status).inc()
             reports = EncodedReports()
             outgoing = self._outgoing(batch, reports) + letters
-            async with written_beside(lambda _: self.store.write(connection, batch, known_disputes, known_orders, list(done), now, reports, done)):
-                await self.publish(outgoing)
-                fault_point("after_publish", "updates")
+            await self._publish_writing(
+                outgoing, lambda: self.store.write(connection, batch, known_disputes, known_orders, list(done), now, reports, done), "updates"
+            )
             still = {_where(r) for r in waiting}
             await self.store.park(connection, [r for r in waiting if _where(r) not in first_seen], now)
             await self.store.unpark(connection, [p for p in retried if _where(p) not in still])
